@@ -1,0 +1,48 @@
+# verbose — the commands a developer and CI use. `make help` lists them.
+GO        ?= go
+PKGS      ?= ./...
+FUZZTIME  ?= 30s
+STATICCHECK_VERSION ?= v0.8.2
+
+.PHONY: help test test-short check fmt vet staticcheck tidy-check fuzz bench cluster build
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build meshnode into ./bin
+	$(GO) build -o bin/meshnode ./cmd/meshnode
+
+test: ## the whole test suite, with the race detector
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+test-short: ## the fast tests only
+	$(GO) test -race -count=1 -short $(PKGS)
+
+check: fmt vet staticcheck tidy-check ## gofmt, go vet, staticcheck, go mod tidy
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+staticcheck:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) $(PKGS)
+
+tidy-check:
+	@cp go.mod /tmp/verbose-go.mod.bak; cp go.sum /tmp/verbose-go.sum.bak; \
+	$(GO) mod tidy; \
+	if ! git diff --quiet -- go.mod go.sum; then echo "go mod tidy changes go.mod/go.sum:"; git --no-pager diff -- go.mod go.sum; \
+	  cp /tmp/verbose-go.mod.bak go.mod; cp /tmp/verbose-go.sum.bak go.sum; exit 1; fi
+
+fuzz: ## run every fuzz target for FUZZTIME each
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; done
+
+bench: ## hot-path benchmarks
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+cluster: ## a local 3-node cluster (see README)
+	./testcluster/cluster.sh up 3
