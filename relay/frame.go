@@ -1,0 +1,332 @@
+package relay
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+)
+
+// FrameType is the first element of every frame's msgpack array.
+type FrameType uint8
+
+// Frame types of protocol version 1 (PROTOCOL.md).
+const (
+	FrameHello   FrameType = 1 // [1, version, channel, nodeID, boot, ack, ackBoot, window, maxFrame]
+	FrameReject  FrameType = 2 // [2, reason]
+	FrameData    FrameType = 3 // [3, seq, payload]
+	FrameAck     FrameType = 4 // [4, seq]
+	FrameControl FrameType = 5 // [5, payload]
+)
+
+func (t FrameType) String() string {
+	switch t {
+	case FrameHello:
+		return "HELLO"
+	case FrameReject:
+		return "REJECT"
+	case FrameData:
+		return "DATA"
+	case FrameAck:
+		return "ACK"
+	case FrameControl:
+		return "CTRL"
+	}
+	return fmt.Sprintf("FrameType(%d)", uint8(t))
+}
+
+// Frame is one decoded frame; only the fields of its Type are meaningful.
+type Frame struct {
+	Type    FrameType
+	Hello   Hello  // HELLO
+	Reason  string // REJECT
+	Seq     uint64 // DATA, ACK
+	Payload []byte // DATA, CTRL
+}
+
+// frameFields is the msgpack array length of each type.
+var frameFields = [...]int{FrameHello: 9, FrameReject: 2, FrameData: 3, FrameAck: 2, FrameControl: 2}
+
+// dataOverhead bounds the bytes a DATA body adds to its payload:
+// fixarray + type + uint64 seq + bin32 header.
+const dataOverhead = 1 + 1 + 9 + 5
+
+// The codec is hand-rolled for the five fixed array shapes: go-msgpack's
+// reflection costs several allocations per frame on the hot path (see
+// BenchmarkDecodeDataCodec). The bytes are plain msgpack, smallest encodings
+// first, and tests check both directions against go-msgpack's MsgpackHandle.
+
+// AppendFrame appends f, length prefix included, to dst.
+func AppendFrame(dst []byte, f Frame) []byte {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	n := 0
+	if int(f.Type) < len(frameFields) {
+		n = frameFields[f.Type]
+	}
+	dst = append(dst, 0x90|byte(n))
+	dst = append(dst, byte(f.Type))
+	switch f.Type {
+	case FrameHello:
+		h := f.Hello
+		dst = appendUint(dst, uint64(max(h.Version, 0)))
+		dst = appendStr(dst, h.Channel)
+		dst = appendStr(dst, h.NodeID)
+		dst = appendUint(dst, h.Boot)
+		dst = appendUint(dst, h.Ack)
+		dst = appendUint(dst, h.AckBoot)
+		dst = appendUint(dst, uint64(max(h.Window, 0)))
+		dst = appendUint(dst, uint64(max(h.MaxFrame, 0)))
+	case FrameReject:
+		dst = appendStr(dst, f.Reason)
+	case FrameData:
+		dst = appendUint(dst, f.Seq)
+		dst = appendBin(dst, f.Payload)
+	case FrameAck:
+		dst = appendUint(dst, f.Seq)
+	case FrameControl:
+		dst = appendBin(dst, f.Payload)
+	}
+	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
+	return dst
+}
+
+// ReadFrame reads one frame. A declared length over maxSize fails with
+// ErrFrameTooLarge before anything is allocated; a body that is not a valid
+// version-1 frame fails with ErrBadFrame. The returned Payload aliases a
+// fresh buffer owned by the caller.
+func ReadFrame(r io.Reader, maxSize int) (Frame, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return Frame{}, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if uint64(n) > uint64(maxSize) {
+		return Frame{}, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, maxSize)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return Frame{}, err
+	}
+	return DecodeFrame(body)
+}
+
+// DecodeFrame decodes one frame body (without its length prefix). Payload
+// and strings alias or copy from body; body must not be reused while the
+// payload is in use.
+func DecodeFrame(body []byte) (Frame, error) {
+	d := decoder{b: body}
+	n := d.arrayLen()
+	t := FrameType(d.uint())
+	if d.err != nil {
+		return Frame{}, d.fail("frame header")
+	}
+	if t == 0 || int(t) >= len(frameFields) {
+		return Frame{}, fmt.Errorf("%w: unknown frame type %d", ErrBadFrame, uint64(t))
+	}
+	if n != frameFields[t] {
+		return Frame{}, fmt.Errorf("%w: %s has %d fields, want %d", ErrBadFrame, t, n, frameFields[t])
+	}
+	f := Frame{Type: t}
+	switch t {
+	case FrameHello:
+		h := &f.Hello
+		h.Version = d.int()
+		h.Channel = d.str()
+		h.NodeID = d.str()
+		h.Boot = d.uint()
+		h.Ack = d.uint()
+		h.AckBoot = d.uint()
+		h.Window = d.int()
+		h.MaxFrame = d.int()
+	case FrameReject:
+		f.Reason = d.str()
+	case FrameData:
+		f.Seq = d.uint()
+		f.Payload = d.bytes()
+	case FrameAck:
+		f.Seq = d.uint()
+	case FrameControl:
+		f.Payload = d.bytes()
+	}
+	if d.err != nil {
+		return Frame{}, d.fail(t.String())
+	}
+	if len(d.b) != 0 {
+		return Frame{}, fmt.Errorf("%w: %d trailing bytes after %s", ErrBadFrame, len(d.b), t)
+	}
+	return f, nil
+}
+
+func appendUint(b []byte, v uint64) []byte {
+	switch {
+	case v < 0x80:
+		return append(b, byte(v))
+	case v <= math.MaxUint8:
+		return append(b, 0xcc, byte(v))
+	case v <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, 0xcd), uint16(v))
+	case v <= math.MaxUint32:
+		return binary.BigEndian.AppendUint32(append(b, 0xce), uint32(v))
+	}
+	return binary.BigEndian.AppendUint64(append(b, 0xcf), v)
+}
+
+func appendStr(b []byte, s string) []byte {
+	switch n := len(s); {
+	case n < 32:
+		b = append(b, 0xa0|byte(n))
+	case n <= math.MaxUint8:
+		b = append(b, 0xd9, byte(n))
+	case n <= math.MaxUint16:
+		b = binary.BigEndian.AppendUint16(append(b, 0xda), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint32(append(b, 0xdb), uint32(n))
+	}
+	return append(b, s...)
+}
+
+func appendBin(b []byte, p []byte) []byte {
+	switch n := len(p); {
+	case n <= math.MaxUint8:
+		b = append(b, 0xc4, byte(n))
+	case n <= math.MaxUint16:
+		b = binary.BigEndian.AppendUint16(append(b, 0xc5), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint32(append(b, 0xc6), uint32(n))
+	}
+	return append(b, p...)
+}
+
+// decoder reads the msgpack subset frames use. The first error sticks; every
+// length is checked against the bytes left before it is used, so a hostile
+// length never causes an allocation.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+var errShort = errors.New("truncated")
+
+func (d *decoder) fail(what string) error {
+	return fmt.Errorf("%w: %s: %v", ErrBadFrame, what, d.err)
+}
+
+func (d *decoder) take(n uint64) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.err = errShort
+		return nil
+	}
+	p := d.b[:n:n]
+	d.b = d.b[n:]
+	return p
+}
+
+func (d *decoder) byte() byte {
+	p := d.take(1)
+	if p == nil {
+		return 0
+	}
+	return p[0]
+}
+
+func (d *decoder) be(n uint64) uint64 {
+	p := d.take(n)
+	var v uint64
+	for _, c := range p {
+		v = v<<8 | uint64(c)
+	}
+	return v
+}
+
+func (d *decoder) arrayLen() int {
+	c := d.byte()
+	switch {
+	case d.err != nil:
+		return 0
+	case c&0xf0 == 0x90:
+		return int(c & 0x0f)
+	case c == 0xdc:
+		return int(d.be(2))
+	case c == 0xdd:
+		return int(d.be(4))
+	}
+	d.err = fmt.Errorf("want array, got 0x%02x", c)
+	return 0
+}
+
+// uint accepts every msgpack integer encoding of a non-negative value.
+func (d *decoder) uint() uint64 {
+	c := d.byte()
+	switch {
+	case d.err != nil:
+		return 0
+	case c < 0x80:
+		return uint64(c)
+	case c >= 0xcc && c <= 0xcf:
+		return d.be(1 << (c - 0xcc))
+	case c >= 0xd0 && c <= 0xd3:
+		n := uint64(1) << (c - 0xd0)
+		v := d.be(n)
+		if d.err == nil && v>>(n*8-1) != 0 {
+			d.err = errors.New("negative integer")
+		}
+		return v
+	}
+	d.err = fmt.Errorf("want unsigned integer, got 0x%02x", c)
+	return 0
+}
+
+func (d *decoder) int() int {
+	v := d.uint()
+	if v > math.MaxInt32 {
+		if d.err == nil {
+			d.err = fmt.Errorf("integer %d out of range", v)
+		}
+		return 0
+	}
+	return int(v)
+}
+
+// raw reads a str or bin header and returns the bytes; old-spec encoders
+// (go-msgpack without WriteExt) write []byte as str, so both are accepted,
+// and nil as an empty value.
+func (d *decoder) raw() []byte {
+	c := d.byte()
+	var n uint64
+	switch {
+	case d.err != nil:
+		return nil
+	case c == 0xc0:
+		return nil
+	case c&0xe0 == 0xa0:
+		n = uint64(c & 0x1f)
+	case c == 0xd9 || c == 0xc4:
+		n = d.be(1)
+	case c == 0xda || c == 0xc5:
+		n = d.be(2)
+	case c == 0xdb || c == 0xc6:
+		n = d.be(4)
+	default:
+		d.err = fmt.Errorf("want str or bin, got 0x%02x", c)
+		return nil
+	}
+	return d.take(n)
+}
+
+func (d *decoder) str() string { return string(d.raw()) }
+
+func (d *decoder) bytes() []byte {
+	p := d.raw()
+	if p == nil && d.err == nil {
+		return []byte{}
+	}
+	return p
+}

@@ -1,0 +1,318 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// machine is the link protocol with no IO: the driver feeds it inputs (Send,
+// Connected, Receive, Delivered, Disconnected, Tick) with the current time and
+// carries out its outputs (AppendPending's bytes, the payload to deliver, the
+// error that ends a connection, events from takeEvents). Not safe for
+// concurrent use; the Link guards it with a mutex.
+type machine struct {
+	cfg      Config
+	outbound bool
+
+	// Outbound direction. pay holds the unacknowledged payloads of the
+	// contiguous seqs lastSeq-buffered()+1 .. lastSeq.
+	pay     [][]byte
+	head    int
+	lastSeq uint64 // last seq assigned; seqs start at 1 per boot
+	sent    uint64 // highest seq written on the current connection
+	acked   uint64 // highest seq the remote acknowledged
+
+	// Inbound direction, relative to the remote boot peerBoot.
+	peerBoot  uint64
+	received  uint64 // highest seq accepted (duplicates are <= this)
+	delivered uint64 // highest seq the handler has returned from: what we ack
+	ackSent   uint64
+	ackDue    bool
+	ackEvery  uint64
+
+	// Connection.
+	up, everUp bool
+	peer       Hello
+	control    [][]byte
+	lastRx     time.Time // last frame received
+	lastTx     time.Time // last bytes handed to the writer
+	lastAck    time.Time // last ACK handed to the writer
+	downSince  time.Time // start of the current disconnection (or of the link)
+	expired    bool      // Expired already reported for this disconnection
+
+	events []Event
+}
+
+func newMachine(cfg Config, outbound bool, now time.Time) *machine {
+	return &machine{cfg: cfg, outbound: outbound, downSince: now, ackEvery: 1}
+}
+
+func (m *machine) buffered() int { return len(m.pay) - m.head }
+
+// firstSeq is the seq of the oldest buffered payload.
+func (m *machine) firstSeq() uint64 { return m.lastSeq - uint64(m.buffered()) + 1 }
+
+func (m *machine) emit(ev Event) {
+	if ev.PeerID == "" {
+		ev.PeerID = m.peer.NodeID
+	}
+	m.events = append(m.events, ev)
+}
+
+func (m *machine) takeEvents() []Event {
+	ev := m.events
+	m.events = nil
+	return ev
+}
+
+// hello is what we tell the remote at the start of a connection.
+func (m *machine) hello() Hello {
+	return Hello{
+		Version: Version, Channel: m.cfg.Channel, NodeID: m.cfg.NodeID, Boot: m.cfg.Boot,
+		Ack: m.delivered, AckBoot: m.peerBoot, Window: m.cfg.BufferMax, MaxFrame: m.cfg.MaxFrameSize,
+	}
+}
+
+// checkHello validates a remote HELLO against our config. Its text is what a
+// REJECT frame carries.
+func checkHello(cfg Config, h Hello) error {
+	switch {
+	case h.Version != Version:
+		return fmt.Errorf("relay: protocol version mismatch: remote %d, local %d", h.Version, Version)
+	case h.Channel != cfg.Channel:
+		return fmt.Errorf("relay: channel mismatch: remote %q, local %q", h.Channel, cfg.Channel)
+	case h.NodeID == "":
+		return errors.New("relay: bad hello: empty node id")
+	case h.Boot == 0:
+		return errors.New("relay: bad hello: zero boot id")
+	case h.Window < 1:
+		return fmt.Errorf("relay: bad hello: window %d", h.Window)
+	case h.MaxFrame < minFrameSize:
+		return fmt.Errorf("relay: bad hello: max frame %d", h.MaxFrame)
+	}
+	return nil
+}
+
+// frameLimit is the largest body both sides accept.
+func (m *machine) frameLimit() int {
+	if m.peer.MaxFrame > 0 {
+		return min(m.cfg.MaxFrameSize, m.peer.MaxFrame)
+	}
+	return m.cfg.MaxFrameSize
+}
+
+// Send appends a payload to the retransmit buffer. A full buffer drops its
+// oldest entry; a payload that can never fit a frame is dropped at once. Both
+// are reported as Overflow, coalesced while the events are not drained.
+func (m *machine) Send(p []byte) {
+	if len(p)+dataOverhead > m.frameLimit() {
+		m.emit(Event{Kind: EventOverflow, Dropped: 1,
+			Err: fmt.Errorf("%w: payload of %d bytes, limit %d", ErrFrameTooLarge, len(p), m.frameLimit()-dataOverhead)})
+		return
+	}
+	if m.buffered() >= m.cfg.BufferMax {
+		m.popFront(1)
+		if n := len(m.events); n > 0 && m.events[n-1].Kind == EventOverflow && m.events[n-1].Err == nil {
+			m.events[n-1].Dropped++
+		} else {
+			m.emit(Event{Kind: EventOverflow, Dropped: 1})
+		}
+	}
+	m.lastSeq++
+	m.pay = append(m.pay, p)
+}
+
+func (m *machine) popFront(n int) {
+	clear(m.pay[m.head : m.head+n]) // let the payloads be collected
+	m.head += n
+	if m.head == len(m.pay) {
+		m.pay, m.head = m.pay[:0], 0
+	} else if m.head >= 64 && m.head*2 >= len(m.pay) {
+		k := copy(m.pay, m.pay[m.head:])
+		clear(m.pay[k:])
+		m.pay, m.head = m.pay[:k], 0
+	}
+}
+
+// ackUpTo frees every buffered payload with seq <= seq.
+func (m *machine) ackUpTo(seq uint64) {
+	if seq > m.lastSeq {
+		seq = m.lastSeq
+	}
+	if first := m.firstSeq(); m.buffered() > 0 && seq >= first {
+		m.popFront(int(seq - first + 1))
+	}
+	m.sent = max(m.sent, seq)
+	if seq > m.acked {
+		m.acked = seq
+		m.emit(Event{Kind: EventAcknowledge, Seq: seq})
+	}
+}
+
+// Connected starts a connection after the HELLO exchange: it resets the
+// receive state if the remote restarted and queues the resend.
+func (m *machine) Connected(remote Hello, now time.Time) {
+	if remote.Boot != m.peerBoot {
+		m.peerBoot, m.received, m.delivered, m.ackSent = remote.Boot, 0, 0, 0
+	}
+	m.sent = 0 // resend everything buffered unless the remote says otherwise
+	if remote.AckBoot == m.cfg.Boot {
+		m.ackUpTo(remote.Ack)
+	}
+	m.peer = remote
+	m.ackEvery = uint64(max(1, remote.Window/4))
+	m.up, m.ackDue, m.control = true, false, nil
+	m.lastRx, m.lastTx, m.lastAck = now, now, now
+	m.expired = false
+	m.emit(Event{Kind: EventHandshake})
+	if m.outbound && m.everUp {
+		m.emit(Event{Kind: EventReconnect})
+	}
+	m.everUp = true
+}
+
+// Disconnected ends the current connection.
+func (m *machine) Disconnected(err error, now time.Time) {
+	if !m.up {
+		return
+	}
+	m.up, m.ackDue, m.control = false, false, nil
+	m.downSince = now
+	m.emit(Event{Kind: EventDisconnect, Err: err})
+}
+
+// Receive handles one frame of an established connection. It returns the
+// payload to hand to the handler (with its seq, for Delivered) or a control
+// payload; a non-nil error means the connection must be dropped.
+func (m *machine) Receive(f Frame, now time.Time) (deliver []byte, seq uint64, control []byte, err error) {
+	if !m.up {
+		return nil, 0, nil, ErrClosed
+	}
+	m.lastRx = now
+	switch f.Type {
+	case FrameData:
+		if f.Seq <= m.received {
+			return nil, 0, nil, nil // a resent duplicate
+		}
+		// A jump over missing seqs is accepted: the sender dropped them by
+		// overflow or expiry and has reported it.
+		m.received = f.Seq
+		return f.Payload, f.Seq, nil, nil
+	case FrameAck:
+		if f.Seq > m.lastSeq {
+			return nil, 0, nil, fmt.Errorf("%w: ack %d beyond last sent seq %d", ErrBadFrame, f.Seq, m.lastSeq)
+		}
+		m.ackUpTo(f.Seq)
+		return nil, 0, nil, nil
+	case FrameControl:
+		return nil, 0, f.Payload, nil
+	case FrameReject:
+		return nil, 0, nil, fmt.Errorf("%w: %s", ErrRejected, f.Reason)
+	}
+	return nil, 0, nil, fmt.Errorf("%w: unexpected %s after the handshake", ErrBadFrame, f.Type)
+}
+
+// Delivered records that the handler has returned for seq: it becomes
+// acknowledgeable, and at every window/4 unacknowledged frames an ACK is due
+// at once so that a busy sender never waits for the ack timer.
+func (m *machine) Delivered(seq uint64) {
+	m.delivered = max(m.delivered, seq)
+	if m.up && m.delivered-m.ackSent >= m.ackEvery {
+		m.ackDue = true
+	}
+}
+
+// SendControl queues an unsequenced CTRL frame; false when not connected.
+func (m *machine) SendControl(p []byte) bool {
+	if !m.up || len(p)+dataOverhead > m.frameLimit() {
+		return false
+	}
+	m.control = append(m.control, p)
+	return true
+}
+
+// Pending reports whether AppendPending has anything to write.
+func (m *machine) Pending() bool {
+	return m.up && (m.ackDue || len(m.control) > 0 || m.sent < m.lastSeq && m.buffered() > 0)
+}
+
+// AppendPending appends the frames due now to dst: control frames, an ACK if
+// due, then DATA from the resend point on, stopping once dst exceeds limit
+// bytes so that one batch stays bounded.
+func (m *machine) AppendPending(dst []byte, now time.Time, limit int) []byte {
+	if !m.up {
+		return dst
+	}
+	start := len(dst)
+	for i, p := range m.control {
+		dst = AppendFrame(dst, Frame{Type: FrameControl, Payload: p})
+		m.control[i] = nil
+	}
+	m.control = m.control[:0]
+	if m.ackDue {
+		dst = AppendFrame(dst, Frame{Type: FrameAck, Seq: m.delivered})
+		m.ackSent, m.ackDue, m.lastAck = m.delivered, false, now
+	}
+	if m.buffered() > 0 {
+		first := m.firstSeq()
+		for seq := max(m.sent+1, first); seq <= m.lastSeq && len(dst) < limit; seq++ {
+			dst = AppendFrame(dst, Frame{Type: FrameData, Seq: seq, Payload: m.pay[m.head+int(seq-first)]})
+			m.sent = seq
+		}
+	}
+	if len(dst) > start {
+		m.lastTx = now
+	}
+	return dst
+}
+
+// Tick advances time. Connected: it fails the connection with ErrTimeout
+// after Timeout without a frame, and makes an ACK due for the ack timer or as
+// a heartbeat. Disconnected for BufferTimeout: it forgets the buffer, reports
+// Expired and returns expired=true (an inbound link then stops for good).
+func (m *machine) Tick(now time.Time) (expired bool, err error) {
+	if m.up {
+		if idle := now.Sub(m.lastRx); idle >= m.cfg.Timeout {
+			return false, fmt.Errorf("%w: no frame for %s", ErrTimeout, idle)
+		}
+		if m.delivered > m.ackSent && now.Sub(m.lastAck) >= m.cfg.AckInterval {
+			m.ackDue = true
+		}
+		if now.Sub(m.lastTx) >= m.cfg.heartbeat() {
+			m.ackDue = true
+		}
+		return false, nil
+	}
+	if now.Sub(m.downSince) < m.cfg.BufferTimeout {
+		return false, nil
+	}
+	n := m.buffered()
+	if n > 0 {
+		m.popFront(n)
+	}
+	m.sent = m.lastSeq
+	if !m.expired || n > 0 {
+		m.emit(Event{Kind: EventExpired, Dropped: n})
+	}
+	m.expired = true
+	m.downSince = now // a dialing link keeps buffering; expire that again later
+	return true, nil
+}
+
+// NextDeadline is when Tick next has something to do.
+func (m *machine) NextDeadline() time.Time {
+	if !m.up {
+		return m.downSince.Add(m.cfg.BufferTimeout)
+	}
+	d := m.lastRx.Add(m.cfg.Timeout)
+	if hb := m.lastTx.Add(m.cfg.heartbeat()); hb.Before(d) {
+		d = hb
+	}
+	if m.delivered > m.ackSent {
+		if a := m.lastAck.Add(m.cfg.AckInterval); a.Before(d) {
+			d = a
+		}
+	}
+	return d
+}
