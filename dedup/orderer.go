@@ -1,0 +1,188 @@
+package dedup
+
+import (
+	"math"
+	"time"
+)
+
+// Orderer releases each (origin, boot)'s events in seq order, exactly once.
+// The zero value is not usable; call New. Not safe for concurrent use.
+type Orderer[T any] struct {
+	cfg     Config
+	origins map[string]*originState[T]
+	// pending lists the boots with held events, so that Tick and NextDeadline
+	// cost the number of open gaps, not the number of origins.
+	pending []*bootState[T]
+	stats   Stats
+	maxSkip int // skipped ranges kept per boot: maxSkipRanges, lowered by tests
+}
+
+// New returns an empty Orderer; zero fields of cfg take their defaults.
+func New[T any](cfg Config) *Orderer[T] {
+	return &Orderer[T]{
+		cfg:     cfg.withDefaults(),
+		origins: make(map[string]*originState[T]),
+		maxSkip: maxSkipRanges,
+	}
+}
+
+// Offer takes one arrival. fresh is false for a duplicate (already delivered,
+// held, or stale), in which case v is dropped. When fresh, ready lists what can
+// now be released in order (v itself and any held successors), appended to buf
+// (pass nil or a reused slice to avoid allocation); v may instead be held, and
+// a late v (a seq already skipped) is released at once, out of order. Admitting
+// a new boot that pushes out an old one also appends the old boot's held events.
+// now starts the grace timer of a newly held gap and marks the origin active.
+func (o *Orderer[T]) Offer(origin string, boot, seq uint64, v T, now time.Time, buf []T) (ready []T, fresh bool) {
+	// seq below boot cannot exist; MaxUint64 is refused so that next never wraps.
+	if seq < boot || seq == math.MaxUint64 {
+		o.stats.Stale++
+		return buf, false
+	}
+	s := o.origins[origin]
+	if s == nil {
+		s = &originState[T]{}
+		o.origins[origin] = s
+	}
+	s.last = now
+	b := s.find(boot)
+	if b == nil {
+		if b, buf = o.addBoot(s, boot, buf); b == nil {
+			o.stats.Stale++
+			return buf, false
+		}
+	}
+	// The fast path: the expected seq with nothing waiting behind it.
+	if seq == b.next && len(b.held) == 0 {
+		b.next++
+		o.stats.Fresh++
+		return append(buf, v), true
+	}
+	return o.offerSlow(b, seq, v, now, buf)
+}
+
+func (o *Orderer[T]) offerSlow(b *bootState[T], seq uint64, v T, now time.Time, buf []T) ([]T, bool) {
+	if seq < b.next {
+		if b.takeSkipped(seq) {
+			b.trimSkipped(o.maxSkip) // a split may have added one
+			o.stats.Fresh++
+			o.stats.Late++
+			return append(buf, v), true
+		}
+		if seq < b.forgottenBelow {
+			o.stats.Stale++
+		} else {
+			o.stats.Duplicates++
+		}
+		return buf, false
+	}
+	i, found := b.searchHeld(seq)
+	if found {
+		o.stats.Duplicates++
+		return buf, false
+	}
+	o.stats.Fresh++
+	if window := uint64(o.cfg.Window); seq-b.next >= window {
+		// Make room: the oldest part of the gap is declared lost now.
+		buf = o.advance(b, seq-window+1, buf)
+		i, _ = b.searchHeld(seq)
+	}
+	if seq == b.next {
+		b.next++
+		return o.releaseContiguous(b, append(buf, v)), true
+	}
+	o.hold(b, i, seq, v, now)
+	return buf, true
+}
+
+// addBoot starts tracking a boot of s. It returns nil (the arrival is stale)
+// when the boot is at or below one already forgotten, or when every tracked
+// boot is newer and there is no room. Otherwise, at MaxBoots, the oldest boot
+// is pushed out: its held events are released into buf first (their gaps
+// skipped), since nothing could deliver them later.
+func (o *Orderer[T]) addBoot(s *originState[T], boot uint64, buf []T) (*bootState[T], []T) {
+	if s.hasForgotten && boot <= s.lastForgotten {
+		return nil, buf
+	}
+	nb := &bootState[T]{boot: boot, next: boot, pending: -1}
+	if len(s.boots) < o.cfg.MaxBoots {
+		s.boots = append(s.boots, nb)
+		return nb, buf
+	}
+	oldest := 0
+	for i, b := range s.boots {
+		if b.boot < s.boots[oldest].boot {
+			oldest = i
+		}
+	}
+	old := s.boots[oldest]
+	if boot < old.boot {
+		return nil, buf
+	}
+	if n := len(old.held); n > 0 {
+		buf = o.advance(old, old.held[n-1].seq+1, buf)
+	}
+	s.lastForgotten, s.hasForgotten = old.boot, true
+	s.boots[oldest] = nb
+	return nb, buf
+}
+
+// Tick releases held events whose gap has waited Grace (skipping the gap),
+// forgets idle origins when IdleTimeout > 0, and returns what became ready
+// (appended to buf), in per-(origin, boot) seq order. It costs the number of
+// open gaps, plus the number of origins when IdleTimeout > 0.
+func (o *Orderer[T]) Tick(now time.Time, buf []T) []T {
+	// Downwards, so that a boot leaving pending (swapped with the last, already
+	// visited) does not hide one not yet visited.
+	for i := len(o.pending) - 1; i >= 0; i-- {
+		b := o.pending[i]
+		for len(b.held) > 0 && !now.Before(b.gapSince.Add(o.cfg.Grace)) {
+			buf = o.advance(b, b.held[0].seq, buf)
+		}
+	}
+	if o.cfg.IdleTimeout > 0 {
+		for name, s := range o.origins {
+			// An origin still holding events is not idle: its gap has a timer.
+			if now.Sub(s.last) > o.cfg.IdleTimeout && !s.holding() {
+				delete(o.origins, name)
+			}
+		}
+	}
+	return buf
+}
+
+// NextDeadline reports the earliest time a held gap expires (ok=false if
+// nothing is held), so the caller can arm a timer instead of polling. Idle
+// origins have no deadline: the caller also ticks now and then if it set
+// IdleTimeout.
+func (o *Orderer[T]) NextDeadline() (t time.Time, ok bool) {
+	for _, b := range o.pending {
+		if !ok || b.gapSince.Before(t) {
+			t, ok = b.gapSince, true
+		}
+	}
+	if ok {
+		t = t.Add(o.cfg.Grace)
+	}
+	return t, ok
+}
+
+// Stats returns the counters.
+func (o *Orderer[T]) Stats() Stats {
+	s := o.stats
+	s.Origins = len(o.origins)
+	return s
+}
+
+// Forget drops all state of an origin, held events included (they are not
+// released). Its events look new afterwards.
+func (o *Orderer[T]) Forget(origin string) {
+	s := o.origins[origin]
+	if s == nil {
+		return
+	}
+	for _, b := range s.boots {
+		o.discard(b)
+	}
+	delete(o.origins, origin)
+}
