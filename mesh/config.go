@@ -1,0 +1,174 @@
+package mesh
+
+import (
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-metrics"
+
+	"github.com/verbosemesh/verbose/membership"
+)
+
+// Defaults, as in the seed library's options.
+const (
+	DefaultChannel             = "default"
+	DefaultTimeout             = 60 * time.Second
+	DefaultBufferTimeout       = 15 * time.Minute
+	DefaultBufferMax           = 1000
+	DefaultAcknowledgeInterval = time.Second
+	DefaultMaxPeers            = 1000
+	DefaultReorderTimeout      = time.Second
+	DefaultHandlerQueue        = 16384
+	DefaultMaxFrameSize        = 1 << 20
+)
+
+// Config configures a Node. The zero value of every field means its default.
+type Config struct {
+	// NodeID identifies this node to its peers. Default: a random UUID.
+	NodeID string
+	// Channel is the cluster name: peers and members of another channel are
+	// refused at the handshake, and memberlist's Label keeps gossip apart.
+	Channel string
+	// Timeout drops and redials a link with no traffic (heartbeats count)
+	// for this long. It also bounds the handshake and Emit's back-pressure.
+	Timeout time.Duration
+	// BufferTimeout is how long events unacknowledged by a peer are kept for
+	// it; a peer gone this long is forgotten.
+	BufferTimeout time.Duration
+	// BufferMax is the most unacknowledged events kept per peer.
+	BufferMax int
+	// AcknowledgeInterval is how often a receiver acknowledges; it also acks
+	// as soon as a quarter of the sender's window is unacknowledged.
+	AcknowledgeInterval time.Duration
+	// MaxPeers is the most relay links at once.
+	MaxPeers int
+	// Transport carries relay links. Default: TCP().
+	Transport Transport
+	// GossipAddr is the memberlist bind address (host:port, port 0 picks a
+	// free one). Empty: no membership, links only by Connect.
+	GossipAddr string
+	// AdvertiseAddr is the gossip address other members should use, when
+	// the bind address is not reachable from them.
+	AdvertiseAddr string
+	// GossipKey is memberlist's encryption key: 16, 24 or 32 bytes.
+	GossipKey []byte
+	// Logger receives the node's logs, memberlist's included. Default:
+	// hclog at Info to stderr.
+	Logger hclog.Logger
+
+	// ReorderTimeout is how long delivery of an origin's events waits for a
+	// missing earlier event before declaring it lost and moving on (a node
+	// that joins mid-stream waits this long once per origin). Default 1s.
+	ReorderTimeout time.Duration
+	// HandlerQueue bounds the events waiting for this node's handlers. When a
+	// slow handler lets it fill up, further deliveries to handlers are
+	// dropped, counted and reported (an Overflow PeerEvent with no Peer);
+	// relaying to other nodes is never held back by a slow handler.
+	HandlerQueue int
+	// MaxFrameSize is the largest relay frame accepted. Default 1 MiB.
+	MaxFrameSize int
+	// MetricSink receives memberlist's metrics (hashicorp/go-metrics).
+	MetricSink metrics.MetricSink
+	// GossipTransport replaces memberlist's UDP/TCP transport, for
+	// in-memory clusters in tests (see membership.NewMockNetwork).
+	GossipTransport membership.Transport
+	// FastGossip shortens memberlist's probe and gossip intervals so that
+	// failures are detected within a second or two. For tests.
+	FastGossip bool
+}
+
+func (c Config) withDefaults() Config {
+	if c.Channel == "" {
+		c.Channel = DefaultChannel
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.BufferTimeout == 0 {
+		c.BufferTimeout = DefaultBufferTimeout
+	}
+	if c.BufferMax == 0 {
+		c.BufferMax = DefaultBufferMax
+	}
+	if c.AcknowledgeInterval == 0 {
+		c.AcknowledgeInterval = DefaultAcknowledgeInterval
+	}
+	if c.MaxPeers == 0 {
+		c.MaxPeers = DefaultMaxPeers
+	}
+	if c.ReorderTimeout == 0 {
+		c.ReorderTimeout = DefaultReorderTimeout
+	}
+	if c.HandlerQueue == 0 {
+		c.HandlerQueue = DefaultHandlerQueue
+	}
+	if c.MaxFrameSize == 0 {
+		c.MaxFrameSize = DefaultMaxFrameSize
+	}
+	return c
+}
+
+// Validate reports the first invalid field of c, by name. Zero values are
+// valid: they mean the default.
+func (c Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return fmt.Errorf("%w: %s %s", ErrInvalidConfig, field, fmt.Sprintf(format, args...))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"Timeout", c.Timeout},
+		{"BufferTimeout", c.BufferTimeout},
+		{"AcknowledgeInterval", c.AcknowledgeInterval},
+		{"ReorderTimeout", c.ReorderTimeout},
+	} {
+		if d.v < 0 {
+			return bad(d.name, "must not be negative, got %v", d.v)
+		}
+	}
+	if c.BufferMax < 0 {
+		return bad("BufferMax", "must be at least 1, got %d", c.BufferMax)
+	}
+	if c.MaxPeers < 0 {
+		return bad("MaxPeers", "must be at least 1, got %d", c.MaxPeers)
+	}
+	if c.HandlerQueue < 0 {
+		return bad("HandlerQueue", "must be at least 1, got %d", c.HandlerQueue)
+	}
+	if c.MaxFrameSize < 0 || (c.MaxFrameSize > 0 && c.MaxFrameSize < 1024) {
+		return bad("MaxFrameSize", "must be at least 1024, got %d", c.MaxFrameSize)
+	}
+	if len(c.NodeID) > 256 {
+		return bad("NodeID", "must be at most 256 bytes, got %d", len(c.NodeID))
+	}
+	if len(c.Channel) > 128 {
+		return bad("Channel", "must be at most 128 bytes, got %d", len(c.Channel))
+	}
+	switch len(c.GossipKey) {
+	case 0, 16, 24, 32:
+	default:
+		return bad("GossipKey", "must be 16, 24 or 32 bytes, got %d", len(c.GossipKey))
+	}
+	for _, a := range []struct{ name, v string }{
+		{"GossipAddr", c.GossipAddr},
+		{"AdvertiseAddr", c.AdvertiseAddr},
+	} {
+		if a.v == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			return bad(a.name, "is not a host:port: %v", err)
+		}
+	}
+	gossip := c.GossipAddr != "" || c.GossipTransport != nil
+	if c.AdvertiseAddr != "" && !gossip {
+		return bad("AdvertiseAddr", "needs GossipAddr")
+	}
+	if len(c.GossipKey) > 0 && !gossip {
+		return bad("GossipKey", "needs GossipAddr")
+	}
+	return nil
+}

@@ -1,0 +1,246 @@
+package mesh
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// handlerTable holds the On and OnPeer registrations, copy-on-write so that
+// the dispatcher reads it without a lock.
+type handlerTable struct {
+	mu    sync.Mutex
+	snap  atomic.Pointer[handlerSnap]
+	nextN uint64
+}
+
+type handlerSnap struct {
+	byName map[string][]*eventHandler
+	peer   []*peerHandler
+}
+
+type eventHandler struct{ fn func(Event) }
+type peerHandler struct{ fn func(PeerEvent) }
+
+func newHandlerTable() *handlerTable {
+	t := &handlerTable{}
+	t.snap.Store(&handlerSnap{byName: map[string][]*eventHandler{}})
+	return t
+}
+
+func (t *handlerTable) update(f func(s *handlerSnap)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := t.snap.Load()
+	s := &handlerSnap{byName: make(map[string][]*eventHandler, len(old.byName)), peer: append([]*peerHandler(nil), old.peer...)}
+	for k, v := range old.byName {
+		s.byName[k] = append([]*eventHandler(nil), v...)
+	}
+	f(s)
+	t.snap.Store(s)
+}
+
+func (t *handlerTable) on(name string, fn func(Event)) func() {
+	h := &eventHandler{fn: fn}
+	t.update(func(s *handlerSnap) { s.byName[name] = append(s.byName[name], h) })
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			t.update(func(s *handlerSnap) {
+				hs := s.byName[name]
+				for i, x := range hs {
+					if x == h {
+						s.byName[name] = append(hs[:i:i], hs[i+1:]...)
+						break
+					}
+				}
+				if len(s.byName[name]) == 0 {
+					delete(s.byName, name)
+				}
+			})
+		})
+	}
+}
+
+func (t *handlerTable) onPeer(fn func(PeerEvent)) func() {
+	h := &peerHandler{fn: fn}
+	t.update(func(s *handlerSnap) { s.peer = append(s.peer, h) })
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			t.update(func(s *handlerSnap) {
+				for i, x := range s.peer {
+					if x == h {
+						s.peer = append(s.peer[:i:i], s.peer[i+1:]...)
+						break
+					}
+				}
+			})
+		})
+	}
+}
+
+// dispatcher runs handlers on one goroutine, in the order items were
+// queued. A node has two: one for events, in the order the router released
+// them (so handlers see each origin's events in emit order), and one for
+// peer events, so that a slow On handler cannot hide the report of its own
+// slowness from OnPeer handlers.
+//
+// Policy for slow handlers: the event queue holds at most max events. When
+// a slow handler lets it fill up, newer deliveries to this node's handlers
+// are dropped, counted (Stats().HandlerDropped) and reported, at most once a
+// second, as an Overflow PeerEvent with no Peer and Err ErrSlowConsumer.
+// Relaying to other nodes never waits for handlers. The peer-event queue is
+// not bounded by max (peer events are few) and never drops.
+type dispatcher struct {
+	peers *dispatcher // where slow-consumer reports go; nil for the peer-event dispatcher
+	table *handlerTable
+	log   hclog.Logger
+	max   int
+
+	mu       sync.Mutex
+	q        []dispatchItem
+	head     int
+	events   int // event items in q
+	closed   bool
+	dropped  uint64 // since the last report
+	reported time.Time
+	wake     chan struct{}
+	done     chan struct{}
+
+	handlerDropped atomic.Uint64
+	delivered      atomic.Uint64
+}
+
+type dispatchItem struct {
+	env  *envelope
+	peer PeerEvent
+}
+
+// newDispatchers starts the event dispatcher (bounded by max) and the
+// peer-event dispatcher it reports to.
+func newDispatchers(max int, t *handlerTable, log hclog.Logger) (events, peers *dispatcher) {
+	peers = &dispatcher{table: t, log: log, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	events = &dispatcher{table: t, log: log, max: max, peers: peers, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	go peers.run()
+	go events.run()
+	return events, peers
+}
+
+func (d *dispatcher) deliver(env *envelope) {
+	snap := d.table.snap.Load()
+	if len(snap.byName[env.Name]) == 0 && len(snap.byName["*"]) == 0 {
+		d.delivered.Add(1) // nobody listens: delivered to no one, without decoding
+		return
+	}
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return
+	}
+	if d.events >= d.max {
+		d.dropped++
+		d.handlerDropped.Add(1)
+		report := time.Since(d.reported) >= time.Second
+		var n uint64
+		if report {
+			n, d.dropped, d.reported = d.dropped, 0, time.Now()
+		}
+		d.mu.Unlock()
+		if report {
+			d.log.Warn("handlers too slow: dropped deliveries", "dropped", n, "queue", d.max)
+			d.peers.peerEvent(PeerEvent{Kind: Overflow, Dropped: int(n), Err: ErrSlowConsumer})
+		}
+		return
+	}
+	d.q = append(d.q, dispatchItem{env: env})
+	d.events++
+	d.mu.Unlock()
+	d.signal()
+}
+
+func (d *dispatcher) peerEvent(pe PeerEvent) {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return
+	}
+	d.q = append(d.q, dispatchItem{peer: pe})
+	d.mu.Unlock()
+	d.signal()
+}
+
+func (d *dispatcher) signal() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (d *dispatcher) run() {
+	defer close(d.done)
+	var batch []dispatchItem
+	for {
+		d.mu.Lock()
+		for d.head == len(d.q) && !d.closed {
+			d.mu.Unlock()
+			<-d.wake
+			d.mu.Lock()
+		}
+		if d.closed {
+			d.mu.Unlock()
+			return
+		}
+		batch = append(batch[:0], d.q[d.head:]...)
+		clear(d.q[d.head:])
+		d.q, d.head = d.q[:0], 0
+		for _, it := range batch {
+			if it.env != nil {
+				d.events--
+			}
+		}
+		d.mu.Unlock()
+		for i := range batch {
+			d.dispatch(&batch[i])
+			batch[i] = dispatchItem{}
+		}
+	}
+}
+
+func (d *dispatcher) dispatch(it *dispatchItem) {
+	snap := d.table.snap.Load()
+	if it.env == nil {
+		for _, h := range snap.peer {
+			h.fn(it.peer)
+		}
+		return
+	}
+	env := it.env
+	named, all := snap.byName[env.Name], snap.byName["*"]
+	d.delivered.Add(1)
+	if len(named)+len(all) == 0 {
+		return
+	}
+	args, err := decodeArgs(env.Args)
+	if err != nil {
+		d.log.Warn("undecodable event args", "origin", env.Origin, "seq", env.Seq, "name", env.Name, "error", err)
+	}
+	ev := Event{Name: env.Name, Args: args, Origin: env.Origin, Seq: env.Seq, raw: env.Args}
+	for _, h := range named {
+		h.fn(ev)
+	}
+	for _, h := range all {
+		h.fn(ev)
+	}
+}
+
+// close stops the dispatcher; queued items are discarded.
+func (d *dispatcher) close() {
+	d.mu.Lock()
+	d.closed = true
+	d.mu.Unlock()
+	d.signal()
+	<-d.done
+}

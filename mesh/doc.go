@@ -1,0 +1,31 @@
+// Package mesh is verbose's public API: a Node that emits events to every
+// other node of the cluster and hands remote events to handlers, exactly
+// once per node and in each emitter's order, over relay links that survive
+// disconnects.
+//
+// # Flow of an event
+//
+// Emit stamps the event with this node's id, boot and the next sequence
+// number, encodes it once and appends it to every link's retransmit buffer
+// (package relay). A receiving node checks the identity against its orderer
+// (package dedup): a duplicate is dropped; a new event is released in origin
+// order, handed to the handlers and forwarded to every other link except the
+// one it came over and the nodes on its path. The link acknowledges the
+// frame once it is routed.
+//
+// # Concurrency
+//
+// All methods of Node and Peer are safe for concurrent use. Link readers
+// call into the router, which holds one lock while it orders, forwards (a
+// non-blocking append) and queues for delivery; nothing on that path waits
+// for the network or for handlers. Handlers run on one dispatcher goroutine
+// per node, in delivery order; see Config.HandlerQueue for the slow-handler
+// policy. Emit alone applies back-pressure (see Node.Emit).
+//
+// # Lifecycle
+//
+// New starts the router's timer goroutine and the dispatcher (and
+// memberlist when GossipAddr is set); Listen starts an accept loop; Connect
+// and Join start links (two goroutines each). Close stops and waits for all
+// of them.
+package mesh

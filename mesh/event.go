@@ -1,0 +1,179 @@
+package mesh
+
+import (
+	"fmt"
+	"reflect"
+	"sync"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+)
+
+// Event is one event as a handler sees it.
+type Event struct {
+	Name string
+	// Args are the emitted arguments, decoded: string, int64/uint64,
+	// float64, bool, nil, []byte, []any, map[string]any.
+	Args []any
+	// Origin is the NodeID of the emitter.
+	Origin string
+	// Seq is the origin's sequence number for this event; with Origin it is
+	// the event's identity. It grows across restarts of the origin: a new
+	// boot starts from the clock, above anything the previous boot used.
+	Seq uint64
+
+	raw codec.Raw // the msgpack array the args came from, for Scan
+}
+
+// Scan decodes the event's arguments into dst, in order, converting as
+// msgpack allows (an int64 arg into an *int, a map into a struct pointer).
+// It fails if there are fewer args than destinations.
+//
+//	var a string; var b int
+//	err := e.Scan(&a, &b)
+func (e Event) Scan(dst ...any) error {
+	if len(dst) > len(e.Args) {
+		return fmt.Errorf("mesh: scan %q: %d destinations for %d args", e.Name, len(dst), len(e.Args))
+	}
+	var buf []byte
+	for i, d := range dst {
+		if d == nil {
+			continue // skip this argument
+		}
+		if rv := reflect.ValueOf(d); rv.Kind() != reflect.Pointer || rv.IsNil() {
+			return fmt.Errorf("mesh: scan %q: destination %d is not a non-nil pointer", e.Name, i)
+		}
+		buf = buf[:0]
+		if err := codec.NewEncoderBytes(&buf, wireHandle).Encode(e.Args[i]); err != nil {
+			return fmt.Errorf("mesh: scan %q arg %d: %w", e.Name, i, err)
+		}
+		if err := codec.NewDecoderBytes(buf, wireHandle).Decode(d); err != nil {
+			return fmt.Errorf("mesh: scan %q arg %d into %T: %w", e.Name, i, d, err)
+		}
+	}
+	return nil
+}
+
+// wireHandle is the msgpack configuration of every mesh payload: new-spec
+// str/bin, raw passthrough of already-encoded args, maps as map[string]any.
+var wireHandle = func() *codec.MsgpackHandle {
+	h := &codec.MsgpackHandle{WriteExt: true}
+	h.Raw = true
+	h.MapType = reflect.TypeOf(map[string]any(nil))
+	return h
+}()
+
+// Payload kinds carried in relay DATA frames.
+const kindEvent = 1
+
+// envelope is an event on the wire (PROTOCOL.md, "Mesh payloads").
+type envelope struct {
+	_struct bool `codec:",toarray"` //nolint:unused // codec option
+
+	Kind   uint8
+	Origin string
+	Boot   uint64
+	Seq    uint64
+	Name   string
+	Path   []string  // node ids the event has passed, origin first
+	Args   codec.Raw // msgpack array, encoded once by the origin
+}
+
+var encPool = sync.Pool{New: func() any { return codec.NewEncoderBytes(nil, wireHandle) }}
+
+func encodeValue(v any) ([]byte, error) {
+	var out []byte
+	enc := encPool.Get().(*codec.Encoder)
+	enc.ResetBytes(&out)
+	err := enc.Encode(v)
+	encPool.Put(enc)
+	return out, err
+}
+
+func encodeEnvelope(env *envelope) ([]byte, error) { return encodeValue(env) }
+
+func decodeEnvelope(b []byte) (*envelope, error) {
+	env := new(envelope)
+	if err := codec.NewDecoderBytes(b, wireHandle).Decode(env); err != nil {
+		return nil, fmt.Errorf("mesh: bad event payload: %w", err)
+	}
+	if env.Kind != kindEvent {
+		return nil, fmt.Errorf("mesh: unknown payload kind %d", env.Kind)
+	}
+	if env.Origin == "" || env.Seq < env.Boot || env.Boot == 0 {
+		return nil, fmt.Errorf("mesh: bad event identity (origin %q, boot %d, seq %d)", env.Origin, env.Boot, env.Seq)
+	}
+	return env, nil
+}
+
+func decodeArgs(raw []byte) ([]any, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	var args []any
+	if err := codec.NewDecoderBytes(raw, wireHandle).Decode(&args); err != nil {
+		return nil, fmt.Errorf("mesh: bad event args: %w", err)
+	}
+	return args, nil
+}
+
+// checkArgs refuses what msgpack would encode wrongly or not at all:
+// channels (the codec would drain them), functions, complex numbers and
+// unsafe pointers, at any depth. Plain values take the fast path.
+func checkArgs(args []any) error {
+	for i, a := range args {
+		switch a.(type) {
+		case nil, string, []byte, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64:
+			continue
+		}
+		if err := checkValue(reflect.ValueOf(a), 0); err != nil {
+			return fmt.Errorf("arg %d: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func checkValue(v reflect.Value, depth int) error {
+	if depth > 64 {
+		return fmt.Errorf("nested more than 64 deep")
+	}
+	switch v.Kind() {
+	case reflect.Chan, reflect.Func, reflect.UnsafePointer, reflect.Complex64, reflect.Complex128, reflect.Invalid:
+		if v.Kind() == reflect.Invalid {
+			return nil
+		}
+		return fmt.Errorf("a %s cannot be sent", v.Type())
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return nil
+		}
+		return checkValue(v.Elem(), depth+1)
+	case reflect.Slice, reflect.Array:
+		if v.Type().Elem().Kind() == reflect.Uint8 {
+			return nil
+		}
+		for i := range v.Len() {
+			if err := checkValue(v.Index(i), depth+1); err != nil {
+				return err
+			}
+		}
+	case reflect.Map:
+		it := v.MapRange()
+		for it.Next() {
+			if err := checkValue(it.Key(), depth+1); err != nil {
+				return err
+			}
+			if err := checkValue(it.Value(), depth+1); err != nil {
+				return err
+			}
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				if err := checkValue(v.Field(i), depth+1); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,264 @@
+package mesh
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/verbosemesh/verbose/relay"
+)
+
+// linkHandler is the Node as the relay links see it. Its methods run on
+// link goroutines and never block on anything but short locks.
+type linkHandler struct{ n *Node }
+
+// Receive routes one event: dedup and order it, then deliver what the
+// orderer releases and forward it to every other link not on its path. The
+// link acknowledges the frame when this returns.
+func (h linkHandler) Receive(l *relay.Link, payload []byte) {
+	n := h.n
+	env, err := decodeEnvelope(payload)
+	if err != nil {
+		n.stats.badPayloads.Add(1)
+		n.log.Warn("dropping a link that sent a bad payload", "peer", l.RemoteID(), "addr", l.Addr(), "error", err)
+		n.pdisp.peerEvent(PeerEvent{Kind: Rejected, Peer: n.peerOf(l), PeerID: l.RemoteID(), Addr: l.Addr(), Err: err})
+		l.Drop(err)
+		return
+	}
+	n.stats.received.Add(1)
+	if env.Origin == n.id && env.Boot == n.boot {
+		n.stats.duplicates.Add(1) // our own event came back round a cycle
+		return
+	}
+	n.routeMu.Lock()
+	defer n.routeMu.Unlock()
+	ready, fresh := n.order.Offer(env.Origin, env.Boot, env.Seq, &arrival{env: env, from: l}, time.Now(), n.ready[:0])
+	if !fresh {
+		n.stats.duplicates.Add(1)
+		return
+	}
+	n.release(ready)
+	if len(ready) == 0 {
+		// Held behind a gap: make sure the tick loop has a timer for it.
+		select {
+		case n.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// release delivers and forwards events in the order the orderer released
+// them, so that every link carries each origin's events in origin order.
+// Called with routeMu held.
+func (n *Node) release(ready []*arrival) {
+	if len(ready) == 0 {
+		return
+	}
+	links := n.links()
+	for i, a := range ready {
+		n.forward(a, links)
+		if a.env.Origin != n.id {
+			n.disp.deliver(a.env)
+		}
+		ready[i] = nil
+	}
+	n.ready = ready[:0]
+}
+
+func (n *Node) forward(a *arrival, links []*relay.Link) {
+	env := a.env
+	var payload []byte
+	for _, l := range links {
+		if l == a.from {
+			continue
+		}
+		if id := l.RemoteID(); id != "" && slices.Contains(env.Path, id) {
+			continue
+		}
+		if payload == nil {
+			env.Path = append(env.Path, n.id)
+			var err error
+			if payload, err = encodeEnvelope(env); err != nil {
+				n.log.Error("cannot re-encode an event to forward it", "origin", env.Origin, "seq", env.Seq, "error", err)
+				return
+			}
+		}
+		l.Send(payload)
+		n.stats.forwarded.Add(1)
+	}
+}
+
+// Control carries unsequenced protocol messages; none are defined yet.
+func (h linkHandler) Control(l *relay.Link, payload []byte) {}
+
+// Identify refuses a link to ourselves.
+func (h linkHandler) Identify(l *relay.Link, remote relay.Hello) error {
+	if remote.NodeID == h.n.id {
+		return fmt.Errorf("mesh: %s is this node (%s)", l.Addr(), h.n.id)
+	}
+	return nil
+}
+
+// Event turns a link's lifecycle notice into PeerEvents.
+func (h linkHandler) Event(l *relay.Link, ev relay.Event) {
+	n := h.n
+	pe := PeerEvent{Peer: n.peerOf(l), PeerID: ev.PeerID, Addr: ev.Addr, Err: ev.Err,
+		Delay: ev.Delay, Attempt: ev.Attempt, Seq: ev.Seq, Dropped: ev.Dropped}
+	switch ev.Kind {
+	case relay.EventConnect:
+		pe.Kind = Connect
+	case relay.EventHandshake:
+		pe.Kind = PeerID
+		n.pdisp.peerEvent(pe)
+		pe.Kind = Initialized
+	case relay.EventAcknowledge:
+		pe.Kind = Acknowledge
+	case relay.EventDisconnect:
+		pe.Kind = Disconnect
+	case relay.EventReconnect:
+		pe.Kind = Reconnect
+	case relay.EventBackoff:
+		pe.Kind = Backoff
+	case relay.EventRejected:
+		pe.Kind = Rejected
+	case relay.EventOverflow:
+		pe.Kind = Overflow
+		n.stats.overflowed.Add(uint64(ev.Dropped))
+	case relay.EventExpired:
+		pe.Kind = Expired
+		n.stats.expired.Add(uint64(ev.Dropped))
+	default:
+		return
+	}
+	switch pe.Kind {
+	case Disconnect, Rejected, Overflow, Expired:
+		n.log.Info("peer "+pe.Kind.String(), "peer", ev.PeerID, "addr", ev.Addr, "dropped", ev.Dropped, "error", ev.Err)
+	}
+	n.pdisp.peerEvent(pe)
+}
+
+func (n *Node) acceptLoop(ln net.Listener) {
+	defer n.wg.Done()
+	var delay time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if n.isClosed() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// A transient accept error (out of descriptors): back off a little.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			n.log.Warn("accept failed", "error", err, "retry_in", delay)
+			select {
+			case <-time.After(delay):
+				continue
+			case <-n.stop:
+				return
+			}
+		}
+		delay = 0
+		n.mu.Lock()
+		if n.closed {
+			n.mu.Unlock()
+			conn.Close()
+			return
+		}
+		n.pending[conn] = struct{}{}
+		n.wg.Add(1)
+		n.mu.Unlock()
+		go n.handleConn(conn)
+	}
+}
+
+// handleConn runs the acceptor's half of the handshake and hands the
+// connection to the link of that remote node, resuming its buffer.
+func (n *Node) handleConn(conn net.Conn) {
+	defer n.wg.Done()
+	hello, err := relay.Accept(n.rcfg, conn)
+	n.mu.Lock()
+	delete(n.pending, conn)
+	n.mu.Unlock()
+	addr := conn.RemoteAddr().String()
+	if err != nil {
+		if n.isClosed() {
+			return
+		}
+		n.log.Warn("refused a connection", "addr", addr, "error", err)
+		n.pdisp.peerEvent(PeerEvent{Kind: Rejected, Addr: addr, Err: err})
+		return
+	}
+	if hello.NodeID == n.id {
+		relay.Refuse(conn, "connected to self")
+		return
+	}
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		conn.Close()
+		return
+	}
+	p := n.inbound[hello.NodeID]
+	if p == nil {
+		if len(n.peers) >= n.cfg.MaxPeers {
+			n.mu.Unlock()
+			err := fmt.Errorf("%w: MaxPeers is %d", ErrMaxPeers, n.cfg.MaxPeers)
+			relay.Refuse(conn, err.Error())
+			n.pdisp.peerEvent(PeerEvent{Kind: Rejected, PeerID: hello.NodeID, Addr: addr, Err: err})
+			return
+		}
+		link, err := relay.NewInbound(n.rcfg, n.h)
+		if err != nil { // the config was validated in New
+			n.mu.Unlock()
+			conn.Close()
+			return
+		}
+		p = &Peer{node: n, link: link}
+		n.peers[link] = p
+		n.inbound[hello.NodeID] = p
+		n.wg.Add(1)
+		go n.watchInbound(p)
+	}
+	n.mu.Unlock()
+	p.link.Attach(conn, hello)
+}
+
+// watchInbound forgets an accepted link once it stops for good (its peer
+// was gone for BufferTimeout, or the node closed).
+func (n *Node) watchInbound(p *Peer) {
+	defer n.wg.Done()
+	select {
+	case <-p.link.Done():
+		n.removePeer(p)
+	case <-n.stop:
+	}
+}
+
+// tickLoop releases events held behind a gap once ReorderTimeout passes.
+func (n *Node) tickLoop() {
+	defer n.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		select {
+		case <-n.stop:
+			timer.Stop()
+			return
+		case <-n.kick:
+		case <-timer.C:
+		}
+		n.routeMu.Lock()
+		now := time.Now()
+		before := n.order.Stats().Skipped
+		n.release(n.order.Tick(now, n.ready[:0]))
+		if skipped := n.order.Stats().Skipped - before; skipped > 0 {
+			n.log.Debug("skipped events declared lost", "count", skipped)
+		}
+		next, ok := n.order.NextDeadline()
+		n.routeMu.Unlock()
+		if ok {
+			timer.Reset(max(next.Sub(now), time.Millisecond))
+		}
+	}
+}
