@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/verbosemesh/verbose/mesh"
+)
+
+// shutdownTimeout bounds the HTTP server's graceful shutdown.
+const shutdownTimeout = 5 * time.Second
+
+// runAgent is `meshnode agent`: it runs until ctx ends (SIGINT/SIGTERM).
+func runAgent(ctx context.Context, stopSignals func(), args []string, stdout, stderr io.Writer) int {
+	opts, fs, err := parseAgentFlags(args)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout, fs, agentSynopsis)
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "meshnode agent: %v\nRun 'meshnode agent --help' for usage.\n", err)
+		return exitUsage
+	}
+	log := hclog.New(&hclog.LoggerOptions{Name: "meshnode", Level: opts.logLevel, Output: stderr})
+	a, err := startAgent(opts, log)
+	if err != nil {
+		log.Error("cannot start the agent", "error", err)
+		fmt.Fprintf(stderr, "meshnode agent: %v\n", err)
+		return exitError
+	}
+	<-ctx.Done()
+	stopSignals()
+	log.Info("shutting down")
+	a.close()
+	log.Info("stopped")
+	return exitOK
+}
+
+// agent is a running meshnode agent: one node, its HTTP API, its metrics.
+type agent struct {
+	node    *mesh.Node
+	log     hclog.Logger
+	metrics *agentMetrics
+	api     *api
+	srv     *http.Server
+	httpLn  net.Listener
+
+	stop      chan struct{} // ends the background join
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// startAgent builds the node from opts, starts its listeners and the HTTP
+// API, links the --connect addresses and joins the --join seeds in the
+// background. On error, whatever was started is stopped again.
+func startAgent(opts *agentOptions, log hclog.Logger) (*agent, error) {
+	m, err := newMetrics()
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	cfg := opts.cfg
+	cfg.Logger = log
+	cfg.MetricSink = m.sink
+	tlsCfg, err := opts.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	if tlsCfg != nil {
+		cfg.Transport = mesh.TLS(tlsCfg)
+	}
+	node, err := mesh.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	m.attach(node)
+	a := &agent{node: node, log: log, metrics: m, stop: make(chan struct{})}
+	if err := a.start(opts); err != nil {
+		a.close()
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *agent) start(opts *agentOptions) error {
+	if opts.relay != "" {
+		if err := a.node.Listen(opts.relay); err != nil {
+			return fmt.Errorf("--relay: %w", err)
+		}
+	}
+	if opts.http != "" {
+		ln, err := net.Listen("tcp", opts.http)
+		if err != nil {
+			return fmt.Errorf("--http: %w", err)
+		}
+		a.httpLn = ln
+		a.api = newAPI(a.node, a.metrics, a.log.Named("http"))
+		a.srv = &http.Server{
+			Handler:           a.api.handler(),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			ErrorLog:          a.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+		}
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error("HTTP server failed", "error", err)
+			}
+		}()
+	}
+	for _, addr := range opts.connect {
+		if _, err := a.node.Connect(addr); err != nil {
+			return fmt.Errorf("--connect %s: %w", addr, err)
+		}
+	}
+	if len(opts.join) > 0 {
+		a.wg.Add(1)
+		go a.joinLoop(opts.join)
+	}
+	relay, httpAddr := "", ""
+	if ra := a.node.Addr(); ra != nil {
+		relay = ra.String()
+	}
+	if a.httpLn != nil {
+		httpAddr = a.httpLn.Addr().String()
+	}
+	a.log.Info("agent started", "node", a.node.ID(), "gossip", a.node.GossipAddr(), "relay", relay, "http", httpAddr)
+	return nil
+}
+
+// joinLoop joins the seeds, retrying with back-off until one answers or the
+// agent stops: seeds started at the same moment may not be up yet.
+func (a *agent) joinLoop(seeds []string) {
+	defer a.wg.Done()
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 500 * time.Millisecond
+	b.MaxInterval = 30 * time.Second
+	b.MaxElapsedTime = 0 // keep trying: an agent without its cluster is useless
+	for {
+		n, err := a.node.Join(seeds...)
+		if err == nil && n > 0 {
+			a.log.Info("joined the cluster", "seeds", seeds, "answered", n)
+			return
+		}
+		if errors.Is(err, mesh.ErrClosed) {
+			return
+		}
+		wait := b.NextBackOff()
+		a.log.Warn("cannot join the cluster yet", "seeds", seeds, "error", err, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-a.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// close leaves the cluster and closes the links (node.Close), ends the event
+// streams, shuts the HTTP server down and waits for every goroutine.
+func (a *agent) close() {
+	a.closeOnce.Do(func() {
+		close(a.stop)
+		if err := a.node.Close(); err != nil {
+			a.log.Warn("closing the node", "error", err)
+		}
+		a.metrics.detach()
+		if a.srv != nil {
+			a.api.closeStreams()
+			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			if err := a.srv.Shutdown(ctx); err != nil {
+				a.log.Warn("HTTP shutdown", "error", err)
+				a.srv.Close()
+			}
+			cancel()
+		}
+		a.wg.Wait()
+	})
+}
+
+// httpAddr is the bound HTTP API address ("" without the API).
+func (a *agent) httpAddr() string {
+	if a.httpLn == nil {
+		return ""
+	}
+	return a.httpLn.Addr().String()
+}

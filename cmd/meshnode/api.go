@@ -1,0 +1,249 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/verbosemesh/verbose/mesh"
+)
+
+// maxEmitBody bounds a POST /v1/emit body.
+const maxEmitBody = 1 << 20
+
+// api serves the agent's HTTP API over one node.
+type api struct {
+	node    *mesh.Node
+	metrics *agentMetrics // nil: /metrics answers 404
+	log     hclog.Logger
+
+	// done ends every event stream: closed when the server shuts down, since
+	// http.Server.Shutdown waits for handlers and a stream never returns
+	// on its own.
+	done          chan struct{}
+	streamMu      sync.Mutex
+	streamsClosed bool
+	streams       sync.WaitGroup
+
+	queueLen atomic.Int64 // each stream's queue; streamQueue unless a test shrinks it
+}
+
+func newAPI(node *mesh.Node, metrics *agentMetrics, log hclog.Logger) *api {
+	a := &api{node: node, metrics: metrics, log: log, done: make(chan struct{})}
+	a.queueLen.Store(streamQueue)
+	return a
+}
+
+// closeStreams ends every event stream and waits for their handlers.
+func (a *api) closeStreams() {
+	a.streamMu.Lock()
+	if !a.streamsClosed {
+		a.streamsClosed = true
+		close(a.done)
+	}
+	a.streamMu.Unlock()
+	a.streams.Wait()
+}
+
+func (a *api) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/emit", a.emit)
+	mux.HandleFunc("GET /v1/events", a.events)
+	mux.HandleFunc("GET /v1/members", a.members)
+	mux.HandleFunc("GET /v1/peers", a.peers)
+	mux.HandleFunc("GET /v1/health", a.health)
+	if a.metrics != nil {
+		mux.Handle("GET /metrics", a.metrics.handler())
+	}
+	// The method-less patterns catch the wrong methods, so that they get a
+	// JSON error like every other failure rather than the mux's plain text.
+	allowed := map[string]string{"/v1/emit": "POST", "/v1/events": "GET, HEAD", "/v1/members": "GET, HEAD",
+		"/v1/peers": "GET, HEAD", "/v1/health": "GET, HEAD"}
+	if a.metrics != nil {
+		allowed["/metrics"] = "GET, HEAD"
+	}
+	for path, allow := range allowed {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, "method %s not allowed on %s (allowed: %s)", r.Method, path, allow)
+		})
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: %s", r.URL.Path)
+	})
+	return a.recoverer(mux)
+}
+
+// recoverer is the last resort: requests are validated first, but a panic
+// in a handler must not take the agent down.
+func (a *api) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler { //nolint:errorlint // sentinel compared as net/http does
+					panic(v)
+				}
+				a.log.Error("panic in HTTP handler", "method", r.Method, "path", r.URL.Path, "panic", v)
+				writeError(w, http.StatusInternalServerError, "internal error")
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, format string, args ...any) {
+	writeJSON(w, status, map[string]string{"error": fmt.Sprintf(format, args...)})
+}
+
+// emitRequest is the body of POST /v1/emit.
+type emitRequest struct {
+	Event string `json:"event"`
+	Args  []any  `json:"args"`
+}
+
+func (a *api) emit(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxEmitBody)
+	dec := json.NewDecoder(r.Body)
+	dec.UseNumber()
+	var req emitRequest
+	if err := dec.Decode(&req); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body over %d bytes", maxEmitBody)
+			return
+		}
+		writeError(w, http.StatusBadRequest, "malformed JSON body: %v", err)
+		return
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "body over %d bytes", maxEmitBody)
+			return
+		}
+		writeError(w, http.StatusBadRequest, "malformed JSON body: data after the object")
+		return
+	}
+	if req.Event == "" {
+		writeError(w, http.StatusBadRequest, `missing "event": the event name`)
+		return
+	}
+	if len(req.Event) > mesh.MaxNameLen {
+		writeError(w, http.StatusBadRequest, "event name too long: %d bytes, at most %d", len(req.Event), mesh.MaxNameLen)
+		return
+	}
+	args := make([]any, len(req.Args))
+	for i, v := range req.Args {
+		args[i] = naturalJSON(v)
+	}
+	if err := a.node.EmitContext(r.Context(), req.Event, args...); err != nil {
+		switch {
+		case errors.Is(err, mesh.ErrBadEvent):
+			writeError(w, http.StatusBadRequest, "%v", err)
+		case errors.Is(err, mesh.ErrClosed):
+			writeError(w, http.StatusServiceUnavailable, "%v", err)
+		case r.Context().Err() != nil:
+			writeError(w, http.StatusServiceUnavailable, "emit abandoned: %v", err)
+		default:
+			writeError(w, http.StatusInternalServerError, "%v", err)
+		}
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]bool{"ok": true})
+}
+
+// naturalJSON turns json.Numbers into int64 when they are integers in
+// range, float64 otherwise, so that msgpack carries natural types.
+func naturalJSON(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if i, err := strconv.ParseInt(string(x), 10, 64); err == nil {
+			return i
+		}
+		if u, err := strconv.ParseUint(string(x), 10, 64); err == nil {
+			return u
+		}
+		f, err := strconv.ParseFloat(string(x), 64)
+		if err != nil || math.IsInf(f, 0) {
+			return string(x) // out of float64 range: keep the digits
+		}
+		return f
+	case []any:
+		for i := range x {
+			x[i] = naturalJSON(x[i])
+		}
+		return x
+	case map[string]any:
+		for k := range x {
+			x[k] = naturalJSON(x[k])
+		}
+		return x
+	}
+	return v
+}
+
+// memberJSON and peerJSON are the shapes of /v1/members and /v1/peers.
+type memberJSON struct {
+	Name      string `json:"name"`
+	Addr      string `json:"addr"`
+	RelayAddr string `json:"relay_addr"`
+	State     string `json:"state"`
+}
+
+type peerJSON struct {
+	ID       string `json:"id"`
+	Addr     string `json:"addr"`
+	State    string `json:"state"`
+	Buffered int    `json:"buffered"`
+	Outbound bool   `json:"outbound"`
+}
+
+func (a *api) members(w http.ResponseWriter, _ *http.Request) {
+	out := []memberJSON{}
+	for _, m := range a.node.Members() {
+		out = append(out, memberJSON{Name: m.Name, Addr: m.Addr, RelayAddr: m.RelayAddr, State: m.State})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *api) peers(w http.ResponseWriter, _ *http.Request) {
+	out := []peerJSON{}
+	for _, p := range a.node.Peers() {
+		out = append(out, peerJSON{ID: p.ID(), Addr: p.Addr(), State: p.State().String(), Buffered: p.Buffered(), Outbound: p.Outbound()})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// healthJSON is the shape of /v1/health.
+type healthJSON struct {
+	Status    string `json:"status"`
+	NodeID    string `json:"node_id"`
+	Peers     int    `json:"peers"`
+	Connected int    `json:"connected"`
+	Members   int    `json:"members"`
+}
+
+func (a *api) health(w http.ResponseWriter, _ *http.Request) {
+	h := healthJSON{Status: "ok", NodeID: a.node.ID(), Members: aliveMembers(a.node)}
+	for _, p := range a.node.Peers() {
+		h.Peers++
+		if p.State() == mesh.Connected {
+			h.Connected++
+		}
+	}
+	writeJSON(w, http.StatusOK, h)
+}

@@ -1,0 +1,23 @@
+// Command meshnode is the verbose agent and its client.
+//
+// `meshnode agent` runs one mesh.Node in its own process: it listens for
+// relay links, joins a cluster by gossip, and serves an HTTP API on loopback
+// (emit, a stream of received events, members, peers, health, Prometheus
+// metrics). The other subcommands (emit, tail, members, peers, health,
+// version) are thin clients of that HTTP API.
+//
+// It owns nothing of the protocol: it uses only package mesh's public API.
+//
+// Concurrency: the node's handlers (one On per event stream, one OnPeer for
+// metrics) run on the node's dispatcher goroutine and never block it — each
+// stream subscriber has a bounded queue; when it is full the event is
+// dropped for that subscriber only, counted and reported in the stream.
+// Metrics read node.Stats() and node.Peers() at scrape time.
+//
+// Lifecycle: the agent starts the node, its relay listener, the HTTP server
+// and a background join (retried with back-off until a seed answers). On
+// SIGINT or SIGTERM it closes the node (leaving the cluster and closing its
+// links), ends the event streams, shuts the HTTP server down and exits 0;
+// every goroutine it started is waited for. Flag errors exit 2, errors
+// building or starting the node exit 1.
+package main

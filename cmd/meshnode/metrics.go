@@ -1,0 +1,191 @@
+package main
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	gmprom "github.com/hashicorp/go-metrics/prometheus"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/verbosemesh/verbose/mesh"
+)
+
+// agentMetrics is the agent's private Prometheus registry: memberlist's
+// metrics through a go-metrics sink, the node's counters read from
+// node.Stats() at scrape time, per-peer gauges, and counts of peer
+// lifecycle events.
+type agentMetrics struct {
+	reg  *prometheus.Registry
+	sink *gmprom.PrometheusSink // give to mesh.Config.MetricSink
+
+	peerEvents *prometheus.CounterVec
+	peers      *peerCollector
+	offPeer    func()
+}
+
+// newMetrics builds the registry and the memberlist sink; attach adds the
+// node's metrics once the node exists (the sink must exist before it).
+func newMetrics() (*agentMetrics, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Expiration 0: memberlist's series stay once seen, like counters should.
+	sink, err := gmprom.NewPrometheusSinkFrom(gmprom.PrometheusOpts{Registerer: reg, Name: "verbose_memberlist_sink"})
+	if err != nil {
+		return nil, err
+	}
+	return &agentMetrics{reg: reg, sink: sink}, nil
+}
+
+// trackedPeerEvents are the lifecycle events counted in
+// verbose_peer_events_total: the ones that mean trouble or churn.
+var trackedPeerEvents = []mesh.PeerEventKind{mesh.Reconnect, mesh.Disconnect, mesh.Rejected, mesh.Overflow, mesh.Expired, mesh.Backoff}
+
+func (m *agentMetrics) attach(node *mesh.Node) {
+	counter := func(name, help string, get func(mesh.Stats) uint64) {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(get(node.Stats())) }))
+	}
+	counter("verbose_events_emitted_total", "Events emitted by this node.", func(s mesh.Stats) uint64 { return s.Emitted })
+	counter("verbose_events_received_total", "Event frames received on all links, duplicates included.", func(s mesh.Stats) uint64 { return s.Received })
+	counter("verbose_events_delivered_total", "Events released to this node's handlers.", func(s mesh.Stats) uint64 { return s.Delivered })
+	counter("verbose_events_duplicates_total", "Event frames dropped as already seen.", func(s mesh.Stats) uint64 { return s.Duplicates })
+	counter("verbose_events_forwarded_total", "Event frames relayed to other links.", func(s mesh.Stats) uint64 { return s.Forwarded })
+	counter("verbose_events_overflow_dropped_total", "Events dropped from peer buffers at BufferMax.", func(s mesh.Stats) uint64 { return s.Overflowed })
+	counter("verbose_events_expired_dropped_total", "Events dropped with a peer gone for BufferTimeout.", func(s mesh.Stats) uint64 { return s.Expired })
+	counter("verbose_events_handler_dropped_total", "Deliveries dropped because handlers were too slow.", func(s mesh.Stats) uint64 { return s.HandlerDropped })
+	counter("verbose_events_skipped_total", "Events declared lost after the reorder timeout.", func(s mesh.Stats) uint64 { return s.Skipped })
+	counter("verbose_events_late_total", "Events delivered after having been declared lost.", func(s mesh.Stats) uint64 { return s.Late })
+	counter("verbose_events_bad_payloads_total", "Malformed event payloads received.", func(s mesh.Stats) uint64 { return s.BadPayloads })
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "verbose_peers", Help: "Relay links."},
+		func() float64 { return float64(len(node.Peers())) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "verbose_buffered_events", Help: "Unacknowledged events over all links."},
+		func() float64 { return float64(node.Stats().Buffered) }))
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "verbose_members", Help: "Alive members of the cluster, this node included."},
+		func() float64 { return float64(aliveMembers(node)) }))
+
+	m.peerEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "verbose_peer_events_total",
+		Help: "Relay link lifecycle events by kind (reconnect, disconnect, rejected, overflow, expired, backoff).",
+	}, []string{"kind"})
+	for _, k := range trackedPeerEvents {
+		m.peerEvents.WithLabelValues(k.String()) // export zeros, so rates work from the start
+	}
+	m.reg.MustRegister(m.peerEvents)
+	m.peers = newPeerCollector(node)
+	m.reg.MustRegister(m.peers)
+	m.offPeer = node.OnPeer(m.onPeer)
+}
+
+// onPeer runs on the node's dispatcher: it only counts and stamps.
+func (m *agentMetrics) onPeer(e mesh.PeerEvent) {
+	for _, k := range trackedPeerEvents {
+		if e.Kind == k {
+			m.peerEvents.WithLabelValues(k.String()).Inc()
+		}
+	}
+	if e.Peer != nil && (e.Kind == mesh.Acknowledge || e.Kind == mesh.Initialized) {
+		m.peers.acked(e.Peer, time.Now())
+	}
+}
+
+func (m *agentMetrics) detach() {
+	if m.offPeer != nil {
+		m.offPeer()
+	}
+}
+
+func (m *agentMetrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+func aliveMembers(node *mesh.Node) int {
+	n := 0
+	for _, mb := range node.Members() {
+		if mb.State == "alive" {
+			n++
+		}
+	}
+	return n
+}
+
+// peerCollector exports per-link gauges, computed at scrape time:
+// verbose_peer_buffered_events (unacknowledged events held for the peer)
+// and verbose_peer_ack_lag_seconds (time since the peer last acknowledged,
+// 0 while nothing is unacknowledged).
+type peerCollector struct {
+	node     *mesh.Node
+	buffered *prometheus.Desc
+	ackLag   *prometheus.Desc
+
+	mu      sync.Mutex
+	lastAck map[*mesh.Peer]time.Time
+}
+
+func newPeerCollector(node *mesh.Node) *peerCollector {
+	labels := []string{"peer", "addr"}
+	return &peerCollector{
+		node:     node,
+		buffered: prometheus.NewDesc("verbose_peer_buffered_events", "Unacknowledged events held for a peer.", labels, nil),
+		ackLag:   prometheus.NewDesc("verbose_peer_ack_lag_seconds", "Seconds since the peer last acknowledged, 0 when it has nothing unacknowledged.", labels, nil),
+		lastAck:  make(map[*mesh.Peer]time.Time),
+	}
+}
+
+func (c *peerCollector) acked(p *mesh.Peer, now time.Time) {
+	c.mu.Lock()
+	c.lastAck[p] = now
+	c.mu.Unlock()
+}
+
+func (c *peerCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.buffered
+	ch <- c.ackLag
+}
+
+func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
+	type key struct{ id, addr string }
+	type row struct {
+		buffered int
+		lag      float64
+	}
+	now := time.Now()
+	peers := c.node.Peers()
+	rows := make(map[key]*row, len(peers))
+	c.mu.Lock()
+	live := make(map[*mesh.Peer]bool, len(peers))
+	for _, p := range peers {
+		live[p] = true
+		b := p.Buffered()
+		lag := 0.0
+		if b > 0 {
+			last, ok := c.lastAck[p]
+			if !ok {
+				last = now // first seen holding events: start counting from here
+				c.lastAck[p] = last
+			}
+			lag = now.Sub(last).Seconds()
+		}
+		// Two links can share an (id, addr) pair for a moment (a redial
+		// racing a close); Prometheus refuses duplicate series, so merge.
+		k := key{p.ID(), p.Addr()}
+		if r := rows[k]; r != nil {
+			r.buffered += b
+			r.lag = max(r.lag, lag)
+		} else {
+			rows[k] = &row{b, lag}
+		}
+	}
+	for p := range c.lastAck {
+		if !live[p] {
+			delete(c.lastAck, p)
+		}
+	}
+	c.mu.Unlock()
+	for k, r := range rows {
+		ch <- prometheus.MustNewConstMetric(c.buffered, prometheus.GaugeValue, float64(r.buffered), k.id, k.addr)
+		ch <- prometheus.MustNewConstMetric(c.ackLag, prometheus.GaugeValue, r.lag, k.id, k.addr)
+	}
+}

@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/verbosemesh/verbose/mesh"
+)
+
+// Event stream tuning. A subscriber's queue absorbs bursts; past it, events
+// are dropped for that subscriber only (the node never waits for a reader).
+const (
+	streamQueue        = 4096
+	streamBatch        = 256              // events written between flushes, at most
+	streamWriteTimeout = 30 * time.Second // a reader stuck this long is cut off
+	sseKeepAlive       = 15 * time.Second
+)
+
+// eventJSON is one line of GET /v1/events.
+type eventJSON struct {
+	Event  string `json:"event"`
+	Args   []any  `json:"args"`
+	Origin string `json:"origin"`
+	Seq    uint64 `json:"seq"`
+	Error  string `json:"error,omitempty"`
+}
+
+// subscriber is one stream's bounded queue, fed by node handlers on the
+// node's dispatcher goroutine: offer never blocks.
+type subscriber struct {
+	q       chan mesh.Event
+	dropped atomic.Uint64
+}
+
+func (s *subscriber) offer(e mesh.Event) {
+	select {
+	case s.q <- e:
+	default:
+		s.dropped.Add(1)
+	}
+}
+
+// acceptsSSE reports whether the client asked for server-sent events.
+func acceptsSSE(r *http.Request) bool {
+	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
+		mt, _, _ := strings.Cut(strings.TrimSpace(part), ";")
+		if strings.EqualFold(strings.TrimSpace(mt), "text/event-stream") {
+			return true
+		}
+	}
+	return false
+}
+
+// startStream registers a stream unless the server is shutting down.
+func (a *api) startStream() bool {
+	a.streamMu.Lock()
+	defer a.streamMu.Unlock()
+	if a.streamsClosed {
+		return false
+	}
+	a.streams.Add(1)
+	return true
+}
+
+func (a *api) events(w http.ResponseWriter, r *http.Request) {
+	names := r.URL.Query()["event"]
+	for _, n := range names {
+		if n == "" || len(n) > mesh.MaxNameLen {
+			writeError(w, http.StatusBadRequest, "event filter must be 1 to %d bytes, got %d", mesh.MaxNameLen, len(n))
+			return
+		}
+	}
+	if !a.startStream() {
+		writeError(w, http.StatusServiceUnavailable, "the agent is shutting down")
+		return
+	}
+	defer a.streams.Done()
+
+	sub := &subscriber{q: make(chan mesh.Event, a.queueLen.Load())}
+	for _, name := range filterNames(names) {
+		off := a.node.On(name, sub.offer)
+		defer off()
+	}
+	sse := acceptsSSE(r)
+	h := w.Header()
+	if sse {
+		h.Set("Content-Type", "text/event-stream")
+	} else {
+		h.Set("Content-Type", "application/x-ndjson")
+	}
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	if rc.Flush() != nil {
+		return
+	}
+	bw := bufio.NewWriter(w)
+	var keepAlive <-chan time.Time
+	if sse {
+		t := time.NewTicker(sseKeepAlive)
+		defer t.Stop()
+		keepAlive = t.C
+	}
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case <-a.done:
+			return
+		case <-keepAlive:
+			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+			bw.WriteString(": keepalive\n\n")
+		case e := <-sub.q:
+			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+			writeBatch(bw, sse, sub, e)
+		}
+		if bw.Flush() != nil || rc.Flush() != nil {
+			return // the client is gone or too slow
+		}
+	}
+}
+
+// writeBatch writes first and whatever else is queued (up to streamBatch
+// events), then the count of events dropped for this subscriber, if any.
+// Drops happen only while the queue is full, so a batch always follows
+// them: they are reported where the stream resumes.
+func writeBatch(bw *bufio.Writer, sse bool, sub *subscriber, first mesh.Event) {
+	writeEvent(bw, sse, first)
+drain:
+	for range streamBatch - 1 {
+		select {
+		case e := <-sub.q:
+			writeEvent(bw, sse, e)
+		default:
+			break drain
+		}
+	}
+	if d := sub.dropped.Swap(0); d > 0 {
+		line := fmt.Sprintf(`{"dropped":%d}`, d)
+		if sse {
+			fmt.Fprintf(bw, "event: dropped\ndata: %s\n\n", line)
+		} else {
+			bw.WriteString(line + "\n")
+		}
+	}
+}
+
+// filterNames is the handler registrations for a stream's ?event= filter:
+// "*" for none, else each name once (a name given twice must not double
+// the events).
+func filterNames(names []string) []string {
+	seen := make(map[string]bool, len(names))
+	var out []string
+	for _, n := range names {
+		if n == "*" {
+			return []string{"*"}
+		}
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
+	if len(out) == 0 {
+		return []string{"*"}
+	}
+	return out
+}
+
+func writeEvent(bw *bufio.Writer, sse bool, e mesh.Event) {
+	args := e.Args
+	if args == nil {
+		args = []any{}
+	}
+	line, err := json.Marshal(eventJSON{Event: e.Name, Args: jsonSafeSlice(args), Origin: e.Origin, Seq: e.Seq})
+	if err != nil {
+		line, _ = json.Marshal(eventJSON{Event: e.Name, Args: []any{}, Origin: e.Origin, Seq: e.Seq,
+			Error: "args not representable in JSON: " + err.Error()})
+	}
+	if sse {
+		bw.WriteString("data: ")
+		bw.Write(line)
+		bw.WriteString("\n\n")
+		return
+	}
+	bw.Write(line)
+	bw.WriteByte('\n')
+}
+
+// jsonSafe makes msgpack-decoded values JSON-encodable: maps with
+// non-string keys get their keys printed, non-finite floats become strings.
+func jsonSafe(v any) any {
+	switch x := v.(type) {
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return fmt.Sprint(x)
+		}
+	case float32:
+		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+			return fmt.Sprint(x)
+		}
+	case []any:
+		return jsonSafeSlice(x)
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = jsonSafe(e)
+		}
+		return out
+	case map[any]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[fmt.Sprint(k)] = jsonSafe(e)
+		}
+		return out
+	}
+	return v
+}
+
+func jsonSafeSlice(xs []any) []any {
+	out := make([]any, len(xs))
+	for i, x := range xs {
+		out[i] = jsonSafe(x)
+	}
+	return out
+}
