@@ -23,6 +23,7 @@ Commands:
                                through node 1, wait until the cluster has formed
   emit [-n NODE] EVENT [ARG...] emit an event through node NODE (default 1)
   tail [-n NODE] [EVENT...]    print the events node NODE receives (default 1)
+  demo                         show an event crossing the running cluster
   status                       each node: pid, alive?, addresses, links
   down                         stop the agents this script started (SIGTERM,
                                then SIGKILL after ${STOP_TIMEOUT}s)
@@ -220,6 +221,34 @@ cmd_client() {
 	exec "$BIN" "$sub" --http "$(addr "$d" http)" "$@"
 }
 
+# cmd_demo shows an event crossing the running cluster: the last node tails
+# "greeting", the first node emits it, and the event is printed as the last
+# node received it. The emit is repeated (at most 25 times, 200 ms apart) only
+# until the tail, which may still be subscribing, has seen one.
+cmd_demo() {
+	[[ -x "$BIN" ]] || die "demo: no cluster (run 'cluster.sh up 3' first)"
+	local dirs last out pid i
+	mapfile -t dirs < <(node_dirs)
+	[[ ${#dirs[@]} -ge 2 ]] || die "demo: needs a cluster of at least 2 nodes"
+	last="${#dirs[@]}"
+	out="$CLUSTER_DIR/demo.out"
+	: >"$out"
+	"$BIN" tail --http "$(addr "${dirs[$((last - 1))]}" http)" --count 1 greeting >"$out" &
+	pid=$!
+	for ((i = 0; i < 25; i++)); do
+		"$BIN" emit --http "$(addr "${dirs[0]}" http)" greeting '"hello from node 1"' >/dev/null
+		sleep 0.2
+		kill -0 "$pid" 2>/dev/null || break
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		kill "$pid" 2>/dev/null || true
+		die "demo: node $last received nothing within 5s (see $CLUSTER_DIR/node*/agent.log)"
+	fi
+	wait "$pid" || true
+	echo "node 1 emitted greeting; node $last received:"
+	cat "$out"
+}
+
 main() {
 	[[ $# -ge 1 ]] || {
 		usage >&2
@@ -236,6 +265,7 @@ main() {
 		cmd_client emit "$@"
 		;;
 	tail) cmd_client tail "$@" ;;
+	demo) cmd_demo ;;
 	-h | --help | help) usage ;;
 	*)
 		echo "cluster.sh: unknown command '$cmd'" >&2

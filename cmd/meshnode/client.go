@@ -147,8 +147,12 @@ func runEmit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs, addr := clientFlags("tail")
-	if code, done := parseFlags(fs, "meshnode tail [--http ADDR] [EVENT...]", args, stdout, stderr); done {
+	count := fs.Int("count", 0, "exit after this many events (0: until interrupted)")
+	if code, done := parseFlags(fs, "meshnode tail [--http ADDR] [--count N] [EVENT...]", args, stdout, stderr); done {
 		return code
+	}
+	if *count < 0 {
+		return usageErr(stderr, "tail", fmt.Errorf("--count must not be negative, got %d", *count))
 	}
 	base, err := baseURL(*addr)
 	if err != nil {
@@ -181,9 +185,16 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// Line by line, so that each event is visible as soon as it arrives.
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	seen := 0
 	for sc.Scan() {
 		if _, err := fmt.Fprintf(stdout, "%s\n", sc.Bytes()); err != nil {
 			return fail(stderr, "tail", err)
+		}
+		if bytes.HasPrefix(sc.Bytes(), []byte(`{"event"`)) {
+			seen++
+		}
+		if *count > 0 && seen >= *count {
+			return exitOK
 		}
 	}
 	if err := sc.Err(); err != nil && ctx.Err() == nil {
