@@ -13,7 +13,6 @@ import (
 type handlerTable struct {
 	mu    sync.Mutex
 	snap  atomic.Pointer[handlerSnap]
-	nextN uint64
 }
 
 type handlerSnap struct {

@@ -67,7 +67,8 @@ const kindEvent = 1
 
 // envelope is an event on the wire (PROTOCOL.md, "Mesh payloads").
 type envelope struct {
-	_struct bool `codec:",toarray"` //nolint:unused // codec option
+	//lint:ignore U1000 the codec reads this field's tag: encode as an array
+	_struct bool `codec:",toarray"`
 
 	Kind   uint8
 	Origin string

@@ -11,7 +11,6 @@ import (
 // violation of exactly-once or per-origin order.
 type Recorder struct {
 	mu         sync.Mutex
-	changed    chan struct{}
 	byName     map[string]int
 	byOrigin   map[string]int
 	last       map[string]uint64 // origin → last seq delivered
@@ -23,7 +22,6 @@ type Recorder struct {
 
 func newRecorder(keep bool) *Recorder {
 	return &Recorder{
-		changed:  make(chan struct{}),
 		byName:   map[string]int{},
 		byOrigin: map[string]int{},
 		last:     map[string]uint64{},
@@ -53,8 +51,6 @@ func (r *Recorder) record(e mesh.Event) {
 	if r.keep {
 		r.events = append(r.events, e)
 	}
-	close(r.changed)
-	r.changed = make(chan struct{})
 }
 
 // Count returns how many events named name were received ("*": all).
@@ -91,10 +87,4 @@ func (r *Recorder) Violations() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]string(nil), r.violations...)
-}
-
-func (r *Recorder) wait() <-chan struct{} {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.changed
 }
