@@ -11,8 +11,8 @@ import (
 // handlerTable holds the On and OnPeer registrations, copy-on-write so that
 // the dispatcher reads it without a lock.
 type handlerTable struct {
-	mu    sync.Mutex
-	snap  atomic.Pointer[handlerSnap]
+	mu   sync.Mutex
+	snap atomic.Pointer[handlerSnap]
 }
 
 type handlerSnap struct {
