@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -97,11 +98,10 @@ func AppendFrame(dst []byte, f Frame) []byte {
 // version-1 frame fails with ErrBadFrame. The returned Payload aliases a
 // fresh buffer owned by the caller.
 func ReadFrame(r io.Reader, maxSize int) (Frame, error) {
-	var hdr [4]byte
-	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+	n, err := readLength(r)
+	if err != nil {
 		return Frame{}, err
 	}
-	n := binary.BigEndian.Uint32(hdr[:])
 	if uint64(n) > uint64(maxSize) {
 		return Frame{}, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, maxSize)
 	}
@@ -113,6 +113,28 @@ func ReadFrame(r io.Reader, maxSize int) (Frame, error) {
 		return Frame{}, err
 	}
 	return DecodeFrame(body)
+}
+
+// readLength reads the 4-byte prefix; from a bufio.Reader (the link's case)
+// without the allocation an escaping header array would cost per frame.
+func readLength(r io.Reader) (uint32, error) {
+	if br, ok := r.(*bufio.Reader); ok {
+		p, err := br.Peek(4)
+		if err != nil {
+			if len(p) > 0 && errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, err
+		}
+		n := binary.BigEndian.Uint32(p)
+		_, _ = br.Discard(4)
+		return n, nil
+	}
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return 0, err
+	}
+	return binary.BigEndian.Uint32(hdr[:]), nil
 }
 
 // DecodeFrame decodes one frame body (without its length prefix). Payload

@@ -82,8 +82,6 @@ func (h *fuzzHarness) read(i, n int) {
 	}
 }
 
-func (h *fuzzHarness) up() bool { return h.side[0].m.up && h.side[1].m.up }
-
 func (h *fuzzHarness) disconnect(err error) {
 	for _, s := range h.side {
 		s.m.Disconnected(err, h.now)

@@ -104,7 +104,7 @@ func sendAll(l *relay.Link, ps []string) {
 // inbound link of its NodeID, as mesh does.
 type server struct {
 	cfg   relay.Config
-	h     *recorder
+	h     relay.Handler
 	ln    net.Listener
 	wg    sync.WaitGroup
 	mu    sync.Mutex
@@ -112,7 +112,7 @@ type server struct {
 	errs  []error
 }
 
-func startServer(t testing.TB, tr relay.Transport, addr string, cfg relay.Config, h *recorder) *server {
+func startServer(t testing.TB, tr relay.Transport, addr string, cfg relay.Config, h relay.Handler) *server {
 	t.Helper()
 	ln, err := tr.Listen(addr)
 	if err != nil {

@@ -156,11 +156,11 @@ func (m *machine) Connected(remote Hello, now time.Time) {
 	if remote.Boot != m.peerBoot {
 		m.peerBoot, m.received, m.delivered, m.ackSent = remote.Boot, 0, 0, 0
 	}
+	m.peer = remote
 	m.sent = 0 // resend everything buffered unless the remote says otherwise
 	if remote.AckBoot == m.cfg.Boot {
 		m.ackUpTo(remote.Ack)
 	}
-	m.peer = remote
 	m.ackEvery = uint64(max(1, remote.Window/4))
 	m.up, m.ackDue, m.control = true, false, nil
 	m.lastRx, m.lastTx, m.lastAck = now, now, now

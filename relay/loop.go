@@ -1,0 +1,302 @@
+package relay
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// This file is the link's driver: the goroutines that do IO and timers and
+// carry out what the machine decides. It has no protocol branches.
+
+// run is the link's loop: it obtains connections (dial or attach), serves
+// them, backs off between attempts and services timers while down.
+func (l *Link) run() {
+	defer l.finish()
+	bo := l.cfg.NewBackoff()
+	bo.Reset()
+	attempt, wait := 0, false
+	for {
+		select {
+		case <-l.stop:
+			return
+		default:
+		}
+		if a := l.takeAttach(); a != nil {
+			if l.serve(a.conn, bufio.NewReader(a.conn), a.remote, true) {
+				bo.Reset()
+				attempt = 0
+			}
+			wait = true
+			continue
+		}
+		if !l.outbound {
+			if !l.idle(time.Time{}) {
+				return
+			}
+			continue
+		}
+		if wait {
+			delay := bo.NextBackOff()
+			if delay == backoff.Stop {
+				l.log.Warn("back-off policy gave up; link stopped")
+				return
+			}
+			attempt++
+			l.event(Event{Kind: EventBackoff, Delay: delay, Attempt: attempt})
+			if !l.idle(time.Now().Add(delay)) {
+				return
+			}
+			if l.hasAttach() {
+				continue
+			}
+		}
+		wait = true
+		conn, br, remote, ok := l.dial()
+		if ok && l.serve(conn, br, remote, false) {
+			bo.Reset()
+			attempt = 0
+		}
+	}
+}
+
+func (l *Link) finish() {
+	l.mu.Lock()
+	l.closed = true
+	if l.attach != nil {
+		l.attach.conn.Close()
+		l.attach = nil
+	}
+	l.setStateLocked(Closed)
+	l.mu.Unlock()
+	l.cancel()
+	close(l.done)
+}
+
+func (l *Link) takeAttach() *attachment {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a := l.attach
+	l.attach = nil
+	return a
+}
+
+func (l *Link) hasAttach() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.attach != nil
+}
+
+// idle waits while disconnected until until (zero: indefinitely), an attach
+// or Close, ticking the machine so that the buffer expires on time. It
+// returns false when the link must stop.
+func (l *Link) idle(until time.Time) bool {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		l.mu.Lock()
+		if l.attach != nil {
+			l.mu.Unlock()
+			return true
+		}
+		next := l.m.NextDeadline()
+		l.mu.Unlock()
+		now := time.Now()
+		if !until.IsZero() {
+			if !now.Before(until) {
+				return true
+			}
+			if until.Before(next) {
+				next = until
+			}
+		}
+		timer.Reset(max(next.Sub(now), 0))
+		select {
+		case <-l.stop:
+			return false
+		case <-l.wake:
+		case <-timer.C:
+			l.mu.Lock()
+			expired, _ := l.m.Tick(time.Now())
+			evs := l.takeEventsLocked()
+			l.mu.Unlock()
+			l.report(evs)
+			if expired && !l.outbound {
+				l.log.Debug("inbound link expired; stopping")
+				return false
+			}
+		}
+	}
+}
+
+// serve runs one connection until it ends. attached connections still need
+// our HELLO; dialed ones have finished the handshake. It reports whether
+// the connection got as far as Connected.
+func (l *Link) serve(conn net.Conn, br *bufio.Reader, remote Hello, attached bool) bool {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		conn.Close()
+		return false
+	}
+	l.conn, l.dropErr = conn, nil
+	if attached {
+		l.connAddr = conn.RemoteAddr().String()
+	}
+	hello := l.m.hello()
+	l.mu.Unlock()
+	if attached {
+		l.event(Event{Kind: EventConnect, PeerID: remote.NodeID})
+		if err := writeFrame(conn, Frame{Type: FrameHello, Hello: hello}, l.cfg.Timeout); err != nil {
+			l.endHandshake(conn, fmt.Errorf("relay: handshake with %s: %w", conn.RemoteAddr(), err))
+			return false
+		}
+	}
+	l.mu.Lock()
+	l.m.Connected(remote, time.Now())
+	l.setStateLocked(Connected)
+	evs := l.takeEventsLocked()
+	l.mu.Unlock()
+	l.report(evs)
+
+	var cause firstErr
+	readerDone := make(chan struct{})
+	go l.read(conn, br, &cause, readerDone)
+	l.write(conn, &cause, readerDone)
+	conn.Close()
+	<-readerDone
+	err := cause.get()
+	l.mu.Lock()
+	switch {
+	case l.closed:
+		err = ErrClosed
+	case l.dropErr != nil:
+		err = l.dropErr
+	case l.attach != nil:
+		err = errReplaced
+	}
+	l.conn, l.dropErr = nil, nil
+	l.m.Disconnected(err, time.Now())
+	l.setStateLocked(Disconnected)
+	evs = l.takeEventsLocked()
+	l.mu.Unlock()
+	l.report(evs)
+	return true
+}
+
+// firstErr keeps the first reason a connection ended: later errors are
+// mostly the echo of the close that the first one caused.
+type firstErr struct {
+	mu  sync.Mutex
+	err error
+}
+
+func (f *firstErr) set(err error) {
+	f.mu.Lock()
+	if f.err == nil {
+		f.err = err
+	}
+	f.mu.Unlock()
+}
+
+func (f *firstErr) get() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.err
+}
+
+// write is the connection's writer and timer loop; it returns when the
+// connection must end, having recorded why in cause (unless serve knows
+// better: Close, Drop, Attach).
+func (l *Link) write(conn net.Conn, cause *firstErr, readerDone <-chan struct{}) {
+	var buf []byte
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		l.mu.Lock()
+		if l.closed || l.dropErr != nil || l.attach != nil {
+			l.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		buf = l.m.AppendPending(buf[:0], now, batchLimit)
+		more := l.m.Pending()
+		next := l.m.NextDeadline()
+		l.mu.Unlock()
+		if len(buf) > 0 {
+			// One write per batch: frames were appended back to back.
+			_ = conn.SetWriteDeadline(now.Add(l.cfg.Timeout))
+			if _, err := conn.Write(buf); err != nil {
+				cause.set(fmt.Errorf("relay: write: %w", err))
+				return
+			}
+			if cap(buf) > 4*batchLimit {
+				buf = nil // do not pin a huge one-off batch
+			}
+		}
+		if more {
+			continue
+		}
+		timer.Reset(max(time.Until(next), 0))
+		select {
+		case <-l.stop:
+			return
+		case <-l.wake:
+		case <-readerDone:
+			return
+		case <-timer.C:
+			l.mu.Lock()
+			_, err := l.m.Tick(time.Now())
+			evs := l.takeEventsLocked()
+			l.mu.Unlock()
+			l.report(evs)
+			if err != nil {
+				cause.set(err)
+				return
+			}
+		}
+	}
+}
+
+// read is the connection's reader: decode, let the machine judge, deliver.
+// On error it records the cause and closes conn, which also unblocks a
+// writer stuck on a peer that stopped reading.
+func (l *Link) read(conn net.Conn, br *bufio.Reader, cause *firstErr, done chan<- struct{}) {
+	defer close(done)
+	fail := func(err error) {
+		cause.set(err)
+		conn.Close()
+	}
+	for {
+		f, err := ReadFrame(br, l.cfg.MaxFrameSize)
+		if err != nil {
+			fail(fmt.Errorf("relay: read: %w", err))
+			return
+		}
+		l.mu.Lock()
+		p, seq, ctl, err := l.m.Receive(f, time.Now())
+		evs := l.takeEventsLocked()
+		l.mu.Unlock()
+		l.report(evs)
+		if err != nil {
+			fail(err)
+			return
+		}
+		if seq != 0 {
+			l.h.Receive(l, p)
+			l.mu.Lock()
+			l.m.Delivered(seq)
+			due := l.m.Pending()
+			l.mu.Unlock()
+			if due {
+				l.poke()
+			}
+		} else if ctl != nil {
+			l.h.Control(l, ctl)
+		}
+	}
+}
