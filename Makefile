@@ -4,7 +4,7 @@ PKGS      ?= ./...
 FUZZTIME  ?= 30s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: help test test-short check fmt vet staticcheck tidy-check fuzz bench cluster build
+.PHONY: help test test-short check fmt vet staticcheck tidy-check fuzz bench meshbench cluster build
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,8 +41,12 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; done
 
-bench: ## hot-path benchmarks
+bench: ## hot-path benchmarks, then meshbench with its defaults
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(GO) run ./cmd/meshbench
+
+meshbench: ## the cluster benchmark against raw TCP (MESHBENCH_FLAGS="--network=mem ...")
+	$(GO) run ./cmd/meshbench $(MESHBENCH_FLAGS)
 
 cluster: ## a local 3-node cluster (see README)
 	./testcluster/cluster.sh up 3

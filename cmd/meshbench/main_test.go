@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// parseResult reads the RESULT line's key=value fields.
+func parseResult(t *testing.T, out string) map[string]string {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	last := lines[len(lines)-1]
+	if !strings.HasPrefix(last, "RESULT ") {
+		t.Fatalf("last line is not the RESULT line: %q", last)
+	}
+	f := map[string]string{}
+	for _, kv := range strings.Fields(last)[1:] {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			t.Fatalf("RESULT field %q is not key=value", kv)
+		}
+		f[k] = v
+	}
+	return f
+}
+
+func TestTinyRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs every phase twice, ~15 s under -race")
+	}
+	for _, network := range []string{"mem", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			start := time.Now()
+			o, err := parseOptions([]string{"--nodes=3", "--network=" + network, "--duration=300ms",
+				"--rate=2000", "--converge=3"}, &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stdout, stderr bytes.Buffer
+			rep, err := run(o, &stdout, &stderr)
+			if err != nil {
+				t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
+			}
+			f := parseResult(t, stdout.String())
+			if f["nodes"] != "3" || f["size"] != "128" {
+				t.Errorf("RESULT nodes=%s size=%s, want 3 and 128", f["nodes"], f["size"])
+			}
+			if f["loss"] != "0" || f["dups"] != "0" {
+				t.Errorf("RESULT loss=%s dups=%s, want 0 and 0", f["loss"], f["dups"])
+			}
+			for _, k := range []string{"tcp_ev_s", "mesh_ev_s", "ratio", "p50_us", "p99_us", "tcp_p99_us", "redundancy", "heap_per_node_b"} {
+				v, err := strconv.ParseFloat(f[k], 64)
+				if err != nil || v <= 0 {
+					t.Errorf("RESULT %s=%q, want a positive number", k, f[k])
+				}
+			}
+			// Flooding a full mesh of 3: each receiver gets the event from
+			// the origin and once more from the other receiver.
+			if r := rep.Blast.Redundancy; r < 1 || r > 2.01 {
+				t.Errorf("redundancy %.2f, want within [1, 2] on a full mesh of 3", r)
+			}
+			if rep.Line == nil || rep.Line.Samples == 0 || rep.Line.Loss != 0 {
+				t.Errorf("line phase: %+v", rep.Line)
+			}
+			if m := rep.Memory; m == nil || m.Buffered < m.Events {
+				t.Errorf("memory phase buffered %+v, want at least %d events held for the closed peer", m, 1000)
+			}
+			if len(rep.Converge) != 1 || rep.Converge[0].Seconds <= 0 {
+				t.Errorf("converge: %+v", rep.Converge)
+			}
+			for _, p := range allPhases {
+				if !strings.Contains(stderr.String(), "phase "+p) {
+					t.Errorf("no progress line for phase %s on stderr", p)
+				}
+			}
+			t.Logf("%s in %v:\n%s", network, time.Since(start), stdout.String())
+		})
+	}
+}
+
+func TestJSONAndPhases(t *testing.T) {
+	o, err := parseOptions([]string{"--nodes=2", "--network=mem", "--phases=blast", "--duration=100ms", "--json"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if _, err := run(o, &stdout, &stderr); err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	out := stdout.String()
+	if !strings.HasPrefix(out, "{") || !strings.Contains(out, `"blast"`) || strings.Contains(out, `"tcp"`) {
+		t.Errorf("--json --phases=blast printed:\n%s", out)
+	}
+	if !strings.Contains(out, `"result": "RESULT nodes=2 size=128 tcp_ev_s=- mesh_ev_s=`) {
+		t.Errorf("JSON lacks the RESULT line with unmeasured fields as -:\n%s", out)
+	}
+}
+
+func TestOptionsRejected(t *testing.T) {
+	for _, args := range [][]string{
+		{"--nodes=1"}, {"--size=8"}, {"--topology=star"}, {"--network=udp"},
+		{"--phases=tcp,bogus"}, {"--tree=on"}, {"--tree=maybe"}, {"--converge=1"},
+		{"--duration=0s"}, {"extra"},
+	} {
+		if _, err := parseOptions(args, &bytes.Buffer{}); err == nil {
+			t.Errorf("parseOptions(%q) accepted", args)
+		}
+	}
+}
+
+func TestQuantiles(t *testing.T) {
+	var ns []int64
+	for i := 1; i <= 1000; i++ {
+		ns = append(ns, int64(i)*1000) // 1..1000 µs
+	}
+	q := quantilesOf(ns)
+	if q.P50us != 500 || q.P99us != 990 || q.P999us != 999 || q.MaxUs != 1000 || q.Samples != 1000 {
+		t.Errorf("quantiles %+v", q)
+	}
+}

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/verbosemesh/verbose/mesh"
+)
+
+// Phase names, in the order they run.
+var allPhases = []string{"tcp", "blast", "latency", "line", "memory", "converge"}
+
+var errUsage = errors.New("meshbench: usage")
+
+// options are the parsed flags.
+type options struct {
+	Nodes        int
+	Size         int
+	Duration     time.Duration
+	Rate         int
+	Topology     string // mesh, join, line, ring
+	Network      string // tcp, mem
+	Phases       map[string]bool
+	Converge     []int
+	CPUProfile   string
+	MemProfile   string
+	JSON         bool
+	Tree         string // Plumtree routing: only "off" until mesh has the switch
+	BufferMax    int
+	HandlerQueue int
+	AckInterval  time.Duration
+	Timeout      time.Duration
+	LogLevel     string
+}
+
+func parseOptions(args []string, stderr io.Writer) (options, error) {
+	o := options{}
+	fs := flag.NewFlagSet("meshbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&o.Nodes, "nodes", 5, "nodes in the cluster (one emitter, the others receive)")
+	fs.IntVar(&o.Size, "size", 128, "application bytes per event (index, timestamp, padding); at least 16")
+	fs.DurationVar(&o.Duration, "duration", 3*time.Second, "length of each timed phase (blast, paced latency)")
+	fs.IntVar(&o.Rate, "rate", 10000, "events/s of the paced latency phases")
+	fs.StringVar(&o.Topology, "topology", "mesh", "mesh (full mesh by Connect), join (full mesh by Join), line or ring")
+	fs.StringVar(&o.Network, "network", "tcp", "tcp (loopback) or mem (relay/memnet, in-process)")
+	phases := fs.String("phases", strings.Join(allPhases, ","), "comma list of phases to run: "+strings.Join(allPhases, ","))
+	converge := fs.String("converge", "5,20", "cluster sizes of the converge phase, comma list")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the blast phase to this file")
+	fs.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile (allocations up to the end of the blast) to this file")
+	fs.BoolVar(&o.JSON, "json", false, "print one JSON document instead of the table and the RESULT line")
+	fs.StringVar(&o.Tree, "tree", "off", "Plumtree routing: off (flooding); on needs mesh's tree mode")
+	fs.IntVar(&o.BufferMax, "buffer-max", 4096, "mesh Config.BufferMax: unacknowledged events per peer")
+	fs.IntVar(&o.HandlerQueue, "handler-queue", 1<<16, "mesh Config.HandlerQueue: events waiting for handlers")
+	fs.DurationVar(&o.AckInterval, "ack-interval", 0, "mesh Config.AcknowledgeInterval (0: the default)")
+	fs.DurationVar(&o.Timeout, "timeout", 0, "mesh Config.Timeout (0: the default)")
+	fs.StringVar(&o.LogLevel, "log-level", "error", "log level of the nodes")
+	if err := fs.Parse(args); err != nil {
+		return o, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	bad := func(format string, args ...any) (options, error) {
+		return o, fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+	}
+	o.Phases = map[string]bool{}
+	for p := range strings.SplitSeq(*phases, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		if !slices.Contains(allPhases, p) {
+			return bad("--phases: unknown phase %q (have %s)", p, strings.Join(allPhases, ","))
+		}
+		o.Phases[p] = true
+	}
+	for s := range strings.SplitSeq(*converge, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 2 || n > 200 {
+			return bad("--converge: %q is not a cluster size from 2 to 200", s)
+		}
+		o.Converge = append(o.Converge, n)
+	}
+	switch {
+	case o.Nodes < 2 || o.Nodes > 100:
+		return bad("--nodes must be 2 to 100, got %d", o.Nodes)
+	case o.Size < 16 || o.Size > 512<<10:
+		return bad("--size must be 16 to %d, got %d", 512<<10, o.Size)
+	case o.Duration <= 0:
+		return bad("--duration must be positive")
+	case o.Rate < 1 || o.Rate > 1_000_000:
+		return bad("--rate must be 1 to 1000000, got %d", o.Rate)
+	case o.BufferMax < 1 || o.HandlerQueue < 1:
+		return bad("--buffer-max and --handler-queue must be at least 1")
+	}
+	if !slices.Contains([]string{"mesh", "join", "line", "ring"}, o.Topology) {
+		return bad("--topology must be mesh, join, line or ring, got %q", o.Topology)
+	}
+	if o.Network != "tcp" && o.Network != "mem" {
+		return bad("--network must be tcp or mem, got %q", o.Network)
+	}
+	switch o.Tree {
+	case "off":
+	case "on":
+		return bad("--tree=on: mesh has no Plumtree routing mode yet")
+	default:
+		return bad("--tree must be on or off, got %q", o.Tree)
+	}
+	if hclog.LevelFromString(o.LogLevel) == hclog.NoLevel {
+		return bad("--log-level: unknown level %q", o.LogLevel)
+	}
+	return o, nil
+}
+
+// meshConfig is the node config every phase starts from (NodeID, Transport
+// and addresses are filled in by the cluster). The Plumtree switch goes
+// here when mesh grows it: o.Tree == "on" → the Config field that selects
+// tree routing.
+func (o options) meshConfig(log hclog.Logger) mesh.Config {
+	return mesh.Config{
+		BufferMax:           o.BufferMax,
+		HandlerQueue:        o.HandlerQueue,
+		AcknowledgeInterval: o.AckInterval,
+		Timeout:             o.Timeout,
+		Logger:              log,
+	}
+}
+
+// configLine describes the mesh config in effect, defaults resolved.
+func (o options) configLine() string {
+	ack, timeout := o.AckInterval, o.Timeout
+	if ack == 0 {
+		ack = mesh.DefaultAcknowledgeInterval
+	}
+	if timeout == 0 {
+		timeout = mesh.DefaultTimeout
+	}
+	return fmt.Sprintf("BufferMax=%d HandlerQueue=%d AcknowledgeInterval=%v Timeout=%v tree=%s",
+		o.BufferMax, o.HandlerQueue, ack, timeout, o.Tree)
+}

@@ -1,0 +1,294 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"time"
+
+	"github.com/verbosemesh/verbose/mesh"
+)
+
+// blastResult is the mesh throughput phase's figures.
+type blastResult struct {
+	Topology       string  `json:"topology"`
+	Receivers      int     `json:"receivers"`
+	Events         int64   `json:"events"`
+	Seconds        float64 `json:"seconds"` // first Emit to the last receiver complete
+	EmitSeconds    float64 `json:"emit_s"`  // first to last Emit
+	EvPerSec       float64 `json:"ev_s"`    // events/s delivered per receiver
+	Loss           int64   `json:"loss"`    // summed over receivers
+	Dups           int64   `json:"dups"`    // summed over receivers
+	Reordered      int64   `json:"reordered"`
+	Redundancy     float64 `json:"redundancy"` // event frames received per event per receiver
+	Forwarded      uint64  `json:"forwarded"`
+	HandlerDropped uint64  `json:"handler_dropped"`
+	Overflowed     uint64  `json:"overflowed"`
+	EmitErrors     int64   `json:"emit_errors"`
+}
+
+// latencyResult is a paced phase's figures, at the measured receivers.
+type latencyResult struct {
+	quantiles
+	Topology string `json:"topology"`
+	Nodes    int    `json:"nodes"`
+	Rate     int    `json:"rate"`
+	Loss     int64  `json:"loss"`
+	Dups     int64  `json:"dups"`
+}
+
+// eventArgs builds the args of event idx: index, timestamp, padding.
+func eventArgs(pad []byte, idx int64, ts int64) []any {
+	return []any{idx, ts, pad}
+}
+
+// attach registers a tracker on every node but the emitter (node 0).
+func attach(c *cluster, latency bool, expect int) (ts []*tracker, off func()) {
+	var offs []func()
+	for _, n := range c.nodes[1:] {
+		t := newTracker(latency, expect)
+		ts = append(ts, t)
+		offs = append(offs, n.On("*", t.on))
+	}
+	return ts, func() {
+		for _, f := range offs {
+			f()
+		}
+	}
+}
+
+// drain waits until every tracker has sent distinct events, at most limit.
+func drain(ts []*tracker, sent int64, limit time.Duration) bool {
+	return waitFor(limit, 200*time.Microsecond, func() bool {
+		for _, t := range ts {
+			if t.distinct.Load() < sent {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func sumStats(c *cluster) (received, forwarded, dropped, overflowed uint64) {
+	for _, n := range c.nodes {
+		s := n.Stats()
+		received += s.Received
+		forwarded += s.Forwarded
+		dropped += s.HandlerDropped
+		overflowed += s.Overflowed
+	}
+	return
+}
+
+// blast emits from node 0 as fast as Emit returns for o.Duration, then
+// waits (bounded) for every receiver to have every event.
+func blast(o options, c *cluster) (blastResult, error) {
+	r := blastResult{Topology: o.Topology, Receivers: len(c.nodes) - 1}
+	ts, off := attach(c, false, 0)
+	defer off()
+	recv0, fwd0, drop0, over0 := sumStats(c)
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err != nil {
+			return r, fmt.Errorf("meshbench: cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return r, fmt.Errorf("meshbench: cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	emitter := c.nodes[0]
+	pad := make([]byte, o.Size-16)
+	start := time.Now()
+	end := start.Add(o.Duration)
+	var sent int64
+	for ; ; sent++ {
+		if sent%256 == 0 && time.Now().After(end) {
+			break
+		}
+		if err := emitter.Emit("blast", eventArgs(pad, sent, 0)...); err != nil {
+			r.EmitErrors++
+			break
+		}
+	}
+	r.EmitSeconds = time.Since(start).Seconds()
+	complete := drain(ts, sent, max(10*time.Second, 3*o.Duration))
+	elapsed := time.Since(start)
+	if o.CPUProfile != "" {
+		pprof.StopCPUProfile()
+	}
+	if o.MemProfile != "" {
+		if err := writeHeapProfile(o.MemProfile); err != nil {
+			return r, err
+		}
+	}
+	recv1, fwd1, drop1, over1 := sumStats(c)
+	r.Events, r.Seconds = sent, elapsed.Seconds()
+	r.EvPerSec = float64(sent) / elapsed.Seconds()
+	for _, t := range ts {
+		tr := t.result(sent)
+		r.Loss += tr.Loss
+		r.Dups += tr.Dups
+		r.Reordered += tr.Reordered + tr.Malformed
+	}
+	if sent > 0 {
+		r.Redundancy = float64(recv1-recv0) / float64(sent*int64(r.Receivers))
+	}
+	r.Forwarded, r.HandlerDropped, r.Overflowed = fwd1-fwd0, drop1-drop0, over1-over0
+	if !complete {
+		progress("blast: receivers incomplete after the drain limit: loss reported")
+	}
+	return r, nil
+}
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("meshbench: memprofile: %w", err)
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		return fmt.Errorf("meshbench: memprofile: %w", err)
+	}
+	return nil
+}
+
+// paced emits from node 0 at o.Rate for o.Duration and reports the latency
+// measured at the receivers in measure (indexes into c.nodes[1:]; nil: all).
+func paced(o options, c *cluster, topology string, measure []int) (latencyResult, error) {
+	total := int64(o.Duration.Seconds() * float64(o.Rate))
+	r := latencyResult{Topology: topology, Nodes: len(c.nodes), Rate: o.Rate}
+	ts, off := attach(c, true, int(total))
+	defer off()
+	pad := make([]byte, o.Size-16)
+	p := newPacer(o.Rate)
+	emitter := c.nodes[0]
+	var sent int64
+	for ; sent < total; sent++ {
+		p.wait(int(sent))
+		if err := emitter.Emit("lat", eventArgs(pad, sent, time.Now().UnixNano())...); err != nil {
+			return r, fmt.Errorf("meshbench: latency emit: %w", err)
+		}
+	}
+	drain(ts, sent, 10*time.Second)
+	if measure == nil {
+		for i := range ts {
+			measure = append(measure, i)
+		}
+	}
+	var all []int64
+	for _, i := range measure {
+		tr := ts[i].result(sent)
+		r.Loss += tr.Loss
+		r.Dups += tr.Dups
+		all = append(all, tr.Samples...)
+	}
+	r.quantiles = quantilesOf(all)
+	return r, nil
+}
+
+// memoryResult is the memory phase's figures.
+type memoryResult struct {
+	Nodes              int     `json:"nodes"`
+	HeapPerNodeRest    int64   `json:"heap_per_node_b"`          // links up, nothing in flight
+	HeapPerNodeBuffers int64   `json:"heap_per_node_buffered_b"` // the live nodes, with events held for the absent peer
+	Buffered           int     `json:"buffered"`                 // events held over all live nodes' links
+	BytesPerBuffered   float64 `json:"bytes_per_buffered_event"`
+	Events             int     `json:"events"`
+}
+
+func heapNow() int64 {
+	runtime.GC()
+	runtime.GC() // the second cycle frees what the first one's finalizers released
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapAlloc)
+}
+
+// memory measures heap per node at rest, then closes the last node and
+// emits events from node 0 so that every live node buffers them for it.
+func memory(o options, log loggerFn) (memoryResult, error) {
+	const events = 1000
+	r := memoryResult{Nodes: o.Nodes, Events: events}
+	base := heapNow()
+	c, err := newCluster(o, clusterSpec{n: o.Nodes, topology: o.Topology, network: o.Network, connect: true}, log())
+	if err != nil {
+		return r, err
+	}
+	defer c.close()
+	r.HeapPerNodeRest = (heapNow() - base) / int64(o.Nodes)
+
+	gone := c.nodes[len(c.nodes)-1]
+	live := &cluster{nodes: c.nodes[:len(c.nodes)-1]}
+	gone.Close()
+	// Wait until the links to the absent peer know it is gone, so that Emit
+	// buffers for it instead of waiting for its acknowledgements.
+	waitFor(10*time.Second, time.Millisecond, func() bool {
+		for _, n := range live.nodes {
+			for _, p := range n.Peers() {
+				if p.ID() == gone.ID() && p.State() == mesh.Connected {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	ts, off := attach(live, false, 0)
+	defer off()
+	rest := heapNow()
+	pad := make([]byte, o.Size-16)
+	for i := range events {
+		if err := c.nodes[0].Emit("mem", eventArgs(pad, int64(i), 0)...); err != nil {
+			return r, fmt.Errorf("meshbench: memory emit: %w", err)
+		}
+	}
+	drain(ts, events, 10*time.Second)
+	// Every link to a live peer is acknowledged; only the absent one holds events.
+	waitFor(5*time.Second, time.Millisecond, func() bool {
+		for _, n := range live.nodes {
+			for _, p := range n.Peers() {
+				if p.ID() != gone.ID() && p.Buffered() > 0 {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	held := heapNow()
+	for _, n := range live.nodes {
+		r.Buffered += n.Stats().Buffered
+	}
+	r.HeapPerNodeBuffers = (held - base) / int64(len(live.nodes))
+	if r.Buffered > 0 {
+		r.BytesPerBuffered = float64(held-rest) / float64(r.Buffered)
+	}
+	return r, nil
+}
+
+// convergeResult is the time from the first Join to every link up.
+type convergeResult struct {
+	Nodes   int     `json:"nodes"`
+	Seconds float64 `json:"seconds"`
+	Links   int     `json:"links"`
+}
+
+func converge(o options, n int, log loggerFn) (convergeResult, error) {
+	r := convergeResult{Nodes: n, Links: n * (n - 1) / 2}
+	c, err := newCluster(o, clusterSpec{n: n, topology: "join", network: o.Network}, log())
+	if err != nil {
+		return r, err
+	}
+	defer c.close()
+	start := time.Now()
+	if err := c.join(); err != nil {
+		return r, err
+	}
+	if err := c.waitLinks(60 * time.Second); err != nil {
+		return r, err
+	}
+	r.Seconds = time.Since(start).Seconds()
+	return r, nil
+}

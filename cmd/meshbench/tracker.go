@@ -1,0 +1,153 @@
+package main
+
+import (
+	"encoding/binary"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/verbosemesh/verbose/mesh"
+)
+
+// tracker is one receiver's bookkeeping for a phase: which event indexes
+// arrived (a bitmap: indexes of the one emitter are contiguous from 0, so a
+// bit per event is exact and compact), duplicates, reorders against the
+// origin's Seq, and latency samples. Its handler runs on the node's single
+// dispatcher goroutine; the mutex is uncontended there and only makes the
+// final read race-free.
+type tracker struct {
+	distinct atomic.Int64 // polled by the phase while events flow
+
+	mu        sync.Mutex
+	seen      []uint64 // bit i: index i arrived
+	dups      int64
+	reordered int64
+	malformed int64
+	lastSeq   map[string]uint64
+	latency   bool
+	samples   []int64 // ns, when latency is on
+}
+
+func newTracker(latency bool, expect int) *tracker {
+	t := &tracker{lastSeq: map[string]uint64{}, latency: latency}
+	if latency {
+		t.samples = make([]int64, 0, expect)
+	}
+	return t
+}
+
+// on is the node's On("*") handler: cheap, no allocation in the steady state.
+func (t *tracker) on(e mesh.Event) {
+	var now int64
+	if t.latency {
+		now = time.Now().UnixNano()
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(e.Args) < 2 {
+		t.malformed++
+		return
+	}
+	idx, ok1 := asInt(e.Args[0])
+	ts, ok2 := asInt(e.Args[1])
+	if !ok1 || !ok2 || idx < 0 {
+		t.malformed++
+		return
+	}
+	if last, ok := t.lastSeq[e.Origin]; ok && e.Seq <= last {
+		t.reordered++
+	} else {
+		t.lastSeq[e.Origin] = e.Seq
+	}
+	w := int(idx / 64)
+	if w >= len(t.seen) {
+		t.seen = append(t.seen, make([]uint64, w-len(t.seen)+1+len(t.seen))...)
+	}
+	bit := uint64(1) << (idx % 64)
+	if t.seen[w]&bit != 0 {
+		t.dups++
+		return
+	}
+	t.seen[w] |= bit
+	t.distinct.Add(1)
+	if t.latency {
+		t.samples = append(t.samples, now-ts)
+	}
+}
+
+// result is a tracker's final figures for sent events (indexes 0..sent-1).
+type trackerResult struct {
+	Distinct, Loss, Dups, Reordered, Malformed int64
+	Samples                                    []int64
+}
+
+func (t *tracker) result(sent int64) trackerResult {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	d := t.distinct.Load()
+	return trackerResult{Distinct: d, Loss: sent - d, Dups: t.dups, Reordered: t.reordered,
+		Malformed: t.malformed, Samples: slices.Clone(t.samples)}
+}
+
+// asInt accepts the integer types msgpack decodes to.
+func asInt(v any) (int64, bool) {
+	switch x := v.(type) {
+	case int64:
+		return x, true
+	case uint64:
+		if x > math.MaxInt64 {
+			return 0, false
+		}
+		return int64(x), true
+	}
+	return 0, false
+}
+
+// quantiles are latency percentiles in microseconds.
+type quantiles struct {
+	Samples int     `json:"samples"`
+	P50us   float64 `json:"p50_us"`
+	P99us   float64 `json:"p99_us"`
+	P999us  float64 `json:"p999_us"`
+	MaxUs   float64 `json:"max_us"`
+}
+
+func quantilesOf(ns []int64) quantiles {
+	if len(ns) == 0 {
+		return quantiles{}
+	}
+	s := slices.Clone(ns)
+	slices.Sort(s)
+	at := func(q float64) float64 {
+		i := int(math.Ceil(q*float64(len(s)))) - 1
+		return float64(s[max(0, min(i, len(s)-1))]) / 1e3
+	}
+	return quantiles{Samples: len(s), P50us: at(0.50), P99us: at(0.99), P999us: at(0.999), MaxUs: at(1)}
+}
+
+// frame fills b (size bytes) with an event's application bytes: index,
+// send time, padding. The baseline sends exactly these bytes.
+func frame(b []byte, idx int64, ts int64) {
+	binary.BigEndian.PutUint64(b[0:8], uint64(idx))
+	binary.BigEndian.PutUint64(b[8:16], uint64(ts))
+}
+
+// pacer spreads count sends evenly from start at rate per second. It does
+// not skip: a late send goes at once, so a stall shows as latency.
+type pacer struct {
+	start    time.Time
+	interval time.Duration
+}
+
+func newPacer(rate int) pacer {
+	return pacer{start: time.Now(), interval: time.Second / time.Duration(rate)}
+}
+
+// wait sleeps until send i is due.
+func (p pacer) wait(i int) {
+	if d := time.Until(p.start.Add(time.Duration(i) * p.interval)); d > 0 {
+		time.Sleep(d)
+	}
+}
