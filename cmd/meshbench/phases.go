@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"runtime"
@@ -103,13 +104,18 @@ func blast(o options, c *cluster) (blastResult, error) {
 	pad := make([]byte, o.Size-16)
 	start := time.Now()
 	end := start.Add(o.Duration)
+	// Emit may wait for back-pressure up to Config.Timeout per peer; the
+	// context keeps a stuck cluster from stretching the phase past its bound.
+	ctx, cancel := context.WithDeadline(context.Background(), end.Add(5*time.Second))
+	defer cancel()
 	var sent int64
 	for ; ; sent++ {
 		if sent%256 == 0 && time.Now().After(end) {
 			break
 		}
-		if err := emitter.Emit("blast", eventArgs(pad, sent, 0)...); err != nil {
+		if err := emitter.EmitContext(ctx, "blast", eventArgs(pad, sent, 0)...); err != nil {
 			r.EmitErrors++
+			progress("blast: emit stopped: %v", err)
 			break
 		}
 	}
