@@ -41,6 +41,12 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; done
 
+CHAOS_SEEDS   ?= 500
+CHAOS_SEEDS12 ?= 100
+chaos: ## long chaos run: CHAOS_SEEDS seeds per scenario on 5 nodes, CHAOS_SEEDS12 on 12 (testcluster/chaos_test.go)
+	$(GO) test -race -count=1 -timeout 0 -run '^TestChaos' ./testcluster -chaos.seeds=$(CHAOS_SEEDS)
+	$(GO) test -race -count=1 -timeout 0 -run '^TestChaos(FullMesh|Ring|Join)$$' ./testcluster -chaos.seeds=$(CHAOS_SEEDS12) -chaos.nodes=12
+
 bench: ## hot-path benchmarks, then meshbench with its defaults
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 	$(GO) run ./cmd/meshbench
