@@ -62,7 +62,8 @@ var wireHandle = func() *codec.MsgpackHandle {
 	return h
 }()
 
-// Payload kinds carried in relay DATA frames.
+// Payload kinds carried in relay DATA frames; the tree's are in
+// plumtree_wire.go.
 const kindEvent = 1
 
 // envelope is an event on the wire (PROTOCOL.md, "Mesh payloads").
@@ -98,7 +99,7 @@ func decodeEnvelope(b []byte) (*envelope, error) {
 		return nil, fmt.Errorf("mesh: bad event payload: %w", err)
 	}
 	if env.Kind != kindEvent {
-		return nil, fmt.Errorf("mesh: unknown payload kind %d", env.Kind)
+		return nil, fmt.Errorf("mesh: payload kind %d is not an event", env.Kind)
 	}
 	if env.Origin == "" || env.Seq < env.Boot || env.Boot == 0 {
 		return nil, fmt.Errorf("mesh: bad event identity (origin %q, boot %d, seq %d)", env.Origin, env.Boot, env.Seq)
@@ -106,15 +107,8 @@ func decodeEnvelope(b []byte) (*envelope, error) {
 	return env, nil
 }
 
-func decodeArgs(raw []byte) ([]any, error) {
-	if len(raw) == 0 {
-		return nil, nil
-	}
-	var args []any
-	if err := codec.NewDecoderBytes(raw, wireHandle).Decode(&args); err != nil {
-		return nil, fmt.Errorf("mesh: bad event args: %w", err)
-	}
-	return args, nil
+func decodeWithCodec(raw []byte, v any) error {
+	return codec.NewDecoderBytes(raw, wireHandle).Decode(v)
 }
 
 // checkArgs refuses what msgpack would encode wrongly or not at all:
@@ -158,6 +152,9 @@ func checkValue(v reflect.Value, depth int) error {
 			}
 		}
 	case reflect.Map:
+		if k := v.Type().Key().Kind(); k != reflect.String && k != reflect.Interface {
+			return fmt.Errorf("a %s cannot be sent: map keys must be strings", v.Type())
+		}
 		it := v.MapRange()
 		for it.Next() {
 			if err := checkValue(it.Key(), depth+1); err != nil {

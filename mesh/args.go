@@ -1,0 +1,135 @@
+package mesh
+
+import (
+	"fmt"
+	"math"
+)
+
+// decodeArgsFast decodes an args array into []any with the types go-msgpack
+// gives (see Event.Args), without reflection. ok is false for anything
+// unusual (extensions, non-string map keys, deep nesting): the caller then
+// falls back on go-msgpack, so results never differ from it. The
+// differential fuzz test in args_test.go holds it to that.
+func decodeArgsFast(b []byte) (args []any, ok bool) {
+	p := parser{b: b}
+	n := p.arrayHeader()
+	if p.err != nil || n > len(b) {
+		return nil, false
+	}
+	args = make([]any, n)
+	for i := range args {
+		if args[i], ok = p.value(0); !ok {
+			return nil, false
+		}
+	}
+	return args, p.i == len(b)
+}
+
+func (p *parser) value(depth int) (any, bool) {
+	if depth > 32 {
+		return nil, false
+	}
+	c := p.byte()
+	if p.err != nil {
+		return nil, false
+	}
+	switch {
+	case c <= 0x7f:
+		return int64(c), true
+	case c >= 0xe0:
+		return int64(int8(c)), true
+	case c&0xe0 == 0xa0, c >= 0xd9 && c <= 0xdb:
+		n := p.strLen(c)
+		if !p.need(n) {
+			return nil, false
+		}
+		s := string(p.b[p.i : p.i+n])
+		p.i += n
+		return s, true
+	case c&0xf0 == 0x90, c == 0xdc, c == 0xdd:
+		p.i--
+		n := p.arrayHeader()
+		if p.err != nil || n > len(p.b)-p.i {
+			return nil, false
+		}
+		a := make([]any, n)
+		for i := range a {
+			var ok bool
+			if a[i], ok = p.value(depth + 1); !ok {
+				return nil, false
+			}
+		}
+		return a, true
+	case c&0xf0 == 0x80, c == 0xde, c == 0xdf:
+		var n int
+		switch {
+		case c&0xf0 == 0x80:
+			n = int(c & 0x0f)
+		case c == 0xde:
+			n = int(p.be(2))
+		default:
+			n = int(p.be(4))
+		}
+		if p.err != nil || 2*n > len(p.b)-p.i {
+			return nil, false
+		}
+		m := make(map[string]any, n)
+		for range n {
+			k, ok := p.value(depth + 1)
+			ks, isStr := k.(string)
+			if !ok || !isStr {
+				return nil, false
+			}
+			if _, dup := m[ks]; dup { // go-msgpack's handling of repeats is its own
+				return nil, false
+			}
+			if m[ks], ok = p.value(depth + 1); !ok {
+				return nil, false
+			}
+		}
+		return m, true
+	}
+	switch c {
+	case 0xc0:
+		return nil, true
+	case 0xc2:
+		return false, true
+	case 0xc3:
+		return true, true
+	case 0xc4, 0xc5, 0xc6:
+		n := int(p.be(1 << (c - 0xc4)))
+		if !p.need(n) {
+			return nil, false
+		}
+		bs := append([]byte{}, p.b[p.i:p.i+n]...)
+		p.i += n
+		return bs, true
+	case 0xca:
+		return float64(math.Float32frombits(uint32(p.be(4)))), p.err == nil
+	case 0xcb:
+		return math.Float64frombits(p.be(8)), p.err == nil
+	case 0xcc, 0xcd, 0xce, 0xcf:
+		return p.be(1 << (c - 0xcc)), p.err == nil
+	case 0xd0, 0xd1, 0xd2, 0xd3:
+		n := 1 << (c - 0xd0)
+		v := p.be(n)
+		shift := 64 - 8*n
+		return int64(v<<shift) >> shift, p.err == nil
+	}
+	return nil, false // extensions and the unused 0xc1: go-msgpack decides
+}
+
+// decodeArgs decodes an event's args for its handlers.
+func decodeArgs(raw []byte) ([]any, error) {
+	if len(raw) == 0 {
+		return nil, nil
+	}
+	if args, ok := decodeArgsFast(raw); ok {
+		return args, nil
+	}
+	var args []any
+	if err := decodeWithCodec(raw, &args); err != nil {
+		return nil, fmt.Errorf("mesh: bad event args: %w", err)
+	}
+	return args, nil
+}
