@@ -186,3 +186,30 @@ func (o *Orderer[T]) Forget(origin string) {
 	}
 	delete(o.origins, origin)
 }
+
+// Next reports the next seq (origin, boot) would release in order: every seq
+// below it was released or declared lost. For a boot not tracked yet that
+// Offer would admit, it is boot itself (nothing of it seen). ok is false when
+// Offer would refuse the boot as stale (forgotten, or older than every
+// tracked boot with no room left).
+func (o *Orderer[T]) Next(origin string, boot uint64) (next uint64, ok bool) {
+	s := o.origins[origin]
+	if s == nil {
+		return boot, true
+	}
+	if b := s.find(boot); b != nil {
+		return b.next, true
+	}
+	if s.hasForgotten && boot <= s.lastForgotten {
+		return 0, false
+	}
+	if len(s.boots) >= o.cfg.MaxBoots {
+		for _, b := range s.boots {
+			if b.boot < boot {
+				return boot, true
+			}
+		}
+		return 0, false
+	}
+	return boot, true
+}

@@ -69,6 +69,13 @@ type Config struct {
 	HandlerQueue int
 	// MaxFrameSize is the largest relay frame accepted. Default 1 MiB.
 	MaxFrameSize int
+	// Flood turns the epidemic broadcast tree off: every event goes in full
+	// over every link (one copy per link; a receiver in a full mesh of N
+	// gets N-1 copies of each event and drops N-2). The zero value, the
+	// tree, sends each event in full along one spanning tree per origin and
+	// only short notices over the other links (see PROTOCOL.md). For
+	// measuring one against the other; set it alike on every node.
+	Flood bool
 	// MetricSink receives memberlist's metrics (hashicorp/go-metrics).
 	MetricSink metrics.MetricSink
 	// GossipTransport replaces memberlist's UDP/TCP transport, for

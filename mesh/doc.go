@@ -13,6 +13,16 @@
 // one it came over and the nodes on its path. The link acknowledges the
 // frame once it is routed.
 //
+// # Epidemic broadcast tree
+//
+// Forwarding follows a per-origin Plumtree (plumtree*.go; PROTOCOL.md,
+// section 9): for each origin a link is eager (events in full) or lazy
+// (batched IHAVE notices only). A duplicate over an eager link prunes it; a
+// noticed event still missing after a short grace is grafted from the
+// notifying neighbour, which resends it from its recent-event store. A full
+// mesh so converges to one copy per event and receiver. Config.Flood turns
+// it off: every event over every link.
+//
 // # Concurrency
 //
 // All methods of Node and Peer are safe for concurrent use. Link readers
@@ -24,8 +34,9 @@
 //
 // # Lifecycle
 //
-// New starts the router's timer goroutine and the dispatcher (and
-// memberlist when GossipAddr is set); Listen starts an accept loop; Connect
+// New starts the router's timer goroutine, the tree's notice-and-graft
+// goroutine (idle while there is nothing to announce or graft) and the
+// dispatchers (and memberlist when GossipAddr is set); Listen starts an accept loop; Connect
 // and Join start links (two goroutines each). Close stops and waits for all
 // of them.
 package mesh

@@ -57,6 +57,7 @@ type Node struct {
 	routeMu sync.Mutex
 	order   *dedup.Orderer[*arrival]
 	ready   []*arrival // reused by the router; guarded by routeMu
+	tree    *tree      // guarded by routeMu
 
 	handlers *handlerTable
 	disp     *dispatcher // events, to On handlers
@@ -66,6 +67,7 @@ type Node struct {
 	mem *membership.Membership
 
 	kick      chan struct{}
+	treeKick  chan struct{}
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -104,6 +106,7 @@ func New(cfg Config) (*Node, error) {
 		pending:  make(map[net.Conn]struct{}),
 		handlers: newHandlerTable(),
 		kick:     make(chan struct{}, 1),
+		treeKick: make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
 	n.seq = n.boot
@@ -128,6 +131,7 @@ func New(cfg Config) (*Node, error) {
 		Grace:       cfg.ReorderTimeout,
 		IdleTimeout: 4 * cfg.BufferTimeout,
 	})
+	n.tree = newTree(n, cfg.Flood, 4*cfg.BufferMax)
 	n.disp, n.pdisp = newDispatchers(cfg.HandlerQueue, n.handlers, n.log)
 	if cfg.GossipAddr != "" || cfg.GossipTransport != nil {
 		if err := n.startMembership(); err != nil {
@@ -136,8 +140,9 @@ func New(cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.tickLoop()
+	go n.treeLoop()
 	return n, nil
 }
 
@@ -251,6 +256,9 @@ func (n *Node) peerOf(l *relay.Link) *Peer {
 }
 
 func (n *Node) removePeer(p *Peer) {
+	n.routeMu.Lock()
+	n.tree.forgetLink(p.link)
+	n.routeMu.Unlock()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	delete(n.peers, p.link)
@@ -308,8 +316,13 @@ func (n *Node) EmitContext(ctx context.Context, name string, args ...any) error 
 		return fmt.Errorf("%w: %q: %d bytes encoded, MaxFrameSize is %d", ErrBadEvent, name, len(payload), n.cfg.MaxFrameSize)
 	}
 	n.seq++
-	for _, l := range links {
-		l.Send(payload)
+	// Under routeMu, so that a GRAFT for our own events sees each one either
+	// stored or not yet sent, never half-way.
+	n.routeMu.Lock()
+	due := n.tree.emit(env, payload, links, time.Now())
+	n.routeMu.Unlock()
+	if due {
+		n.kickTree()
 	}
 	n.stats.emitted.Add(1)
 	return nil

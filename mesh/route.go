@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"time"
 
 	"github.com/verbosemesh/verbose/relay"
@@ -14,31 +13,51 @@ import (
 // link goroutines and never block on anything but short locks.
 type linkHandler struct{ n *Node }
 
-// Receive routes one event: dedup and order it, then deliver what the
-// orderer releases and forward it to every other link not on its path. The
-// link acknowledges the frame when this returns.
+// Receive routes one payload: an event, or a message of the tree.
 func (h linkHandler) Receive(l *relay.Link, payload []byte) {
 	n := h.n
-	env, err := decodeEnvelope(payload)
+	kind, err := payloadKind(payload)
+	if err == nil {
+		switch kind {
+		case kindEvent:
+			err = n.receiveEvent(l, payload)
+		case kindIHave, kindGraft, kindPrune:
+			err = n.receiveTree(l, kind, payload)
+		default:
+			err = fmt.Errorf("mesh: unknown payload kind %d", kind)
+		}
+	}
 	if err != nil {
 		n.stats.badPayloads.Add(1)
 		n.log.Warn("dropping a link that sent a bad payload", "peer", l.RemoteID(), "addr", l.Addr(), "error", err)
 		n.pdisp.peerEvent(PeerEvent{Kind: Rejected, Peer: n.peerOf(l), PeerID: l.RemoteID(), Addr: l.Addr(), Err: err})
 		l.Drop(err)
-		return
+	}
+}
+
+// receiveEvent dedups and orders one event, then delivers what the orderer
+// releases and forwards it along the tree. A duplicate prunes its link.
+// The link acknowledges the frame when this returns.
+func (n *Node) receiveEvent(l *relay.Link, payload []byte) error {
+	env, err := decodeEnvelope(payload)
+	if err != nil {
+		return err
 	}
 	n.stats.received.Add(1)
 	if env.Origin == n.id && env.Boot == n.boot {
 		n.stats.duplicates.Add(1) // our own event came back round a cycle
-		return
+		return nil
 	}
 	n.routeMu.Lock()
 	defer n.routeMu.Unlock()
-	ready, fresh := n.order.Offer(env.Origin, env.Boot, env.Seq, &arrival{env: env, from: l}, time.Now(), n.ready[:0])
+	now := time.Now()
+	ready, fresh := n.order.Offer(env.Origin, env.Boot, env.Seq, &arrival{env: env, from: l}, now, n.ready[:0])
 	if !fresh {
 		n.stats.duplicates.Add(1)
-		return
+		n.tree.duplicate(env.Origin, l, now)
+		return nil
 	}
+	n.tree.fresh(env.Origin, l, now)
 	n.release(ready)
 	if len(ready) == 0 {
 		// Held behind a gap: make sure the tick loop has a timer for it.
@@ -47,6 +66,42 @@ func (h linkHandler) Receive(l *relay.Link, payload []byte) {
 		default:
 		}
 	}
+	return nil
+}
+
+// receiveTree handles IHAVE, GRAFT and PRUNE.
+func (n *Node) receiveTree(l *relay.Link, kind uint8, payload []byte) error {
+	var (
+		ih  *ihaveMsg
+		gr  *graftMsg
+		pr  *pruneMsg
+		err error
+	)
+	switch kind {
+	case kindIHave:
+		ih, err = decodeIHave(payload)
+	case kindGraft:
+		gr, err = decodeGraft(payload)
+	default:
+		pr, err = decodePrune(payload)
+	}
+	if err != nil {
+		return err
+	}
+	n.routeMu.Lock()
+	defer n.routeMu.Unlock()
+	now := time.Now()
+	switch {
+	case ih != nil:
+		if n.tree.ihave(ih, l, now) {
+			n.kickTree()
+		}
+	case gr != nil:
+		n.tree.graft(gr, l, now)
+	default:
+		n.tree.prune(pr, l, now)
+	}
+	return nil
 }
 
 // release delivers and forwards events in the order the orderer released
@@ -57,36 +112,20 @@ func (n *Node) release(ready []*arrival) {
 		return
 	}
 	links := n.links()
+	now := time.Now()
+	due := false
 	for i, a := range ready {
-		n.forward(a, links)
+		if n.tree.release(a, links, now) {
+			due = true
+		}
 		if a.env.Origin != n.id {
 			n.disp.deliver(a.env)
 		}
 		ready[i] = nil
 	}
 	n.ready = ready[:0]
-}
-
-func (n *Node) forward(a *arrival, links []*relay.Link) {
-	env := a.env
-	var payload []byte
-	for _, l := range links {
-		if l == a.from {
-			continue
-		}
-		if id := l.RemoteID(); id != "" && slices.Contains(env.Path, id) {
-			continue
-		}
-		if payload == nil {
-			env.Path = append(env.Path, n.id)
-			var err error
-			if payload, err = encodeEnvelope(env); err != nil {
-				n.log.Error("cannot re-encode an event to forward it", "origin", env.Origin, "seq", env.Seq, "error", err)
-				return
-			}
-		}
-		l.Send(payload)
-		n.stats.forwarded.Add(1)
+	if due {
+		n.kickTree()
 	}
 }
 
@@ -110,6 +149,12 @@ func (h linkHandler) Event(l *relay.Link, ev relay.Event) {
 	case relay.EventConnect:
 		pe.Kind = Connect
 	case relay.EventHandshake:
+		n.routeMu.Lock()
+		due := n.tree.linkUp(l, l.RemoteBoot())
+		n.routeMu.Unlock()
+		if due {
+			n.kickTree()
+		}
 		pe.Kind = PeerID
 		n.pdisp.peerEvent(pe)
 		pe.Kind = Initialized

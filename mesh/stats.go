@@ -11,6 +11,11 @@ type stats struct {
 	overflowed  atomic.Uint64
 	expired     atomic.Uint64
 	badPayloads atomic.Uint64
+	notices     atomic.Uint64
+	grafts      atomic.Uint64
+	prunes      atomic.Uint64
+	graftResent atomic.Uint64
+	graftMisses atomic.Uint64
 }
 
 // Stats is a snapshot of a node's counters since New.
@@ -28,6 +33,50 @@ type Stats struct {
 	BadPayloads    uint64 // malformed event payloads (their link was dropped)
 	Peers          int    // relay links
 	Buffered       int    // unacknowledged events over all links
+
+	// The epidemic broadcast tree (all zero with Config.Flood, but for
+	// GraftResent and GraftMisses when tree nodes graft from this one).
+	Notices     uint64 // IHAVE batches sent on lazy links
+	Grafts      uint64 // GRAFTs sent: a noticed event was missing after the grace
+	Prunes      uint64 // PRUNEs sent: a duplicate arrived over an eager link
+	GraftResent uint64 // events resent from the recent-event store to answer GRAFTs
+	GraftMisses uint64 // events asked for by a GRAFT that the store no longer held
+	EagerLinks  int    // (origin, link) pairs that carry events in full, over known origins
+	LazyLinks   int    // (origin, link) pairs that carry notices only
+}
+
+// Redundancy is event frames received per event delivered: 1.0 when every
+// event arrives once, N-1 when flooding a full mesh of N. It is 0 before
+// anything was delivered. Compute it over the difference of two snapshots
+// for a steady-state figure.
+func (s Stats) Redundancy() float64 {
+	if s.Delivered == 0 {
+		return 0
+	}
+	return float64(s.Received) / float64(s.Delivered)
+}
+
+// Sub returns the counters of s minus those of an earlier snapshot; the
+// gauges (Peers, Buffered, EagerLinks, LazyLinks) are s's.
+func (s Stats) Sub(earlier Stats) Stats {
+	d := s
+	d.Emitted -= earlier.Emitted
+	d.Received -= earlier.Received
+	d.Delivered -= earlier.Delivered
+	d.Duplicates -= earlier.Duplicates
+	d.Forwarded -= earlier.Forwarded
+	d.Overflowed -= earlier.Overflowed
+	d.Expired -= earlier.Expired
+	d.HandlerDropped -= earlier.HandlerDropped
+	d.Skipped -= earlier.Skipped
+	d.Late -= earlier.Late
+	d.BadPayloads -= earlier.BadPayloads
+	d.Notices -= earlier.Notices
+	d.Grafts -= earlier.Grafts
+	d.Prunes -= earlier.Prunes
+	d.GraftResent -= earlier.GraftResent
+	d.GraftMisses -= earlier.GraftMisses
+	return d
 }
 
 // Stats returns the node's counters.
@@ -42,12 +91,19 @@ func (n *Node) Stats() Stats {
 		Expired:        n.stats.expired.Load(),
 		HandlerDropped: n.disp.handlerDropped.Load(),
 		BadPayloads:    n.stats.badPayloads.Load(),
+		Notices:        n.stats.notices.Load(),
+		Grafts:         n.stats.grafts.Load(),
+		Prunes:         n.stats.prunes.Load(),
+		GraftResent:    n.stats.graftResent.Load(),
+		GraftMisses:    n.stats.graftMisses.Load(),
 	}
+	links := n.links()
 	n.routeMu.Lock()
 	os := n.order.Stats()
+	s.EagerLinks, s.LazyLinks = n.tree.counts(links)
 	n.routeMu.Unlock()
 	s.Skipped, s.Late = os.Skipped, os.Late
-	for _, l := range n.links() {
+	for _, l := range links {
 		s.Peers++
 		s.Buffered += l.Buffered()
 	}

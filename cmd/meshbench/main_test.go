@@ -108,7 +108,7 @@ func TestJSONAndPhases(t *testing.T) {
 func TestOptionsRejected(t *testing.T) {
 	for _, args := range [][]string{
 		{"--nodes=1"}, {"--size=8"}, {"--topology=star"}, {"--network=udp"},
-		{"--phases=tcp,bogus"}, {"--tree=on"}, {"--tree=maybe"}, {"--converge=1"},
+		{"--phases=tcp,bogus"}, {"--tree=maybe"}, {"--converge=1"},
 		{"--duration=0s"}, {"extra"},
 	} {
 		if _, err := parseOptions(args, &bytes.Buffer{}); err == nil {

@@ -33,7 +33,7 @@ type options struct {
 	CPUProfile   string
 	MemProfile   string
 	JSON         bool
-	Tree         string // Plumtree routing: only "off" until mesh has the switch
+	Tree         string // Plumtree routing: on (mesh's default) or off (Config.Flood)
 	BufferMax    int
 	HandlerQueue int
 	AckInterval  time.Duration
@@ -56,7 +56,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the blast phase to this file")
 	fs.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile (allocations up to the end of the blast) to this file")
 	fs.BoolVar(&o.JSON, "json", false, "print one JSON document instead of the table and the RESULT line")
-	fs.StringVar(&o.Tree, "tree", "off", "Plumtree routing: off (flooding); on needs mesh's tree mode")
+	fs.StringVar(&o.Tree, "tree", "on", "Plumtree routing: on (mesh's default) or off (flooding, mesh Config.Flood)")
 	fs.IntVar(&o.BufferMax, "buffer-max", 4096, "mesh Config.BufferMax: unacknowledged events per peer")
 	fs.IntVar(&o.HandlerQueue, "handler-queue", 1<<16, "mesh Config.HandlerQueue: events waiting for handlers")
 	fs.DurationVar(&o.AckInterval, "ack-interval", 0, "mesh Config.AcknowledgeInterval (0: the default)")
@@ -111,9 +111,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return bad("--network must be tcp or mem, got %q", o.Network)
 	}
 	switch o.Tree {
-	case "off":
-	case "on":
-		return bad("--tree=on: mesh has no Plumtree routing mode yet")
+	case "on", "off":
 	default:
 		return bad("--tree must be on or off, got %q", o.Tree)
 	}
@@ -124,15 +122,14 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 }
 
 // meshConfig is the node config every phase starts from (NodeID, Transport
-// and addresses are filled in by the cluster). The Plumtree switch goes
-// here when mesh grows it: o.Tree == "on" → the Config field that selects
-// tree routing.
+// and addresses are filled in by the cluster). --tree=off is Config.Flood.
 func (o options) meshConfig(log hclog.Logger) mesh.Config {
 	return mesh.Config{
 		BufferMax:           o.BufferMax,
 		HandlerQueue:        o.HandlerQueue,
 		AcknowledgeInterval: o.AckInterval,
 		Timeout:             o.Timeout,
+		Flood:               o.Tree == "off",
 		Logger:              log,
 	}
 }

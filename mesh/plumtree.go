@@ -1,0 +1,368 @@
+package mesh
+
+import (
+	"slices"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/verbosemesh/verbose/relay"
+)
+
+// Timing of the epidemic broadcast tree. The grace must stay well under
+// ReorderTimeout so that a graft repairs a broken path before the orderer
+// gives up on the gap.
+const (
+	noticeInterval = 5 * time.Millisecond   // lazy notices are batched this long
+	graftGrace     = 3 * noticeInterval     // a noticed event missing this long is grafted
+	pruneRetry     = 20 * noticeInterval    // a link still eager after a PRUNE is pruned again
+	storeMaxAge    = 30 * time.Second       // the recent-event store's age bound
+	maxWaits       = 64                     // notices remembered per missing (origin, boot)
+	sweepInterval  = 500 * time.Millisecond // forgotten links and idle origins are swept this often
+)
+
+// tree is a node's per-origin Plumtree (DESIGN.md, "Scale and redundancy").
+// For each origin, each link is eager (events go over it in full) or lazy
+// (only cumulative IHAVE notices); a link is eager until a duplicate over it
+// or a PRUNE makes it lazy, and eager again after a GRAFT either way. Events
+// missing after a notice are grafted from the notifying link after a grace.
+//
+// In Flood mode no link is ever lazy and the node sends no notice and no
+// PRUNE; it still grafts on notices and answers GRAFTs, so that a flooding
+// node in a tree cluster is served correctly (only less cheaply).
+//
+// The tree owns no goroutine and reads no clock; every method is called with
+// Node.routeMu held, time passed in.
+type tree struct {
+	self     string
+	selfBoot uint64
+	flood    bool
+	log      hclog.Logger
+	stats    *stats
+	// next is the router's released watermark (dedup's Orderer.Next).
+	next func(origin string, boot uint64) (uint64, bool)
+
+	ownNext uint64 // next seq of this node's own events
+	origins map[string]*originTree
+	links   map[*relay.Link]*linkTree
+	dirty   map[originBoot]uint64 // released since the last notice round: highest seq
+	missing map[originBoot]*missing
+	store   *recentStore
+
+	idleTimeout time.Duration
+	lastSweep   time.Time
+}
+
+type originBoot struct {
+	origin string
+	boot   uint64
+}
+
+// originTree is the tree of one origin as this node sees it.
+type originTree struct {
+	// lazy holds the links lazy for this origin, each with the time this
+	// node last sent PRUNE on it (zero when the remote pruned first).
+	lazy map[*relay.Link]time.Time
+	// provider is the link of the last fresh event: a duplicate over it
+	// proves no other path, so it is not pruned for it.
+	provider   *relay.Link
+	boot, upto uint64 // newest boot released and its highest seq, for re-announcing
+	last       time.Time
+}
+
+// linkTree is what the tree remembers of a link.
+type linkTree struct {
+	remoteBoot uint64
+	announce   bool // re-announce every lazy origin at the next round (reconnected)
+}
+
+// missing is an (origin, boot) that notices say exists beyond this node's
+// watermark.
+type missing struct {
+	waits   []wait        // ascending upto; each the first notice of that upto
+	links   []*relay.Link // announcers, in order of first notice
+	tried   int           // announcers grafted so far
+	graftAt time.Time     // last graft sent, zero if none
+}
+
+type wait struct {
+	upto uint64
+	at   time.Time
+}
+
+func newTree(n *Node, flood bool, storeMax int) *tree {
+	return &tree{
+		self: n.id, selfBoot: n.boot, ownNext: n.boot, flood: flood,
+		log: n.log.Named("tree"), stats: &n.stats,
+		next:        n.order.Next,
+		origins:     make(map[string]*originTree),
+		links:       make(map[*relay.Link]*linkTree),
+		dirty:       make(map[originBoot]uint64),
+		missing:     make(map[originBoot]*missing),
+		store:       newRecentStore(storeMax, storeMaxAge),
+		idleTimeout: 4 * n.cfg.BufferTimeout,
+	}
+}
+
+func (t *tree) origin(name string, now time.Time) *originTree {
+	ot := t.origins[name]
+	if ot == nil {
+		ot = &originTree{lazy: make(map[*relay.Link]time.Time)}
+		t.origins[name] = ot
+	}
+	ot.last = now
+	return ot
+}
+
+// released is the watermark of (origin, boot): every seq below it was
+// released here. ok is false for a boot this node would refuse.
+func (t *tree) released(origin string, boot uint64) (uint64, bool) {
+	if origin == t.self {
+		return t.ownNext, boot == t.selfBoot
+	}
+	return t.next(origin, boot)
+}
+
+// isLazy reports whether l is lazy for ot's origin.
+func (ot *originTree) isLazy(l *relay.Link) bool {
+	_, ok := ot.lazy[l]
+	return ok
+}
+
+// skip reports whether an event of ot's origin goes to l as a notice only:
+// l is lazy for it and connected. A link that is down gets events in full,
+// whether eager or lazy, as with flooding: its retransmit buffer keeps them
+// for the absent peer, who gets exactly what it missed when it is back (the
+// resent copies it already had are duplicates that prune the link again).
+// Otherwise an absent peer's backlog would sit only in its parent's buffer,
+// and a crash of the parent would lose it.
+func (ot *originTree) skip(l *relay.Link) bool {
+	return ot.isLazy(l) && l.State() == relay.Connected
+}
+
+// emit sends one of this node's own events: in full on eager links, noticed
+// on lazy ones. It reports whether notices became due.
+func (t *tree) emit(env *envelope, payload []byte, links []*relay.Link, now time.Time) bool {
+	ot := t.origin(t.self, now)
+	for _, l := range links {
+		if !ot.skip(l) {
+			l.Send(payload)
+		}
+	}
+	t.ownNext = env.Seq + 1
+	t.store.add(env, payload, now)
+	return t.advanced(ot, env, now)
+}
+
+// release forwards an event the orderer released: in full on the eager links
+// (and those down) not on its path and not the one it came over; the lazy
+// ones get a notice at the next round. It reports whether notices became due.
+func (t *tree) release(a *arrival, links []*relay.Link, now time.Time) bool {
+	env := a.env
+	ot := t.origin(env.Origin, now)
+	var payload []byte
+	for _, l := range links {
+		if l == a.from || ot.skip(l) {
+			continue
+		}
+		if id := l.RemoteID(); id != "" && slices.Contains(env.Path, id) {
+			continue
+		}
+		if payload == nil {
+			env.Path = append(env.Path, t.self)
+			var err error
+			if payload, err = encodeEnvelope(env); err != nil {
+				t.log.Error("cannot re-encode an event to forward it", "origin", env.Origin, "seq", env.Seq, "error", err)
+				return false
+			}
+		}
+		l.Send(payload)
+		t.stats.forwarded.Add(1)
+	}
+	t.store.add(env, payload, now)
+	return t.advanced(ot, env, now)
+}
+
+func (t *tree) advanced(ot *originTree, env *envelope, now time.Time) bool {
+	switch {
+	case env.Boot > ot.boot:
+		ot.boot, ot.upto = env.Boot, env.Seq
+	case env.Boot == ot.boot && env.Seq > ot.upto:
+		ot.upto = env.Seq
+	}
+	if t.flood || len(ot.lazy) == 0 {
+		return false
+	}
+	k := originBoot{env.Origin, env.Boot}
+	wasEmpty := len(t.dirty) == 0
+	t.dirty[k] = max(t.dirty[k], env.Seq)
+	return wasEmpty
+}
+
+// fresh records the link a fresh event of origin came over.
+func (t *tree) fresh(origin string, l *relay.Link, now time.Time) {
+	t.origin(origin, now).provider = l
+}
+
+// duplicate handles an event of origin that arrived again, over l: another
+// path delivered it first, so l need not carry origin's events in full. The
+// link is pruned (and pruned again, at most every pruneRetry, while
+// duplicates keep coming over it: the two sides' views crossed).
+func (t *tree) duplicate(origin string, l *relay.Link, now time.Time) {
+	if t.flood || origin == t.self {
+		return
+	}
+	ot := t.origin(origin, now)
+	if l == ot.provider {
+		return
+	}
+	if sent, lazy := ot.lazy[l]; lazy && now.Sub(sent) < pruneRetry {
+		return
+	}
+	ot.lazy[l] = now
+	b, err := encodeValue(&pruneMsg{Kind: kindPrune, Origin: origin})
+	if err != nil {
+		return
+	}
+	l.Send(b)
+	t.stats.prunes.Add(1)
+}
+
+// prune handles a PRUNE from l: origin's events go to l as notices only.
+func (t *tree) prune(m *pruneMsg, l *relay.Link, now time.Time) {
+	if t.flood {
+		return
+	}
+	ot := t.origin(m.Origin, now)
+	if !ot.isLazy(l) {
+		ot.lazy[l] = time.Time{}
+	}
+}
+
+// graft handles a GRAFT from l: l is eager for the origin again, and gets
+// what the store holds of (origin, boot) from seq From on, in order, with
+// this node on the path. What the store lacks is counted; the grafter falls
+// back on another neighbour's notice.
+func (t *tree) graft(m *graftMsg, l *relay.Link, now time.Time) {
+	ot := t.origin(m.Origin, now)
+	delete(ot.lazy, l)
+	next, ok := t.released(m.Origin, m.Boot)
+	if !ok || next <= m.From {
+		return
+	}
+	lo, hi := m.From, next-1
+	if span := uint64(len(t.store.ring)); hi-lo+1 > span {
+		t.stats.graftMisses.Add(hi - span + 1 - lo)
+		lo = hi - span + 1
+	}
+	for seq := lo; seq <= hi; seq++ {
+		e := t.store.get(eventKey{m.Origin, m.Boot, seq}, now)
+		if e == nil {
+			t.stats.graftMisses.Add(1)
+			continue
+		}
+		if e.payload == nil {
+			env := *e.env
+			if n := len(env.Path); n == 0 || env.Path[n-1] != t.self {
+				env.Path = append(slices.Clip(env.Path), t.self)
+			}
+			b, err := encodeEnvelope(&env)
+			if err != nil {
+				continue
+			}
+			e.payload = b
+		}
+		l.Send(e.payload)
+		t.stats.graftResent.Add(1)
+	}
+}
+
+// ihave handles a notice batch from l. It reports whether an (origin, boot)
+// is now missing, so that the caller makes sure the graft timer runs.
+func (t *tree) ihave(m *ihaveMsg, l *relay.Link, now time.Time) bool {
+	due := false
+	for _, e := range m.Entries {
+		if e.Origin == t.self {
+			continue
+		}
+		if next, ok := t.released(e.Origin, e.Boot); !ok || next > e.Upto {
+			continue
+		}
+		k := originBoot{e.Origin, e.Boot}
+		ms := t.missing[k]
+		if ms == nil {
+			ms = &missing{}
+			t.missing[k] = ms
+		}
+		switch n := len(ms.waits); {
+		case n == 0 || ms.waits[n-1].upto < e.Upto && n < maxWaits:
+			ms.waits = append(ms.waits, wait{e.Upto, now})
+		case ms.waits[n-1].upto < e.Upto:
+			ms.waits[n-1].upto = e.Upto // full: merge, which can only graft sooner
+		}
+		if !slices.Contains(ms.links, l) {
+			ms.links = append(ms.links, l)
+		}
+		due = true
+	}
+	return due
+}
+
+// linkUp notes a completed handshake on l. A remote that restarted has
+// forgotten its tree: the link is eager again for every origin. Either way,
+// the lazy origins are re-announced on it at the next round, since notices
+// are not sent while a link is down.
+func (t *tree) linkUp(l *relay.Link, remoteBoot uint64) bool {
+	lt := t.links[l]
+	if lt == nil {
+		lt = &linkTree{remoteBoot: remoteBoot}
+		t.links[l] = lt
+	}
+	if lt.remoteBoot != remoteBoot {
+		lt.remoteBoot = remoteBoot
+		for _, ot := range t.origins {
+			delete(ot.lazy, l)
+			if ot.provider == l {
+				ot.provider = nil
+			}
+		}
+	}
+	lt.announce = !t.flood
+	return lt.announce
+}
+
+// forgetLink drops what the tree knows of a link closed for good.
+func (t *tree) forgetLink(l *relay.Link) {
+	delete(t.links, l)
+	for _, ot := range t.origins {
+		delete(ot.lazy, l)
+		if ot.provider == l {
+			ot.provider = nil
+		}
+	}
+	for _, ms := range t.missing {
+		ms.links = slices.DeleteFunc(ms.links, func(x *relay.Link) bool { return x == l })
+	}
+}
+
+// counts returns the (origin, link) pairs that are eager and lazy, over
+// the origins the tree knows (this node included) and the current links,
+// leaving out a link to the origin itself.
+func (t *tree) counts(links []*relay.Link) (eager, lazy int) {
+	ids := make([]string, len(links))
+	for i, l := range links {
+		ids[i] = l.RemoteID()
+	}
+	for name, ot := range t.origins {
+		for i, l := range links {
+			switch {
+			case ids[i] == name:
+			case ot.isLazy(l):
+				lazy++
+			default:
+				eager++
+			}
+		}
+	}
+	return eager, lazy
+}

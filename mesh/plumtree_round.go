@@ -1,0 +1,186 @@
+package mesh
+
+import (
+	"time"
+
+	"github.com/verbosemesh/verbose/relay"
+)
+
+// treeLoop runs the tree's rounds: every noticeInterval while there is work
+// (notices due, events missing), and not at all while there is none, so an
+// idle node costs no wake-ups.
+func (n *Node) treeLoop() {
+	defer n.wg.Done()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	armed := false
+	for {
+		select {
+		case <-n.stop:
+			timer.Stop()
+			return
+		case <-n.treeKick:
+			if !armed {
+				timer.Reset(noticeInterval)
+				armed = true
+			}
+			continue
+		case <-timer.C:
+			armed = false
+		}
+		links := n.links()
+		n.routeMu.Lock()
+		again := n.tree.round(links, time.Now())
+		n.routeMu.Unlock()
+		if again && !armed {
+			timer.Reset(noticeInterval)
+			armed = true
+		}
+	}
+}
+
+// kickTree makes sure a tree round is scheduled.
+func (n *Node) kickTree() {
+	select {
+	case n.treeKick <- struct{}{}:
+	default:
+	}
+}
+
+// round sends the notices due, grafts what has been missing for the grace,
+// and now and then forgets closed links and idle origins. It reports whether
+// another round is needed (events still missing).
+func (t *tree) round(links []*relay.Link, now time.Time) bool {
+	t.notices(links)
+	t.grafts(now)
+	if now.Sub(t.lastSweep) >= sweepInterval {
+		t.sweep(links, now)
+	}
+	return len(t.missing) > 0
+}
+
+// notices sends, on each connected link, one IHAVE batch naming the
+// (origin, boot) released since the last round for which the link is lazy
+// (all lazy origins after a reconnect). A link that is down gets none: it
+// would only fill its retransmit buffer; it is re-announced when it is back.
+// (The handshake's report comes after the link is Connected, so the kick
+// of linkUp finds it up.)
+func (t *tree) notices(links []*relay.Link) {
+	if t.flood {
+		clear(t.dirty)
+		return
+	}
+	for _, l := range links {
+		lt := t.links[l]
+		announce := lt != nil && lt.announce
+		if len(t.dirty) == 0 && !announce {
+			continue
+		}
+		if l.State() != relay.Connected {
+			continue
+		}
+		id := l.RemoteID()
+		var entries []notice
+		if announce {
+			lt.announce = false
+			for name, ot := range t.origins {
+				if name != id && ot.boot != 0 && ot.isLazy(l) {
+					entries = append(entries, notice{Origin: name, Boot: ot.boot, Upto: ot.upto})
+				}
+			}
+		}
+		for k, upto := range t.dirty {
+			if ot := t.origins[k.origin]; k.origin != id && ot != nil && ot.isLazy(l) {
+				entries = append(entries, notice{Origin: k.origin, Boot: k.boot, Upto: upto})
+			}
+		}
+		for len(entries) > 0 {
+			batch := entries[:min(len(entries), maxNoticeEntries)]
+			entries = entries[len(batch):]
+			b, err := encodeValue(&ihaveMsg{Kind: kindIHave, Entries: batch})
+			if err != nil {
+				t.log.Error("cannot encode a notice", "error", err)
+				break
+			}
+			l.Send(b)
+			t.stats.notices.Add(1)
+		}
+	}
+	clear(t.dirty)
+}
+
+// grafts sends GRAFT for each (origin, boot) noticed beyond the watermark
+// for longer than the grace: to the first announcer, then, each grace the
+// event is still missing (the announcer's store had lost it), to the next.
+// An entry whose announcers are all tried is dropped; a later notice starts
+// it again, and the orderer's ReorderTimeout is the last resort.
+func (t *tree) grafts(now time.Time) {
+	for k, ms := range t.missing {
+		next, ok := t.released(k.origin, k.boot)
+		if !ok {
+			delete(t.missing, k)
+			continue
+		}
+		i := 0
+		for i < len(ms.waits) && ms.waits[i].upto < next {
+			i++
+		}
+		ms.waits = ms.waits[i:]
+		if len(ms.waits) == 0 {
+			delete(t.missing, k)
+			continue
+		}
+		if now.Sub(ms.waits[0].at) < graftGrace || (!ms.graftAt.IsZero() && now.Sub(ms.graftAt) < graftGrace) {
+			continue
+		}
+		var l *relay.Link
+		for l == nil && ms.tried < len(ms.links) {
+			if c := ms.links[ms.tried]; c.State() == relay.Connected {
+				l = c
+			}
+			ms.tried++
+		}
+		if l == nil {
+			delete(t.missing, k)
+			continue
+		}
+		b, err := encodeValue(&graftMsg{Kind: kindGraft, Origin: k.origin, Boot: k.boot, From: next})
+		if err != nil {
+			continue
+		}
+		l.Send(b)
+		delete(t.origin(k.origin, now).lazy, l)
+		ms.graftAt = now
+		t.stats.grafts.Add(1)
+		t.log.Debug("graft", "origin", k.origin, "boot", k.boot, "from", next, "peer", l.RemoteID())
+	}
+}
+
+// sweep forgets links that are gone and origins idle for longer than the
+// dedup state would remember them, and expires old stored events.
+func (t *tree) sweep(links []*relay.Link, now time.Time) {
+	t.lastSweep = now
+	live := make(map[*relay.Link]bool, len(links))
+	for _, l := range links {
+		live[l] = true
+	}
+	for l := range t.links {
+		if !live[l] {
+			t.forgetLink(l)
+		}
+	}
+	for name, ot := range t.origins {
+		for l := range ot.lazy {
+			if !live[l] {
+				delete(ot.lazy, l)
+			}
+		}
+		if ot.provider != nil && !live[ot.provider] {
+			ot.provider = nil
+		}
+		if name != t.self && now.Sub(ot.last) > t.idleTimeout {
+			delete(t.origins, name)
+		}
+	}
+	t.store.expire(now)
+}
