@@ -106,8 +106,14 @@ type dispatcher struct {
 	closed   bool
 	dropped  uint64 // since the last report
 	reported time.Time
-	wake     chan struct{}
-	done     chan struct{}
+	// flush reports the drops of the last second once it has passed: without
+	// it, drops that stop within a second of a report would only be counted,
+	// never reported. Non-nil while armed or running; flushDone closes when
+	// its callback has returned.
+	flush     *time.Timer
+	flushDone chan struct{}
+	wake      chan struct{}
+	done      chan struct{}
 
 	handlerDropped atomic.Uint64
 	delivered      atomic.Uint64
@@ -146,6 +152,9 @@ func (d *dispatcher) deliver(env *envelope) {
 		var n uint64
 		if report {
 			n, d.dropped, d.reported = d.dropped, 0, time.Now()
+		} else if d.flush == nil {
+			d.flushDone = make(chan struct{})
+			d.flush = time.AfterFunc(time.Second-time.Since(d.reported), d.flushDropped)
 		}
 		d.mu.Unlock()
 		if report {
@@ -158,6 +167,26 @@ func (d *dispatcher) deliver(env *envelope) {
 	d.events++
 	d.mu.Unlock()
 	d.signal()
+}
+
+// flushDropped reports the drops not reported yet, a second after the
+// previous report.
+func (d *dispatcher) flushDropped() {
+	d.mu.Lock()
+	n, closed := d.dropped, d.closed
+	if !closed && n > 0 {
+		d.dropped, d.reported = 0, time.Now()
+	}
+	done := d.flushDone
+	d.mu.Unlock()
+	if !closed && n > 0 {
+		d.log.Warn("handlers too slow: dropped deliveries", "dropped", n, "queue", d.max)
+		d.peers.peerEvent(PeerEvent{Kind: Overflow, Dropped: int(n), Err: ErrSlowConsumer})
+	}
+	d.mu.Lock()
+	d.flush = nil
+	d.mu.Unlock()
+	close(done)
 }
 
 func (d *dispatcher) peerEvent(pe PeerEvent) {
@@ -239,7 +268,11 @@ func (d *dispatcher) dispatch(it *dispatchItem) {
 func (d *dispatcher) close() {
 	d.mu.Lock()
 	d.closed = true
+	flush, flushDone := d.flush, d.flushDone
 	d.mu.Unlock()
+	if flush != nil && !flush.Stop() {
+		<-flushDone // the callback is running: wait for it
+	}
 	d.signal()
 	<-d.done
 }
