@@ -47,6 +47,11 @@ chaos: ## long chaos run: CHAOS_SEEDS seeds per scenario on 5 nodes, CHAOS_SEEDS
 	$(GO) test -race -count=1 -timeout 0 -run '^TestChaos' ./testcluster -chaos.seeds=$(CHAOS_SEEDS)
 	$(GO) test -race -count=1 -timeout 0 -run '^TestChaos(FullMesh|Ring|Join)$$' ./testcluster -chaos.seeds=$(CHAOS_SEEDS12) -chaos.nodes=12
 
+SOAK_DURATION ?= 3m
+SOAK_RATE     ?= 2000
+soak: ## 5 nodes at a steady rate for SOAK_DURATION: heap and goroutine samples and a verdict
+	$(GO) run ./cmd/meshsoak -duration $(SOAK_DURATION) -rate $(SOAK_RATE)
+
 bench: ## hot-path benchmarks, then meshbench with its defaults
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 	$(GO) run ./cmd/meshbench
