@@ -49,6 +49,7 @@ type tree struct {
 	missing map[originBoot]*missing
 	store   *recentStore
 
+	bufferMax   int // a link's retransmit buffer bound
 	idleTimeout time.Duration
 	lastSweep   time.Time
 }
@@ -100,6 +101,7 @@ func newTree(n *Node, flood bool, storeMax int) *tree {
 		dirty:       make(map[originBoot]uint64),
 		missing:     make(map[originBoot]*missing),
 		store:       newRecentStore(storeMax, storeMaxAge),
+		bufferMax:   n.cfg.BufferMax,
 		idleTimeout: 4 * n.cfg.BufferTimeout,
 	}
 }
@@ -255,7 +257,11 @@ func (t *tree) graft(m *graftMsg, l *relay.Link, now time.Time) {
 		t.stats.graftMisses.Add(hi - span + 1 - lo)
 		lo = hi - span + 1
 	}
-	for seq := lo; seq <= hi; seq++ {
+	// Never more than the link's buffer has room for: an answer that
+	// overflowed it would drop the oldest events, the ones asked for. The
+	// grafter asks again (this link or another) for what is still missing.
+	room := t.bufferMax - l.Buffered()
+	for seq := lo; seq <= hi && room > 0; seq++ {
 		e := t.store.get(eventKey{m.Origin, m.Boot, seq}, now)
 		if e == nil {
 			t.stats.graftMisses.Add(1)
@@ -273,6 +279,7 @@ func (t *tree) graft(m *graftMsg, l *relay.Link, now time.Time) {
 			e.payload = b
 		}
 		l.Send(e.payload)
+		room--
 		t.stats.graftResent.Add(1)
 	}
 }

@@ -28,7 +28,7 @@ func (c *scriptConn) SetWriteDeadline(time.Time) error { return nil }
 // it never panics, accepts only a valid HELLO of our channel, and answers
 // every refusal of a frame with a REJECT that says why.
 func FuzzAccept(f *testing.F) {
-	good := Hello{Version: 1, Channel: "default", NodeID: "b", Boot: 9, Window: 100, MaxFrame: 1 << 20}
+	good := Hello{Version: Version, Channel: "default", NodeID: "b", Boot: 9, Window: 100, MaxFrame: 1 << 20}
 	f.Add(AppendFrame(nil, Frame{Type: FrameHello, Hello: good}))
 	bad := good
 	bad.Channel = "other"
@@ -64,7 +64,7 @@ func FuzzAccept(f *testing.F) {
 }
 
 func TestAcceptRejectsChannelMismatch(t *testing.T) {
-	hello := Hello{Version: 1, Channel: "x", NodeID: "b", Boot: 9, Window: 100, MaxFrame: 1 << 20}
+	hello := Hello{Version: Version, Channel: "x", NodeID: "b", Boot: 9, Window: 100, MaxFrame: 1 << 20}
 	c := &scriptConn{r: bytes.NewReader(AppendFrame(nil, Frame{Type: FrameHello, Hello: hello}))}
 	_, err := Accept(Config{NodeID: "a", Channel: "y"}, c)
 	if !errors.Is(err, ErrRejected) {

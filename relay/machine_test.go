@@ -224,7 +224,7 @@ func TestMachineRemoteRestart(t *testing.T) {
 
 func TestCheckHello(t *testing.T) {
 	cfg := testConfig("a", 11)
-	good := Hello{Version: 1, Channel: "default", NodeID: "b", Boot: 5, Window: 10, MaxFrame: 1 << 20}
+	good := Hello{Version: Version, Channel: "default", NodeID: "b", Boot: 5, Window: 10, MaxFrame: 1 << 20}
 	tests := []struct {
 		name string
 		edit func(*Hello)
@@ -232,7 +232,7 @@ func TestCheckHello(t *testing.T) {
 	}{
 		{"ok", func(*Hello) {}, ""},
 		{"channel", func(h *Hello) { h.Channel = "x" }, `relay: channel mismatch: remote "x", local "default"`},
-		{"version", func(h *Hello) { h.Version = 2 }, "relay: protocol version mismatch: remote 2, local 1"},
+		{"version", func(h *Hello) { h.Version = Version + 1 }, fmt.Sprintf("relay: protocol version mismatch: remote %d, local %d", Version+1, Version)},
 		{"no id", func(h *Hello) { h.NodeID = "" }, "relay: bad hello: empty node id"},
 		{"zero boot", func(h *Hello) { h.Boot = 0 }, "relay: bad hello: zero boot id"},
 		{"zero window", func(h *Hello) { h.Window = 0 }, "relay: bad hello: window 0"},

@@ -43,7 +43,7 @@ func startRawPeer(t *testing.T, n *memnet.Network, boot uint64) (*relay.Link, *r
 	if _, err := relay.Accept(relay.Config{NodeID: "b"}, conn); err != nil {
 		t.Fatal(err)
 	}
-	hello := relay.Hello{Version: 1, Channel: "default", NodeID: "b", Boot: boot, Window: 1000, MaxFrame: 1 << 20}
+	hello := relay.Hello{Version: relay.Version, Channel: "default", NodeID: "b", Boot: boot, Window: 1000, MaxFrame: 1 << 20}
 	p := &rawPeer{conn: conn, done: make(chan struct{})}
 	p.write(t, relay.Frame{Type: relay.FrameHello, Hello: hello})
 	go func() {
