@@ -50,7 +50,7 @@ func (h *fuzzHarness) newMachine(i int) *machine {
 
 func (h *fuzzHarness) send(i int) {
 	s, m := h.out[i], h.side[i].m
-	if m.buffered() == m.cfg.BufferMax {
+	if m.buffered() == m.limit() {
 		s.dropped[m.firstSeq()] = true
 	}
 	m.Send(binary.BigEndian.AppendUint64(nil, s.nextK))
@@ -83,7 +83,12 @@ func (h *fuzzHarness) read(i, n int) {
 }
 
 func (h *fuzzHarness) disconnect(err error) {
-	for _, s := range h.side {
+	for i, s := range h.side {
+		if m := s.m; m.up {
+			for k := m.cfg.BufferMax; k < m.buffered(); k++ { // trimmed to BufferMax
+				h.out[i].dropped[m.firstSeq()+uint64(k-m.cfg.BufferMax)] = true
+			}
+		}
 		s.m.Disconnected(err, h.now)
 		s.inflight = nil
 	}
@@ -124,6 +129,7 @@ func (h *fuzzHarness) tick(d time.Duration) {
 
 func (h *fuzzHarness) restart(i int) {
 	h.disconnect(errors.New("restart"))
+	h.check() // account for what the disconnect reported before the machine goes
 	s := h.out[i]
 	s.crashed += h.side[i].m.buffered()
 	s.kOfSeq, s.dropped = map[uint64]uint64{}, map[uint64]bool{}
@@ -134,8 +140,8 @@ func (h *fuzzHarness) restart(i int) {
 // check applies the invariants that hold after every step.
 func (h *fuzzHarness) check() {
 	for i, s := range h.side {
-		if n := s.m.buffered(); n > s.m.cfg.BufferMax {
-			h.t.Fatalf("side %d holds %d > BufferMax", i, n)
+		if n := s.m.buffered(); n > s.m.limit() || !s.m.up && n > s.m.cfg.BufferMax {
+			h.t.Fatalf("side %d holds %d (BufferMax %d, connected %v)", i, n, s.m.cfg.BufferMax, s.m.up)
 		}
 		st := h.out[i]
 		for _, ev := range s.m.takeEvents() {

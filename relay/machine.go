@@ -111,7 +111,7 @@ func (m *machine) Send(p []byte) {
 			Err: fmt.Errorf("%w: payload of %d bytes, limit %d", ErrFrameTooLarge, len(p), m.frameLimit()-dataOverhead)})
 		return
 	}
-	if m.buffered() >= m.cfg.BufferMax {
+	if m.buffered() >= m.limit() {
 		m.popFront(1)
 		if n := len(m.events); n > 0 && m.events[n-1].Kind == EventOverflow && m.events[n-1].Err == nil {
 			m.events[n-1].Dropped++
@@ -121,6 +121,22 @@ func (m *machine) Send(p []byte) {
 	}
 	m.lastSeq++
 	m.pay = append(m.pay, p)
+}
+
+// connectedSlack is how far past BufferMax a connected link's buffer may
+// grow before it drops. BufferMax bounds what is kept for an absent peer
+// (guarantee 3); a connected peer's unacknowledged frames are mostly in
+// flight, and Emit's back-pressure keeps them near BufferMax, but a node
+// relaying others' events cannot hold its upstream back: dropping there at
+// BufferMax would lose events in a healthy cluster under a burst.
+const connectedSlack = 4
+
+// limit is the most payloads the buffer holds before Send drops the oldest.
+func (m *machine) limit() int {
+	if m.up {
+		return connectedSlack * m.cfg.BufferMax
+	}
+	return m.cfg.BufferMax
 }
 
 func (m *machine) popFront(n int) {
@@ -180,6 +196,12 @@ func (m *machine) Disconnected(err error, now time.Time) {
 	m.up, m.ackDue, m.control = false, false, nil
 	m.downSince = now
 	m.emit(Event{Kind: EventDisconnect, Err: err})
+	if excess := m.buffered() - m.cfg.BufferMax; excess > 0 {
+		// Beyond BufferMax only while connected: keep the newest for the
+		// absent peer, as Send would have.
+		m.popFront(excess)
+		m.emit(Event{Kind: EventOverflow, Dropped: excess})
+	}
 }
 
 // Receive handles one frame of an established connection. It returns the

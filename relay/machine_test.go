@@ -321,3 +321,27 @@ func TestMachineReconnectEvents(t *testing.T) {
 		t.Fatalf("inbound: %v, want %v", got, want)
 	}
 }
+
+// Connected, the buffer holds up to connectedSlack × BufferMax; when the
+// connection drops, it keeps the newest BufferMax for the absent peer and
+// reports the rest as Overflow.
+func TestMachineConnectedSlackTrimmedOnDisconnect(t *testing.T) {
+	a := newMachine(testConfig("a", 11), true, t0) // BufferMax 8
+	b := newMachine(testConfig("b", 22), false, t0)
+	connect(a, b, t0)
+	sendN(a, 1, 20)
+	if a.buffered() != 20 {
+		t.Fatalf("connected: buffered %d, want all 20 (limit %d)", a.buffered(), a.limit())
+	}
+	a.takeEvents()
+	a.Disconnected(errors.New("cut"), t0)
+	var dropped int
+	for _, ev := range a.takeEvents() {
+		if ev.Kind == EventOverflow {
+			dropped += ev.Dropped
+		}
+	}
+	if dropped != 12 || a.buffered() != 8 || a.firstSeq() != 13 {
+		t.Fatalf("after disconnect: dropped %d, buffered %d from %d; want 12, 8 from 13", dropped, a.buffered(), a.firstSeq())
+	}
+}
