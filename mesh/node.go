@@ -57,6 +57,7 @@ type Node struct {
 	routeMu sync.Mutex
 	order   *dedup.Orderer[*arrival]
 	ready   []*arrival // reused by the router; guarded by routeMu
+	strs    interner   // origins, names and path ids seen; guarded by routeMu
 	tree    *tree      // guarded by routeMu
 
 	handlers *handlerTable

@@ -218,6 +218,14 @@ func (t *tree) duplicate(origin string, l *relay.Link, now time.Time) {
 	if l == ot.provider {
 		return
 	}
+	if l.RemoteID() == origin && ot.provider != nil {
+		// The origin's own link is never pruned: one hop is the best path
+		// there is, and a full mesh then settles on the origin's star, where
+		// nothing is forwarded (a forwarder cannot hold back its upstream,
+		// so its buffer is where a burst would overflow). The link that
+		// happened to win the race is pruned instead.
+		l, ot.provider = ot.provider, l
+	}
 	if sent, lazy := ot.lazy[l]; lazy && now.Sub(sent) < pruneRetry {
 		return
 	}

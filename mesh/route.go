@@ -39,7 +39,9 @@ func (h linkHandler) Receive(l *relay.Link, payload []byte) {
 // releases and forwards it along the tree. A duplicate prunes its link.
 // The link acknowledges the frame when this returns.
 func (n *Node) receiveEvent(l *relay.Link, payload []byte) error {
-	env, err := decodeEnvelope(payload)
+	n.routeMu.Lock()
+	defer n.routeMu.Unlock()
+	env, err := parseEnvelope(payload, &n.strs)
 	if err != nil {
 		return err
 	}
@@ -48,8 +50,6 @@ func (n *Node) receiveEvent(l *relay.Link, payload []byte) error {
 		n.stats.duplicates.Add(1) // our own event came back round a cycle
 		return nil
 	}
-	n.routeMu.Lock()
-	defer n.routeMu.Unlock()
 	now := time.Now()
 	ready, fresh := n.order.Offer(env.Origin, env.Boot, env.Seq, &arrival{env: env, from: l}, now, n.ready[:0])
 	if !fresh {
