@@ -12,12 +12,22 @@ type eventKey struct {
 // answer GRAFTs. It is bounded by count (a ring) and by age (entries older
 // than maxAge are evicted as new ones arrive, and never served). Not safe for
 // concurrent use: the router's lock guards it.
+//
+// It is on the path of every event, so it avoids a map entry per event: an
+// (origin, boot)'s seqs are contiguous and released in order, so each
+// (origin, boot) indexes its slots by seq offset.
 type recentStore struct {
-	maxAge time.Duration
-	ring   []storeEntry
-	head   int // oldest entry
-	size   int
-	index  map[eventKey]int // → slot in ring
+	maxAge   time.Duration
+	ring     []storeEntry
+	head     int // oldest entry
+	size     int
+	byOrigin map[originBoot]*seqSlots
+}
+
+// seqSlots maps seqs first, first+1, … to ring slots (-1: not stored).
+type seqSlots struct {
+	first uint64
+	slots []int32
 }
 
 type storeEntry struct {
@@ -29,37 +39,69 @@ type storeEntry struct {
 
 func newRecentStore(capacity int, maxAge time.Duration) *recentStore {
 	return &recentStore{
-		maxAge: maxAge,
-		ring:   make([]storeEntry, capacity),
-		index:  make(map[eventKey]int, capacity),
+		maxAge:   maxAge,
+		ring:     make([]storeEntry, capacity),
+		byOrigin: make(map[originBoot]*seqSlots),
 	}
 }
 
 // add stores env (payload may be nil), evicting the oldest entry when full
-// and every entry past maxAge.
+// and every entry past maxAge. An event older than what its (origin, boot)
+// already indexes (a late arrival) is not stored: the store serves GRAFTs
+// best effort, and misses are counted where they are asked for.
 func (s *recentStore) add(env *envelope, payload []byte, now time.Time) {
 	s.expire(now)
+	k := eventKey{env.Origin, env.Boot, env.Seq}
+	if s.get(k, now) != nil {
+		return // stored already
+	}
 	if s.size == len(s.ring) {
 		s.evictOldest()
 	}
-	k := eventKey{env.Origin, env.Boot, env.Seq}
-	if _, dup := s.index[k]; dup {
+	ob := originBoot{env.Origin, env.Boot}
+	ix := s.byOrigin[ob]
+	if ix == nil {
+		ix = &seqSlots{first: env.Seq}
+		s.byOrigin[ob] = ix
+	}
+	if env.Seq < ix.first {
 		return
+	}
+	off := env.Seq - ix.first
+	if off < uint64(len(ix.slots)) {
+		if ix.slots[off] >= 0 {
+			return // stored already
+		}
+	} else if off-uint64(len(ix.slots)) > uint64(len(s.ring)) {
+		// A jump far beyond everything indexed: start the index afresh.
+		for _, slot := range ix.slots {
+			if slot >= 0 {
+				s.ring[slot].key.origin = "" // unindexed; evicted in its turn
+			}
+		}
+		ix.first, ix.slots, off = env.Seq, ix.slots[:0], 0
+	}
+	for uint64(len(ix.slots)) <= off {
+		ix.slots = append(ix.slots, -1)
 	}
 	slot := (s.head + s.size) % len(s.ring)
 	s.ring[slot] = storeEntry{key: k, env: env, payload: payload, at: now}
-	s.index[k] = slot
+	ix.slots[off] = int32(slot)
 	s.size++
 }
 
 // get returns the stored entry of k, nil if it is not there or too old.
 func (s *recentStore) get(k eventKey, now time.Time) *storeEntry {
-	slot, ok := s.index[k]
-	if !ok {
+	ix := s.byOrigin[originBoot{k.origin, k.boot}]
+	if ix == nil || k.seq < ix.first || k.seq-ix.first >= uint64(len(ix.slots)) {
+		return nil
+	}
+	slot := ix.slots[k.seq-ix.first]
+	if slot < 0 {
 		return nil
 	}
 	e := &s.ring[slot]
-	if now.Sub(e.at) > s.maxAge {
+	if e.key != k || now.Sub(e.at) > s.maxAge {
 		return nil
 	}
 	return e
@@ -73,8 +115,33 @@ func (s *recentStore) expire(now time.Time) {
 
 func (s *recentStore) evictOldest() {
 	e := &s.ring[s.head]
-	delete(s.index, e.key)
+	if e.key.origin != "" {
+		s.unindex(e.key, int32(s.head))
+	}
 	*e = storeEntry{}
 	s.head = (s.head + 1) % len(s.ring)
 	s.size--
+}
+
+// unindex forgets the slot of k and trims the (origin, boot)'s index of the
+// unstored seqs at its front.
+func (s *recentStore) unindex(k eventKey, slot int32) {
+	ob := originBoot{k.origin, k.boot}
+	ix := s.byOrigin[ob]
+	if ix == nil || k.seq < ix.first || k.seq-ix.first >= uint64(len(ix.slots)) {
+		return
+	}
+	if off := k.seq - ix.first; ix.slots[off] == slot {
+		ix.slots[off] = -1
+	}
+	n := 0
+	for n < len(ix.slots) && ix.slots[n] < 0 {
+		n++
+	}
+	if n == len(ix.slots) {
+		delete(s.byOrigin, ob)
+		return
+	}
+	ix.first += uint64(n)
+	ix.slots = ix.slots[n:]
 }

@@ -271,14 +271,21 @@ func (l *Link) read(conn net.Conn, br *bufio.Reader, cause *firstErr, done chan<
 		cause.set(err)
 		conn.Close()
 	}
+	var now time.Time
 	for {
+		// The clock is read once per read from the connection, not per
+		// frame: a frame's arrival time only feeds the inactivity timeout.
+		stale := br.Buffered() == 0
 		f, err := ReadFrame(br, l.cfg.MaxFrameSize)
 		if err != nil {
 			fail(fmt.Errorf("relay: read: %w", err))
 			return
 		}
+		if stale || now.IsZero() {
+			now = time.Now()
+		}
 		l.mu.Lock()
-		p, seq, ctl, err := l.m.Receive(f, time.Now())
+		p, seq, ctl, err := l.m.Receive(f, now)
 		evs := l.takeEventsLocked()
 		l.mu.Unlock()
 		l.report(evs)
