@@ -1,0 +1,56 @@
+package mesh_test
+
+import (
+	"crypto/tls"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/verbosemesh/verbose/internal/testca"
+	"github.com/verbosemesh/verbose/mesh"
+)
+
+// Two nodes over mutual TLS on loopback: events cross; a node with a
+// certificate from another CA is refused and reported, never linked.
+func TestMutualTLSLink(t *testing.T) {
+	ca := testca.New(t)
+	mk := func(id string, cfg *tls.Config) *mesh.Node {
+		n, err := mesh.New(mesh.Config{NodeID: id, Transport: mesh.TLS(cfg), Logger: testLogger(t, id)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		if err := n.Listen("127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	a := mk("a", ca.ServerConfig("127.0.0.1"))
+	b := mk("b", ca.ServerConfig("127.0.0.1"))
+	got := listen(b, "secret")
+	if _, err := b.Connect(a.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the TLS link", connected(a, 1))
+	if err := a.Emit("secret", "over tls"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "delivery over TLS", func() bool { return len(got.all()) == 1 })
+
+	stranger := mk("z", testca.New(t).ServerConfig("127.0.0.1"))
+	apeers, zpeers := watchPeers(a), watchPeers(stranger)
+	if _, err := stranger.Connect(a.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	// The acceptor refuses the handshake and says why; the dialer, whose
+	// TLS handshake fails, backs off.
+	eventually(t, 10*time.Second, "the stranger refused", func() bool {
+		ev, ok := apeers.find(mesh.Rejected)
+		return ok && strings.Contains(ev.Err.Error(), "certificate") && zpeers.count(mesh.Backoff) > 0
+	})
+	for _, p := range a.Peers() {
+		if p.ID() == "z" {
+			t.Fatal("a node with a certificate from another CA got linked")
+		}
+	}
+}
