@@ -247,6 +247,9 @@ func (d *dispatcher) dispatch(it *dispatchItem) {
 	}
 	env := it.env
 	named, all := snap.byName[env.Name], snap.byName["*"]
+	if env.Name == "*" {
+		named = nil // an event named "*": its named handlers are the catch-all ones
+	}
 	d.delivered.Add(1)
 	if len(named)+len(all) == 0 {
 		return

@@ -183,3 +183,29 @@ func FuzzReceive(f *testing.F) {
 		})
 	})
 }
+
+// Regression (found by FuzzEmitBody): an event named "*" was delivered twice
+// to every "*" handler, once as its named handler and once as a catch-all.
+func TestEventNamedStarDeliveredOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tn := newTestNet(t)
+		server := tn.server("server")
+		client := tn.node("client")
+		all := listen(client, "*")
+		if _, err := client.Connect("server:7947"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, time.Minute, "link", connected(server, 1))
+		if err := server.Emit("*", 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := server.Emit("after", 2); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, time.Minute, "both events", func() bool { return len(all.all()) >= 2 })
+		synctest.Wait()
+		if got := all.firstArgs(); len(got) != 2 || got[0] != "1" || got[1] != "2" {
+			t.Fatalf("a \"*\" handler got %v, want [1 2]", got)
+		}
+	})
+}
