@@ -44,6 +44,9 @@ type Chaos struct {
 	MaxLatency time.Duration
 	// Configure adjusts every node's config after the chaos defaults.
 	Configure func(i int, c *mesh.Config)
+	// Flood turns mesh's epidemic broadcast tree off (mesh.Config.Flood),
+	// to tell a tree bug from a flooding one.
+	Flood bool
 	// AllowLate accepts, per receiver, as many out-of-order deliveries as
 	// its Stats().Late counts (events delivered after a skip declared them
 	// lost). Off: any reorder fails the run.
@@ -207,6 +210,7 @@ func (ch Chaos) Run(t *testing.T) {
 			c.BufferMax = 2*total + 100
 			c.BufferTimeout = time.Hour
 			c.ReorderTimeout = 2 * time.Minute
+			c.Flood = ch.Flood
 			if ch.Configure != nil {
 				ch.Configure(i, c)
 			}

@@ -21,6 +21,8 @@ var (
 	chaosSeed      = flag.Int64("chaos.seed", 0, "chaos: replay only this seed (0: run -chaos.seeds seeds)")
 	chaosNodes     = flag.Int("chaos.nodes", 5, "chaos: nodes per cluster")
 	chaosSteps     = flag.Int("chaos.steps", 60, "chaos: scheduler steps per run (500ms of virtual time each)")
+	chaosAllowLate = flag.Bool("chaos.allowlate", false, "chaos: tolerate reorders counted as Late (the known bug of TestChaosOverflowKeepsOrder)")
+	chaosFlood     = flag.Bool("chaos.flood", false, "chaos: flood instead of mesh's epidemic broadcast tree")
 	chaosKnownBugs = flag.Bool("chaos.knownbugs", false, "chaos: run the regression tests of bugs reported but not fixed yet")
 )
 
@@ -40,6 +42,8 @@ func seeds() []int64 {
 }
 
 func runChaos(t *testing.T, ch testcluster.Chaos) {
+	ch.Flood = *chaosFlood
+	ch.AllowLate = ch.AllowLate || *chaosAllowLate
 	for _, seed := range seeds() {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -81,7 +85,7 @@ func TestChaosJoin(t *testing.T) {
 		}
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				testcluster.Chaos{Seed: seed, Nodes: *chaosNodes, Steps: *chaosSteps, Join: true, Kills: true}.Run(t)
+				testcluster.Chaos{Seed: seed, Nodes: *chaosNodes, Steps: *chaosSteps, Join: true, Kills: true, AllowLate: *chaosAllowLate}.Run(t)
 			})
 		})
 	}
