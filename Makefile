@@ -43,9 +43,10 @@ fuzz: ## run every fuzz target for FUZZTIME each
 
 CHAOS_SEEDS   ?= 500
 CHAOS_SEEDS12 ?= 100
+CHAOS_FLAGS   ?=
 chaos: ## long chaos run: CHAOS_SEEDS seeds per scenario on 5 nodes, CHAOS_SEEDS12 on 12 (testcluster/chaos_test.go)
-	$(GO) test -race -count=1 -timeout 0 -run '^TestChaos' ./testcluster -chaos.seeds=$(CHAOS_SEEDS)
-	$(GO) test -race -count=1 -timeout 0 -run '^TestChaos(FullMesh|Ring|Join)$$' ./testcluster -chaos.seeds=$(CHAOS_SEEDS12) -chaos.nodes=12
+	$(GO) test -race -count=1 -timeout 0 -run '^TestChaos' ./testcluster -chaos.seeds=$(CHAOS_SEEDS) $(CHAOS_FLAGS)
+	$(GO) test -race -count=1 -timeout 0 -run '^TestChaos(FullMesh|Ring|Join)$$' ./testcluster -chaos.seeds=$(CHAOS_SEEDS12) -chaos.nodes=12 $(CHAOS_FLAGS)
 
 SOAK_DURATION ?= 3m
 SOAK_RATE     ?= 2000
