@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -53,6 +54,10 @@ type Node struct {
 	members map[string]*Peer // remote NodeID → link dialled because membership found it
 	ln      net.Listener
 	pending map[net.Conn]struct{} // accepted connections still handshaking
+	// linkSnap is the links of peers, rebuilt under mu whenever peers
+	// changes: the router reads it per released batch without a lock or an
+	// allocation. Readers must not modify the slice.
+	linkSnap atomic.Pointer[[]*relay.Link]
 
 	routeMu sync.Mutex
 	order   *dedup.Orderer[*arrival]
@@ -223,6 +228,7 @@ func (n *Node) dial(addr, member string) (*Peer, error) {
 	}
 	p := &Peer{node: n, link: link}
 	n.peers[link] = p
+	n.peersChangedLocked()
 	if member != "" {
 		n.members[member] = p
 	}
@@ -240,14 +246,22 @@ func (n *Node) Peers() []*Peer {
 	return out
 }
 
+// links returns the current links: a shared snapshot, not to be modified.
 func (n *Node) links() []*relay.Link {
-	n.mu.Lock()
-	defer n.mu.Unlock()
+	if p := n.linkSnap.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// peersChangedLocked rebuilds the links snapshot; called with mu held after
+// every change to peers.
+func (n *Node) peersChangedLocked() {
 	out := make([]*relay.Link, 0, len(n.peers))
 	for l := range n.peers {
 		out = append(out, l)
 	}
-	return out
+	n.linkSnap.Store(&out)
 }
 
 func (n *Node) peerOf(l *relay.Link) *Peer {
@@ -263,6 +277,7 @@ func (n *Node) removePeer(p *Peer) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	delete(n.peers, p.link)
+	n.peersChangedLocked()
 	for id, q := range n.inbound {
 		if q == p {
 			delete(n.inbound, id)

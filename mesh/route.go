@@ -261,6 +261,7 @@ func (n *Node) handleConn(conn net.Conn) {
 		}
 		p = &Peer{node: n, link: link}
 		n.peers[link] = p
+		n.peersChangedLocked()
 		n.inbound[hello.NodeID] = p
 		n.wg.Add(1)
 		go n.watchInbound(p)
