@@ -92,7 +92,7 @@ func TestDuplicatePrunes(t *testing.T) {
 	}
 	tr.fresh("b", l, now)
 	tr.duplicate("b", l, now)
-	if tr.origins["b"].isLazy(l) {
+	if _, pruned := tr.origins["b"].lazy[l]; pruned || tr.stats.prunes.Load() != 2 {
 		t.Fatal("the provider's link was pruned")
 	}
 	tr.flood = true

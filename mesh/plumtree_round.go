@@ -149,7 +149,8 @@ func (t *tree) grafts(now time.Time) {
 			continue
 		}
 		l.Send(b)
-		delete(t.origin(k.origin, now).lazy, l)
+		// The grafter does not make l eager for the origin: the events flow
+		// from l to here, and sending them back would only make duplicates.
 		ms.graftAt = now
 		t.stats.grafts.Add(1)
 		t.log.Debug("graft", "origin", k.origin, "boot", k.boot, "from", next, "peer", l.RemoteID())
@@ -173,6 +174,11 @@ func (t *tree) sweep(links []*relay.Link, now time.Time) {
 		for l := range ot.lazy {
 			if !live[l] {
 				delete(ot.lazy, l)
+			}
+		}
+		for l := range ot.eager {
+			if !live[l] {
+				delete(ot.eager, l)
 			}
 		}
 		if ot.provider != nil && !live[ot.provider] {
