@@ -58,7 +58,7 @@ func (n *Node) receiveEvent(l *relay.Link, payload []byte) error {
 		return nil
 	}
 	n.tree.fresh(env.Origin, l, now)
-	n.release(ready)
+	n.release(ready, now)
 	if len(ready) == 0 {
 		// Held behind a gap: make sure the tick loop has a timer for it.
 		select {
@@ -106,13 +106,14 @@ func (n *Node) receiveTree(l *relay.Link, kind uint8, payload []byte) error {
 
 // release delivers and forwards events in the order the orderer released
 // them, so that every link carries each origin's events in origin order.
-// Called with routeMu held.
-func (n *Node) release(ready []*arrival) {
+// now is the caller's reading of the clock: the clock is read once per
+// arrival, not again here (it was ~5% of the router's CPU). Called with
+// routeMu held.
+func (n *Node) release(ready []*arrival, now time.Time) {
 	if len(ready) == 0 {
 		return
 	}
 	links := n.links()
-	now := time.Now()
 	due := false
 	for i, a := range ready {
 		if n.tree.release(a, links, now) {
@@ -297,7 +298,7 @@ func (n *Node) tickLoop() {
 		n.routeMu.Lock()
 		now := time.Now()
 		before := n.order.Stats().Skipped
-		n.release(n.order.Tick(now, n.ready[:0]))
+		n.release(n.order.Tick(now, n.ready[:0]), now)
 		if skipped := n.order.Stats().Skipped - before; skipped > 0 {
 			n.log.Debug("skipped events declared lost", "count", skipped)
 		}
