@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bufio"
+	"encoding/binary"
 	"fmt"
 	"net"
 	"sync"
@@ -265,29 +266,74 @@ func (l *Link) write(conn net.Conn, cause *firstErr, readerDone <-chan struct{})
 // read is the connection's reader: decode, let the machine judge, deliver.
 // On error it records the cause and closes conn, which also unblocks a
 // writer stuck on a peer that stopped reading.
+//
+// It takes the link's lock once per frame: a delivered seq is recorded
+// under the lock of the next frame's Receive, or before the reader blocks
+// for more bytes, so acks are no later than before in time. Frame bodies of
+// one read from the connection share one allocation (a slab the size of what
+// bufio holds); each payload is its own region, never reused, so the
+// Handler still owns it.
 func (l *Link) read(conn net.Conn, br *bufio.Reader, cause *firstErr, done chan<- struct{}) {
 	defer close(done)
+	var (
+		now       time.Time
+		slab      []byte
+		delivered uint64 // handled, not yet recorded with the machine
+	)
 	fail := func(err error) {
+		if delivered != 0 {
+			l.mu.Lock()
+			l.m.Delivered(delivered)
+			l.mu.Unlock()
+		}
 		cause.set(err)
 		conn.Close()
 	}
-	var now time.Time
 	for {
-		// The clock is read once per read from the connection, not per
-		// frame: a frame's arrival time only feeds the inactivity timeout.
-		stale := br.Buffered() == 0
-		f, err := ReadFrame(br, l.cfg.MaxFrameSize)
+		if br.Buffered() == 0 {
+			// About to block: record what was handled so that its ack
+			// does not wait for the next frame.
+			if delivered != 0 {
+				l.mu.Lock()
+				l.m.Delivered(delivered)
+				due := l.m.Pending()
+				l.mu.Unlock()
+				delivered = 0
+				if due {
+					l.poke()
+				}
+			}
+			if _, err := br.Peek(1); err != nil {
+				fail(fmt.Errorf("relay: read: %w", err))
+				return
+			}
+			now = time.Time{}
+		}
+		if now.IsZero() {
+			// The clock is read once per read from the connection, not per
+			// frame: a frame's arrival time only feeds the inactivity timeout.
+			// (Bytes left buffered by the handshake also start a read.)
+			now = time.Now()
+		}
+		slab = nextSlab(br, slab)
+		f, err := readFrame(br, l.cfg.MaxFrameSize, &slab)
 		if err != nil {
 			fail(fmt.Errorf("relay: read: %w", err))
 			return
 		}
-		if stale || now.IsZero() {
-			now = time.Now()
-		}
+		due := false
 		l.mu.Lock()
+		if delivered != 0 {
+			l.m.Delivered(delivered)
+			delivered = 0
+			due = l.m.Pending()
+		}
 		p, seq, ctl, err := l.m.Receive(f, now)
 		evs := l.takeEventsLocked()
 		l.mu.Unlock()
+		if due {
+			l.poke()
+		}
 		l.report(evs)
 		if err != nil {
 			fail(err)
@@ -295,15 +341,29 @@ func (l *Link) read(conn net.Conn, br *bufio.Reader, cause *firstErr, done chan<
 		}
 		if seq != 0 {
 			l.h.Receive(l, p)
-			l.mu.Lock()
-			l.m.Delivered(seq)
-			due := l.m.Pending()
-			l.mu.Unlock()
-			if due {
-				l.poke()
-			}
+			delivered = seq
 		} else if ctl != nil {
 			l.h.Control(l, ctl)
 		}
 	}
+}
+
+// nextSlab returns the slab to carve the next frame's body from: slab if
+// the body fits, else a new one for what bufio holds when the frame is there
+// whole, else nil (the body gets its own allocation: a large frame, or one
+// that is still arriving).
+func nextSlab(br *bufio.Reader, slab []byte) []byte {
+	buffered := br.Buffered()
+	if buffered < 4 {
+		return nil
+	}
+	hdr, _ := br.Peek(4)
+	n := int(binary.BigEndian.Uint32(hdr))
+	if n <= len(slab) {
+		return slab
+	}
+	if n == 0 || 4+n > buffered || n > slabMax/2 {
+		return nil
+	}
+	return make([]byte, min(buffered-4, slabMax))
 }
