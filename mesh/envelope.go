@@ -75,14 +75,24 @@ func appendArrayHeader(dst []byte, n int) []byte {
 // router's, guarded by its lock) so that a steady stream allocates no new
 // origin, name or path strings; Args aliases b, which the caller owns.
 func parseEnvelope(b []byte, strs *interner) (*envelope, error) {
-	p := parser{b: b, strs: strs}
 	env := new(envelope)
+	if err := parseEnvelopeInto(env, nil, b, strs); err != nil {
+		return nil, err
+	}
+	return env, nil
+}
+
+// parseEnvelopeInto is parseEnvelope into the caller's env, with the Path
+// in pathBuf when it has room for the path and one more id (the router's
+// own, when forwarding): the router allocates all three at once.
+func parseEnvelopeInto(env *envelope, pathBuf []string, b []byte, strs *interner) error {
+	p := parser{b: b, strs: strs}
 	if n := p.arrayHeader(); n != 7 && p.err == nil {
 		p.err = fmt.Errorf("an array of %d elements, want 7", n)
 	}
 	env.Kind = uint8(p.uint(math.MaxUint8))
 	if p.err == nil && env.Kind != kindEvent {
-		return nil, fmt.Errorf("mesh: payload kind %d is not an event", env.Kind)
+		return fmt.Errorf("mesh: payload kind %d is not an event", env.Kind)
 	}
 	env.Origin = p.str()
 	env.Boot = p.uint(math.MaxUint64)
@@ -92,7 +102,11 @@ func parseEnvelope(b []byte, strs *interner) (*envelope, error) {
 		if n > len(p.b)-p.i { // each id takes at least one byte
 			p.err = fmt.Errorf("a path of %d ids in %d bytes", n, len(p.b)-p.i)
 		} else {
-			env.Path = make([]string, n, n+1) // room for our id when forwarding
+			if n < cap(pathBuf) {
+				env.Path = pathBuf[:n:cap(pathBuf)]
+			} else {
+				env.Path = make([]string, n, n+1) // room for our id when forwarding
+			}
 			for i := range env.Path {
 				env.Path[i] = p.str()
 			}
@@ -114,12 +128,12 @@ func parseEnvelope(b []byte, strs *interner) (*envelope, error) {
 		env.Args = b[start:p.i]
 	}
 	if p.err != nil {
-		return nil, fmt.Errorf("mesh: bad event payload: %w", p.err)
+		return fmt.Errorf("mesh: bad event payload: %w", p.err)
 	}
 	if env.Origin == "" || env.Boot == 0 || env.Seq < env.Boot {
-		return nil, fmt.Errorf("mesh: bad event identity (origin %q, boot %d, seq %d)", env.Origin, env.Boot, env.Seq)
+		return fmt.Errorf("mesh: bad event identity (origin %q, boot %d, seq %d)", env.Origin, env.Boot, env.Seq)
 	}
-	return env, nil
+	return nil
 }
 
 // parser reads msgpack values from b; the first error sticks.

@@ -41,17 +41,20 @@ func (h linkHandler) Receive(l *relay.Link, payload []byte) {
 func (n *Node) receiveEvent(l *relay.Link, payload []byte) error {
 	n.routeMu.Lock()
 	defer n.routeMu.Unlock()
-	env, err := parseEnvelope(payload, &n.strs)
-	if err != nil {
+	// One allocation for the arrival, its envelope and a short path.
+	in := new(inbound)
+	env := &in.env
+	if err := parseEnvelopeInto(env, in.path[:0], payload, &n.strs); err != nil {
 		return err
 	}
+	in.arrival = arrival{env: env, from: l}
 	n.stats.received.Add(1)
 	if env.Origin == n.id && env.Boot == n.boot {
 		n.stats.duplicates.Add(1) // our own event came back round a cycle
 		return nil
 	}
 	now := time.Now()
-	ready, fresh := n.order.Offer(env.Origin, env.Boot, env.Seq, &arrival{env: env, from: l}, now, n.ready[:0])
+	ready, fresh := n.order.Offer(env.Origin, env.Boot, env.Seq, &in.arrival, now, n.ready[:0])
 	if !fresh {
 		n.stats.duplicates.Add(1)
 		n.tree.duplicate(env.Origin, l, now)
@@ -67,6 +70,14 @@ func (n *Node) receiveEvent(l *relay.Link, payload []byte) error {
 		}
 	}
 	return nil
+}
+
+// inbound is an arrival with its envelope and the room for a path of up to
+// three ids (the origin, a forwarder, this node) in one allocation.
+type inbound struct {
+	arrival arrival
+	env     envelope
+	path    [3]string
 }
 
 // receiveTree handles IHAVE, GRAFT and PRUNE.
