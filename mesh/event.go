@@ -91,6 +91,26 @@ func encodeValue(v any) ([]byte, error) {
 	return out, err
 }
 
+// argsPool holds Emit's scratch buffers for encoding args: the encoding is
+// copied into the envelope's payload, so the buffer is reused at once.
+var argsPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// encodeArgs encodes args into a pooled buffer; release returns it.
+func encodeArgs(args []any) (raw []byte, release func(), err error) {
+	bp := argsPool.Get().(*[]byte)
+	out := (*bp)[:0]
+	enc := encPool.Get().(*codec.Encoder)
+	enc.ResetBytes(&out)
+	err = enc.Encode(args)
+	encPool.Put(enc)
+	return out, func() {
+		if cap(out) <= 64<<10 { // do not pin a huge one-off buffer
+			*bp = out[:0]
+			argsPool.Put(bp)
+		}
+	}, err
+}
+
 // encodeEnvelope encodes an EVENT payload (envelope.go).
 func encodeEnvelope(env *envelope) ([]byte, error) {
 	return appendEnvelope(make([]byte, 0, envelopeSize(env)), env), nil

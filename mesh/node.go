@@ -46,6 +46,9 @@ type Node struct {
 
 	emitMu sync.Mutex
 	seq    uint64 // next seq to stamp; guarded by emitMu
+	// selfPath is the Path of this node's own events, shared by all of
+	// them: read-only, and its capacity of 1 makes any append copy.
+	selfPath []string
 
 	mu      sync.Mutex
 	closed  bool
@@ -116,6 +119,7 @@ func New(cfg Config) (*Node, error) {
 		stop:     make(chan struct{}),
 	}
 	n.seq = n.boot
+	n.selfPath = []string{n.id}
 	n.h = linkHandler{n}
 	n.rcfg = relay.Config{
 		NodeID:        n.id,
@@ -310,7 +314,8 @@ func (n *Node) EmitContext(ctx context.Context, name string, args ...any) error 
 	if err := checkArgs(args); err != nil {
 		return fmt.Errorf("%w: %q: %v", ErrBadEvent, name, err)
 	}
-	raw, err := encodeValue(args)
+	raw, release, err := encodeArgs(args)
+	defer release()
 	if err != nil {
 		return fmt.Errorf("%w: %q: args: %v", ErrBadEvent, name, err)
 	}
@@ -323,11 +328,12 @@ func (n *Node) EmitContext(ctx context.Context, name string, args ...any) error 
 	if err := n.waitSpace(ctx, links); err != nil {
 		return err
 	}
-	env := &envelope{Kind: kindEvent, Origin: n.id, Boot: n.boot, Seq: n.seq, Name: name, Path: []string{n.id}, Args: raw}
+	env := &envelope{Kind: kindEvent, Origin: n.id, Boot: n.boot, Seq: n.seq, Name: name, Path: n.selfPath, Args: raw}
 	payload, err := encodeEnvelope(env)
 	if err != nil {
 		return fmt.Errorf("%w: %q: %v", ErrBadEvent, name, err)
 	}
+	env.Args = payload[len(payload)-len(raw):] // the store keeps env; raw goes back to the pool
 	if len(payload)+64 > n.cfg.MaxFrameSize {
 		return fmt.Errorf("%w: %q: %d bytes encoded, MaxFrameSize is %d", ErrBadEvent, name, len(payload), n.cfg.MaxFrameSize)
 	}
