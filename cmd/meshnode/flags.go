@@ -19,7 +19,7 @@ import (
 
 const agentSynopsis = `meshnode agent [--node-id ID] [--channel NAME] [--gossip ADDR] [--relay ADDR] [--http ADDR]
                  [--join ADDR]... [--connect ADDR]... [--timeout D] [--buffer-timeout D]
-                 [--buffer-max N] [--ack-interval D] [--max-peers N] [--encrypt BASE64KEY]
+                 [--buffer-max N] [--ack-interval D] [--max-peers N] [--flood] [--encrypt BASE64KEY]
                  [--tls-cert F --tls-key F --tls-ca F] [--log-level LEVEL]`
 
 // Default agent addresses. The HTTP API listens on loopback: it is not
@@ -74,6 +74,7 @@ func parseAgentFlags(args []string) (*agentOptions, *flag.FlagSet, error) {
 	fs.IntVar(&o.cfg.BufferMax, "buffer-max", mesh.DefaultBufferMax, "most unacknowledged events kept per peer")
 	fs.DurationVar(&o.cfg.AcknowledgeInterval, "ack-interval", mesh.DefaultAcknowledgeInterval, "how often to acknowledge received events")
 	fs.IntVar(&o.cfg.MaxPeers, "max-peers", mesh.DefaultMaxPeers, "most relay links at once")
+	fs.BoolVar(&o.cfg.Flood, "flood", false, "send every event over every link (no broadcast tree); set it alike on every agent")
 	encrypt := fs.String("encrypt", "", "gossip encryption key, base64 of 16, 24 or 32 bytes")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate `file` for mutual TLS on relay links")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key `file` for --tls-cert")

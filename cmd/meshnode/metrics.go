@@ -59,6 +59,18 @@ func (m *agentMetrics) attach(node *mesh.Node) {
 	counter("verbose_events_skipped_total", "Events declared lost after the reorder timeout.", func(s mesh.Stats) uint64 { return s.Skipped })
 	counter("verbose_events_late_total", "Events delivered after having been declared lost.", func(s mesh.Stats) uint64 { return s.Late })
 	counter("verbose_events_bad_payloads_total", "Malformed event payloads received.", func(s mesh.Stats) uint64 { return s.BadPayloads })
+	counter("verbose_tree_notices_total", "IHAVE notice batches sent on lazy links.", func(s mesh.Stats) uint64 { return s.Notices })
+	counter("verbose_tree_grafts_total", "GRAFTs sent to repair a path.", func(s mesh.Stats) uint64 { return s.Grafts })
+	counter("verbose_tree_prunes_total", "PRUNEs sent after duplicates.", func(s mesh.Stats) uint64 { return s.Prunes })
+	counter("verbose_tree_graft_resent_total", "Events resent to answer GRAFTs.", func(s mesh.Stats) uint64 { return s.GraftResent })
+	counter("verbose_tree_graft_misses_total", "Events asked for by GRAFTs that were no longer stored.", func(s mesh.Stats) uint64 { return s.GraftMisses })
+	gauge := func(name, help string, get func(mesh.Stats) float64) {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
+			func() float64 { return get(node.Stats()) }))
+	}
+	gauge("verbose_tree_eager_links", "(origin, link) pairs that carry events in full.", func(s mesh.Stats) float64 { return float64(s.EagerLinks) })
+	gauge("verbose_tree_lazy_links", "(origin, link) pairs that carry notices only.", func(s mesh.Stats) float64 { return float64(s.LazyLinks) })
+	gauge("verbose_redundancy", "Event frames received per event delivered since start (1.0 is the floor).", func(s mesh.Stats) float64 { return s.Redundancy() })
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "verbose_peers", Help: "Relay links."},
 		func() float64 { return float64(len(node.Peers())) }))
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "verbose_buffered_events", Help: "Unacknowledged events over all links."},
