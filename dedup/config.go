@@ -29,6 +29,11 @@ type Config struct {
 	// above the longest time a copy of an event can be in flight (several times
 	// the mesh's BufferTimeout), or a stray old copy would be delivered again.
 	IdleTimeout time.Duration
+	// DropLate drops a late arrival (a seq already skipped as lost) instead
+	// of releasing it out of order; either way it is counted in Stats.Late.
+	// Order then holds without exception, and the skip stands as the loss
+	// it declared.
+	DropLate bool
 }
 
 // DefaultConfig returns the Config New uses for zero fields.
@@ -62,7 +67,8 @@ type Stats struct {
 	// Skipped counts seqs declared lost: a gap that outlived Grace, that had to
 	// make room in the Window, or that was flushed when its boot was forgotten.
 	Skipped uint64
-	// Late counts skipped seqs that arrived afterwards and were delivered out of order.
+	// Late counts skipped seqs that arrived afterwards: delivered out of order,
+	// or dropped with Config.DropLate.
 	Late uint64
 	// Stale counts arrivals dropped because the state that would tell whether
 	// they are new was forgotten (an old boot, an old skipped range), or whose

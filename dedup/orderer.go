@@ -65,8 +65,11 @@ func (o *Orderer[T]) offerSlow(b *bootState[T], seq uint64, v T, now time.Time, 
 	if seq < b.next {
 		if b.takeSkipped(seq) {
 			b.trimSkipped(o.maxSkip) // a split may have added one
-			o.stats.Fresh++
 			o.stats.Late++
+			if o.cfg.DropLate {
+				return buf, false
+			}
+			o.stats.Fresh++
 			return append(buf, v), true
 		}
 		if seq < b.forgottenBelow {

@@ -336,3 +336,32 @@ func TestConfigDefaults(t *testing.T) {
 		t.Errorf("explicit config changed: %+v", got)
 	}
 }
+
+// With DropLate, a copy of a skipped seq is dropped and counted, never
+// released out of order; without, it is released once, late.
+func TestDropLate(t *testing.T) {
+	t0 := time.Unix(100, 0)
+	for _, drop := range []bool{false, true} {
+		o := New[uint64](Config{Grace: time.Second, DropLate: drop})
+		o.Offer("a", 10, 10, 10, t0, nil)
+		if _, fresh := o.Offer("a", 10, 12, 12, t0, nil); !fresh {
+			t.Fatal("12 not accepted")
+		}
+		if got := o.Tick(t0.Add(time.Second), nil); len(got) != 1 || got[0] != 12 {
+			t.Fatalf("after the grace: %v, want [12] with 11 skipped", got)
+		}
+		ready, fresh := o.Offer("a", 10, 11, 11, t0.Add(2*time.Second), nil)
+		if st := o.Stats(); st.Late != 1 || st.Skipped != 1 {
+			t.Fatalf("drop=%v: stats %+v", drop, st)
+		}
+		if drop && (fresh || len(ready) != 0) {
+			t.Fatalf("DropLate released the late 11: %v", ready)
+		}
+		if !drop && (!fresh || len(ready) != 1 || ready[0] != 11) {
+			t.Fatalf("the late 11 was not released once: %v %v", ready, fresh)
+		}
+		if _, fresh := o.Offer("a", 10, 11, 11, t0.Add(3*time.Second), nil); fresh {
+			t.Fatalf("drop=%v: a second copy of 11 accepted", drop)
+		}
+	}
+}

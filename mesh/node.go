@@ -28,6 +28,7 @@ var (
 	ErrNoMembership  = errors.New("mesh: no membership: GossipAddr is not set")
 	ErrSlowConsumer  = errors.New("mesh: handler queue full: a handler is too slow")
 	ErrPeerStuck     = errors.New("mesh: peer acknowledged nothing for Timeout with a full buffer")
+	ErrLate          = errors.New("mesh: event arrived after ReorderTimeout had declared it lost; dropped to keep its origin's order")
 )
 
 // MaxNameLen is the longest event name accepted.
@@ -62,11 +63,12 @@ type Node struct {
 	// allocation. Readers must not modify the slice.
 	linkSnap atomic.Pointer[[]*relay.Link]
 
-	routeMu sync.Mutex
-	order   *dedup.Orderer[*arrival]
-	ready   []*arrival // reused by the router; guarded by routeMu
-	strs    interner   // origins, names and path ids seen; guarded by routeMu
-	tree    *tree      // guarded by routeMu
+	routeMu  sync.Mutex
+	order    *dedup.Orderer[*arrival]
+	ready    []*arrival // reused by the router; guarded by routeMu
+	strs     interner   // origins, names and path ids seen; guarded by routeMu
+	lateSeen uint64     // the orderer's Late count already reported; guarded by routeMu
+	tree     *tree      // guarded by routeMu
 
 	handlers *handlerTable
 	disp     *dispatcher // events, to On handlers
@@ -137,9 +139,14 @@ func New(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
 	n.order = dedup.New[*arrival](dedup.Config{
-		Window:      max(4096, 4*cfg.BufferMax),
-		Grace:       cfg.ReorderTimeout,
-		IdleTimeout: 4 * cfg.BufferTimeout,
+		Window:   max(4096, 4*cfg.BufferMax),
+		Grace:    cfg.ReorderTimeout,
+		DropLate: true, // order holds without exception; a late copy is a reported drop
+		// An idle origin is forgotten only once no copy of its events can
+		// still be in flight (buffers keep them BufferTimeout per hop) nor
+		// held behind a gap (ReorderTimeout): forgetting sooner would let a
+		// late copy through as new.
+		IdleTimeout: 4 * max(cfg.BufferTimeout, cfg.ReorderTimeout),
 	})
 	n.tree = newTree(n, cfg.Flood, 4*cfg.BufferMax)
 	n.disp, n.pdisp = newDispatchers(cfg.HandlerQueue, n.handlers, n.log)

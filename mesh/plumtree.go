@@ -15,6 +15,7 @@ import (
 const (
 	noticeInterval = 5 * time.Millisecond   // lazy notices are batched this long
 	graftGrace     = 3 * noticeInterval     // a noticed event missing this long is grafted
+	graftRetry     = 50 * noticeInterval    // a graft unanswered this long goes to the next announcer
 	pruneRetry     = 20 * noticeInterval    // a link still eager after a PRUNE is pruned again
 	storeMaxAge    = 30 * time.Second       // the recent-event store's age bound
 	maxWaits       = 64                     // notices remembered per missing (origin, boot)
@@ -108,7 +109,7 @@ func newTree(n *Node, flood bool, storeMax int) *tree {
 		missing:     make(map[originBoot]*missing),
 		store:       newRecentStore(storeMax, storeMaxAge),
 		bufferMax:   n.cfg.BufferMax,
-		idleTimeout: 4 * n.cfg.BufferTimeout,
+		idleTimeout: 4 * max(n.cfg.BufferTimeout, n.cfg.ReorderTimeout),
 	}
 }
 

@@ -130,7 +130,10 @@ func (t *tree) grafts(now time.Time) {
 			delete(t.missing, k)
 			continue
 		}
-		if now.Sub(ms.waits[0].at) < graftGrace || (!ms.graftAt.IsZero() && now.Sub(ms.graftAt) < graftGrace) {
+		// The first graft goes after the grace; another only once the last
+		// has had time to be answered over a slow link (retrying every grace
+		// made a high-latency node graft everyone, each answer a burst).
+		if now.Sub(ms.waits[0].at) < graftGrace || (!ms.graftAt.IsZero() && now.Sub(ms.graftAt) < graftRetry) {
 			continue
 		}
 		var l *relay.Link

@@ -56,6 +56,14 @@ func (n *Node) receiveEvent(l *relay.Link, payload []byte) error {
 	now := time.Now()
 	ready, fresh := n.order.Offer(env.Origin, env.Boot, env.Seq, &in.arrival, now, n.ready[:0])
 	if !fresh {
+		if late := n.order.Stats().Late; late != n.lateSeen {
+			// A copy of an event the orderer had declared lost: dropped to
+			// keep the origin's order, and reported like any other drop.
+			n.lateSeen = late
+			n.log.Warn("dropped an event that arrived after ReorderTimeout", "origin", env.Origin, "seq", env.Seq, "peer", l.RemoteID())
+			n.pdisp.peerEvent(PeerEvent{Kind: Overflow, Peer: n.peerOf(l), PeerID: l.RemoteID(), Addr: l.Addr(), Dropped: 1, Err: ErrLate})
+			return nil
+		}
 		n.stats.duplicates.Add(1)
 		n.tree.duplicate(env.Origin, l, now)
 		return nil

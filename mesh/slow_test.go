@@ -2,7 +2,6 @@ package mesh_test
 
 import (
 	"errors"
-	"flag"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -12,8 +11,6 @@ import (
 	"github.com/verbosemesh/verbose/mesh"
 	"github.com/verbosemesh/verbose/testcluster"
 )
-
-var meshKnownBugs = flag.Bool("mesh.knownbugs", false, "run the regression tests of bugs reported but not fixed yet")
 
 // One node whose handlers are slow (5ms an event against 1500 events a
 // second). The rest of the cluster keeps its pace: each healthy node has
@@ -32,14 +29,12 @@ func TestSlowConsumer(t *testing.T) {
 // each way): it must lose nothing and only be late, and no peer buffer may
 // overflow (1500 events a second over a 400ms round trip fit BufferMax).
 //
-// Known bug, reported to the lead (mesh's epidemic broadcast tree): the
-// throttled node's IHAVE notices outrun the events and its GRAFTs make every
-// node resend thousands of events (GraftResent ≈ 4× the events emitted),
-// overflowing every buffer towards it. Run with -mesh.knownbugs.
+// Regression test: the throttled node's IHAVE notices used to outrun the
+// events and its GRAFTs made every node resend thousands of events
+// (GraftResent ≈ 4× the events emitted), overflowing every buffer towards
+// it. Relayed origins now start lazy and a graft is retried only after
+// graftRetry, not every grace.
 func TestThrottledLink(t *testing.T) {
-	if !*meshKnownBugs {
-		t.Skip("known bug: GRAFT storm towards a high-latency node; run with -mesh.knownbugs")
-	}
 	slowScenario(t, true)
 }
 

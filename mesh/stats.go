@@ -29,7 +29,7 @@ type Stats struct {
 	Expired        uint64 // events dropped with a peer gone for BufferTimeout
 	HandlerDropped uint64 // deliveries dropped because handlers were too slow
 	Skipped        uint64 // events declared lost after ReorderTimeout
-	Late           uint64 // events delivered after a skip declared them lost
+	Late           uint64 // events that arrived after a skip had declared them lost: dropped, reported as Overflow with ErrLate
 	BadPayloads    uint64 // malformed event payloads (their link was dropped)
 	Peers          int    // relay links
 	Buffered       int    // unacknowledged events over all links

@@ -23,7 +23,6 @@ var (
 	chaosSteps     = flag.Int("chaos.steps", 60, "chaos: scheduler steps per run (500ms of virtual time each)")
 	chaosAllowLate = flag.Bool("chaos.allowlate", false, "chaos: tolerate reorders counted as Late (the known bug of TestChaosOverflowKeepsOrder)")
 	chaosFlood     = flag.Bool("chaos.flood", false, "chaos: flood instead of mesh's epidemic broadcast tree")
-	chaosKnownBugs = flag.Bool("chaos.knownbugs", false, "chaos: run the regression tests of bugs reported but not fixed yet")
 )
 
 func TestMain(m *testing.M) {
@@ -100,12 +99,6 @@ func tight(i int, c *mesh.Config) {
 	c.ReorderTimeout = 2 * time.Second
 }
 
-func knownBug(t *testing.T, what string) {
-	if !*chaosKnownBugs {
-		t.Skip("known bug, reported: " + what + "; run with -chaos.knownbugs")
-	}
-}
-
 // Under tight bounds the checker requires every missing event to be
 // accounted for by Overflow and Expired reports, no duplicate, and every
 // out-of-order delivery to be counted as Late (never silent).
@@ -113,29 +106,23 @@ func TestChaosOverflowReported(t *testing.T) {
 	runChaos(t, testcluster.Chaos{Nodes: *chaosNodes, Steps: *chaosSteps, Kills: true, Configure: tight, AllowLate: true})
 }
 
-// Regression test for a bug this suite found (reported to the lead; dedup
-// and mesh were being rewritten, so not fixed here): once drops open a gap,
-// a node skips it after ReorderTimeout, and a copy of a skipped event that
-// arrives later — typically released by another node's orderer after its
-// own grace — is delivered out of order (dedup's "Late" policy). That breaks
-// guarantee 2 (per-origin order). About half the seeds show it (seed 3:
-// node 1 after its restart). Run with -chaos.knownbugs; it must pass once
-// late arrivals are dropped (and counted) instead of delivered.
+// Regression test for a bug this suite found: once drops open a gap, a node
+// skips it after ReorderTimeout, and a copy of a skipped event that arrived
+// later used to be delivered out of order (dedup's old "Late" policy),
+// breaking guarantee 2 (about half the seeds; seed 3: node 1 after its
+// restart). Late copies are now dropped and reported (ErrLate), so order
+// holds and the checker finds every missing event accounted for.
 func TestChaosOverflowKeepsOrder(t *testing.T) {
-	knownBug(t, "late arrivals after a skip are delivered out of order")
 	runChaos(t, testcluster.Chaos{Nodes: *chaosNodes, Steps: *chaosSteps, Kills: true, Configure: tight})
 }
 
-// Regression test for a second bug (reported, not fixed here: mesh/node.go
-// was being rewritten): mesh forgets an idle origin's dedup state after
-// 4×BufferTimeout, whatever ReorderTimeout is. With a BufferTimeout of 3s
-// and a ReorderTimeout of 30s, a node's orderer holds an event longer than
-// its neighbours remember the origin: released and forwarded, the copy is
-// delivered a second time, and older events after newer ones. The idle
-// bound must cover every way a copy can stay in flight (buffers and
-// orderers on the path): e.g. 4×max(BufferTimeout, ReorderTimeout).
+// Regression test for a second bug this suite found: mesh forgot an idle
+// origin's dedup state after 4×BufferTimeout, whatever ReorderTimeout was.
+// With a BufferTimeout of 3s and a ReorderTimeout of 30s, a node's orderer
+// held an event longer than its neighbours remembered the origin: released
+// and forwarded, the copy was delivered a second time (17/20 seeds). The
+// idle bound is now 4×max(BufferTimeout, ReorderTimeout).
 func TestChaosIdleOriginForgottenTooSoon(t *testing.T) {
-	knownBug(t, "dedup state forgotten while copies are still held by orderers")
 	runChaos(t, testcluster.Chaos{Nodes: *chaosNodes, Steps: *chaosSteps, Kills: true, AllowLate: true,
 		Configure: func(i int, c *mesh.Config) {
 			c.BufferMax = 20

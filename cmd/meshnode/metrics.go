@@ -57,7 +57,7 @@ func (m *agentMetrics) attach(node *mesh.Node) {
 	counter("verbose_events_expired_dropped_total", "Events dropped with a peer gone for BufferTimeout.", func(s mesh.Stats) uint64 { return s.Expired })
 	counter("verbose_events_handler_dropped_total", "Deliveries dropped because handlers were too slow.", func(s mesh.Stats) uint64 { return s.HandlerDropped })
 	counter("verbose_events_skipped_total", "Events declared lost after the reorder timeout.", func(s mesh.Stats) uint64 { return s.Skipped })
-	counter("verbose_events_late_total", "Events delivered after having been declared lost.", func(s mesh.Stats) uint64 { return s.Late })
+	counter("verbose_events_late_dropped_total", "Events that arrived after ReorderTimeout had declared them lost, dropped to keep order.", func(s mesh.Stats) uint64 { return s.Late })
 	counter("verbose_events_bad_payloads_total", "Malformed event payloads received.", func(s mesh.Stats) uint64 { return s.BadPayloads })
 	counter("verbose_tree_notices_total", "IHAVE notice batches sent on lazy links.", func(s mesh.Stats) uint64 { return s.Notices })
 	counter("verbose_tree_grafts_total", "GRAFTs sent to repair a path.", func(s mesh.Stats) uint64 { return s.Grafts })
