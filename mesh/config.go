@@ -9,19 +9,20 @@ import (
 	"github.com/hashicorp/go-metrics"
 
 	"github.com/verbosemesh/verbose/membership"
+	"github.com/verbosemesh/verbose/relay"
 )
 
-// Defaults, as in the seed library's options.
+// Defaults, as in the seed library's options. The link's own are relay's.
 const (
-	DefaultChannel             = "default"
-	DefaultTimeout             = 60 * time.Second
-	DefaultBufferTimeout       = 15 * time.Minute
-	DefaultBufferMax           = 1000
-	DefaultAcknowledgeInterval = time.Second
+	DefaultChannel             = relay.DefaultChannel
+	DefaultTimeout             = relay.DefaultTimeout       // 60s
+	DefaultBufferTimeout       = relay.DefaultBufferTimeout // 15m
+	DefaultBufferMax           = relay.DefaultBufferMax     // 1000
+	DefaultAcknowledgeInterval = relay.DefaultAckInterval   // 1s
+	DefaultMaxFrameSize        = relay.DefaultMaxFrameSize  // 1 MiB
 	DefaultMaxPeers            = 1000
 	DefaultReorderTimeout      = time.Second
 	DefaultHandlerQueue        = 16384
-	DefaultMaxFrameSize        = 1 << 20
 )
 
 // Config configures a Node. The zero value of every field means its default.
