@@ -17,7 +17,7 @@ const (
 	graftGrace     = 3 * noticeInterval     // a noticed event missing this long is grafted
 	graftRetry     = 50 * noticeInterval    // a graft unanswered this long goes to the next announcer
 	pruneRetry     = 20 * noticeInterval    // a link still eager after a PRUNE is pruned again
-	storeMaxAge    = 30 * time.Second       // the recent-event store's age bound
+	storeMaxAge    = 30 * time.Second       // the recent-event store's age bound, at least (BufferTimeout if longer)
 	maxWaits       = 64                     // notices remembered per missing (origin, boot)
 	sweepInterval  = 500 * time.Millisecond // forgotten links and idle origins are swept this often
 )
@@ -102,12 +102,15 @@ func newTree(n *Node, flood bool, storeMax int) *tree {
 	return &tree{
 		self: n.id, selfBoot: n.boot, ownNext: n.boot, flood: flood,
 		log: n.log.Named("tree"), stats: &n.stats,
-		next:        n.order.Next,
-		origins:     make(map[string]*originTree),
-		links:       make(map[*relay.Link]*linkTree),
-		dirty:       make(map[originBoot]uint64),
-		missing:     make(map[originBoot]*missing),
-		store:       newRecentStore(storeMax, storeMaxAge),
+		next:    n.order.Next,
+		origins: make(map[string]*originTree),
+		links:   make(map[*relay.Link]*linkTree),
+		dirty:   make(map[originBoot]uint64),
+		missing: make(map[originBoot]*missing),
+		// The store answers grafts for as long as a link would have kept
+		// the events for an absent peer: a lazy link's peer that was cut
+		// off must be able to graft what it missed once it is back.
+		store:       newRecentStore(storeMax, max(storeMaxAge, n.cfg.BufferTimeout)),
 		bufferMax:   n.cfg.BufferMax,
 		idleTimeout: 4 * max(n.cfg.BufferTimeout, n.cfg.ReorderTimeout),
 	}

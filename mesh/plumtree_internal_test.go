@@ -65,8 +65,9 @@ func TestGraftAnsweredFromBoundedStore(t *testing.T) {
 		t.Fatalf("a graft from the watermark sent %d, missed %d", l.Buffered()-4, tr.stats.graftMisses.Load()-2)
 	}
 
-	// Past the age bound every entry is a miss.
-	later := now.Add(storeMaxAge + time.Second)
+	// Past the age bound (here BufferTimeout, longer than storeMaxAge) every
+	// entry is a miss.
+	later := now.Add(max(storeMaxAge, tr.store.maxAge) + time.Second)
 	tr.graft(&graftMsg{Kind: kindGraft, Origin: "me", Boot: 100, From: 104}, l, later)
 	if l.Buffered() != 4 || tr.stats.graftMisses.Load() != 4 {
 		t.Fatalf("after the age bound: sent %d, misses %d; want 0 sent, 4 misses", l.Buffered()-4, tr.stats.graftMisses.Load())

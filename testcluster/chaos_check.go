@@ -159,6 +159,14 @@ func (r *chaosRun) finish() {
 			break // nothing in flight, nothing moving: the rest was dropped
 		}
 		if time.Now().After(deadline) {
+			for i := range r.c.N() {
+				if r.c.Alive(i) {
+					t.Logf("node %d: %+v", i, r.c.Node(i).Stats())
+					for _, p := range r.c.Node(i).Peers() {
+						t.Logf("  peer %s", p)
+					}
+				}
+			}
 			t.Fatalf("chaos seed %d: not delivered after the heal: %s", r.ch.Seed, strings.Join(first(detail, 12), "; "))
 		}
 		time.Sleep(250 * time.Millisecond)
