@@ -111,25 +111,10 @@ func encodeArgs(args []any) (raw []byte, release func(), err error) {
 	}, err
 }
 
-// encodeEnvelope encodes an EVENT payload (envelope.go).
-func encodeEnvelope(env *envelope) ([]byte, error) {
-	return appendEnvelope(make([]byte, 0, envelopeSize(env)), env), nil
-}
-
-// decodeEnvelope is go-msgpack's reading of an EVENT payload: the reference
-// the hand-written parseEnvelope is tested and benchmarked against.
-func decodeEnvelope(b []byte) (*envelope, error) {
-	env := new(envelope)
-	if err := codec.NewDecoderBytes(b, wireHandle).Decode(env); err != nil {
-		return nil, fmt.Errorf("mesh: bad event payload: %w", err)
-	}
-	if env.Kind != kindEvent {
-		return nil, fmt.Errorf("mesh: payload kind %d is not an event", env.Kind)
-	}
-	if env.Origin == "" || env.Seq < env.Boot || env.Boot == 0 {
-		return nil, fmt.Errorf("mesh: bad event identity (origin %q, boot %d, seq %d)", env.Origin, env.Boot, env.Seq)
-	}
-	return env, nil
+// encodeEnvelope encodes an EVENT payload (envelope.go) into a buffer of
+// its own.
+func encodeEnvelope(env *envelope) []byte {
+	return appendEnvelope(make([]byte, 0, envelopeSize(env)), env)
 }
 
 func decodeWithCodec(raw []byte, v any) error {

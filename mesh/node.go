@@ -336,10 +336,7 @@ func (n *Node) EmitContext(ctx context.Context, name string, args ...any) error 
 		return err
 	}
 	env := &envelope{Kind: kindEvent, Origin: n.id, Boot: n.boot, Seq: n.seq, Name: name, Path: n.selfPath, Args: raw}
-	payload, err := encodeEnvelope(env)
-	if err != nil {
-		return fmt.Errorf("%w: %q: %v", ErrBadEvent, name, err)
-	}
+	payload := encodeEnvelope(env)
 	env.Args = payload[len(payload)-len(raw):] // the store keeps env; raw goes back to the pool
 	if len(payload)+64 > n.cfg.MaxFrameSize {
 		return fmt.Errorf("%w: %q: %d bytes encoded, MaxFrameSize is %d", ErrBadEvent, name, len(payload), n.cfg.MaxFrameSize)

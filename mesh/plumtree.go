@@ -209,11 +209,7 @@ func (t *tree) release(a *arrival, links []*relay.Link, now time.Time) bool {
 		}
 		if payload == nil {
 			env.Path = append(env.Path, t.self)
-			var err error
-			if payload, err = encodeEnvelope(env); err != nil {
-				t.log.Error("cannot re-encode an event to forward it", "origin", env.Origin, "seq", env.Seq, "error", err)
-				return false
-			}
+			payload = encodeEnvelope(env)
 		}
 		l.Send(payload)
 		t.stats.forwarded.Add(1)
@@ -317,11 +313,7 @@ func (t *tree) graft(m *graftMsg, l *relay.Link, now time.Time) {
 			if n := len(env.Path); n == 0 || env.Path[n-1] != t.self {
 				env.Path = append(slices.Clip(env.Path), t.self)
 			}
-			b, err := encodeEnvelope(&env)
-			if err != nil {
-				continue
-			}
-			e.payload = b
+			e.payload = encodeEnvelope(&env)
 		}
 		l.Send(e.payload)
 		room--

@@ -33,7 +33,7 @@ func testTree(t *testing.T, storeMax int) (*tree, *relay.Link) {
 
 func ownEvent(seq uint64) (*envelope, []byte) {
 	env := &envelope{Kind: kindEvent, Origin: "me", Boot: 100, Seq: seq, Name: "x", Path: []string{"me"}, Args: []byte{0x90}}
-	b, _ := encodeEnvelope(env)
+	b := encodeEnvelope(env)
 	return env, b
 }
 
