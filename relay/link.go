@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -32,9 +33,12 @@ type Link struct {
 	done   chan struct{} // closed when run returns
 	once   sync.Once
 
-	mu          sync.Mutex
-	m           *machine
-	state       State
+	mu sync.Mutex
+	m  *machine
+	// state and remoteID are written under mu but read without it: the
+	// router asks every link for them on every event it forwards.
+	state       atomic.Int32 // a State
+	remoteID    atomic.Pointer[string]
 	closed      bool
 	conn        net.Conn // current connection (handshaking or live)
 	connAddr    string
@@ -124,7 +128,7 @@ func (l *Link) SendControl(payload []byte) bool {
 func (l *Link) WaitSpace(ctx context.Context) error {
 	for {
 		l.mu.Lock()
-		if l.m.buffered() < l.cfg.BufferMax || l.state != Connected {
+		if l.m.buffered() < l.cfg.BufferMax || l.State() != Connected {
 			l.mu.Unlock()
 			return nil
 		}
@@ -147,17 +151,14 @@ func (l *Link) Buffered() int {
 }
 
 // State is the link's connection state.
-func (l *Link) State() State {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.state
-}
+func (l *Link) State() State { return State(l.state.Load()) }
 
 // RemoteID is the remote NodeID from the last handshake; "" before the first.
 func (l *Link) RemoteID() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.m.peer.NodeID
+	if id := l.remoteID.Load(); id != nil {
+		return *id
+	}
+	return ""
 }
 
 // RemoteBoot is the remote boot id from the last handshake.
@@ -292,6 +293,6 @@ func (l *Link) signalSpaceLocked() {
 }
 
 func (l *Link) setStateLocked(s State) {
-	l.state = s
+	l.state.Store(int32(s))
 	l.signalSpaceLocked()
 }

@@ -159,6 +159,7 @@ func (l *Link) serve(conn net.Conn, br *bufio.Reader, remote Hello, attached boo
 	}
 	l.mu.Lock()
 	l.m.Connected(remote, time.Now())
+	l.remoteID.Store(&remote.NodeID)
 	l.setStateLocked(Connected)
 	evs := l.takeEventsLocked()
 	l.mu.Unlock()
