@@ -95,17 +95,24 @@ wait_started() {
 	done
 }
 
-# formed N: every agent answers /v1/health and node 1 sees N alive members.
+# links_of HTTP: "connected/peers" from the agent's /v1/health.
+links_of() {
+	"$BIN" health --http "$1" 2>/dev/null |
+		awk -F'[:,]' '/"connected"/ {c=$2} /"peers"/ {p=$2} END {gsub(/ /,"",c); gsub(/ /,"",p); print c "/" p}'
+}
+
+# formed N: every agent answers /v1/health, sees N alive members and has a
+# connected link to each of the other N-1, so an event emitted right after
+# `up` reaches every node.
 formed() {
 	local n="$1" d http alive_members dirs
 	mapfile -t dirs < <(node_dirs)
 	for d in "${dirs[@]}"; do
 		http="$(addr "$d" http)"
-		"$BIN" health --http "$http" >/dev/null 2>&1 || return 1
+		[[ "$(links_of "$http")" == "$((n - 1))/$((n - 1))" ]] || return 1
+		alive_members="$("$BIN" members --http "$http" 2>/dev/null | awk 'NR > 1 && $NF == "alive"' | wc -l)" || return 1
+		((alive_members == n)) || return 1
 	done
-	http="$(addr "$CLUSTER_DIR/node1" http)"
-	alive_members="$("$BIN" members --http "$http" 2>/dev/null | awk 'NR > 1 && $NF == "alive"' | wc -l)" || return 1
-	((alive_members == n))
 }
 
 cmd_up() {
@@ -197,8 +204,8 @@ cmd_status() {
 		if [[ "$pid" != - ]] && alive "$pid"; then
 			state=yes
 			http="$(addr "$d" http)"
-			links="$("$BIN" health --http "$http" 2>/dev/null |
-				awk -F'[:,]' '/"connected"/ {c=$2} /"peers"/ {p=$2} END {gsub(/ /,"",c); gsub(/ /,"",p); print c "/" p " connected"}')" || links=unreachable
+			links="$(links_of "$http")"
+			[[ "$links" == */* ]] && links="$links connected" || links=unreachable
 		fi
 		printf '%-8s %-8s %-6s %-22s %-22s %-22s %s\n' "$(basename "$d")" "$pid" "$state" \
 			"$(addr "$d" gossip)" "$(addr "$d" relay)" "$(addr "$d" http)" "$links"
