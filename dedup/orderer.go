@@ -15,6 +15,11 @@ type Orderer[T any] struct {
 	pending []*bootState[T]
 	stats   Stats
 	maxSkip int // skipped ranges kept per boot: maxSkipRanges, lowered by tests
+	// last is the state of the origin of the previous lookup: consecutive
+	// arrivals mostly share an origin, and the lookup (a string hash) was
+	// the orderer's largest cost.
+	lastName  string
+	lastState *originState[T]
 }
 
 // New returns an empty Orderer; zero fields of cfg take their defaults.
@@ -39,10 +44,11 @@ func (o *Orderer[T]) Offer(origin string, boot, seq uint64, v T, now time.Time, 
 		o.stats.Stale++
 		return buf, false
 	}
-	s := o.origins[origin]
+	s := o.lookup(origin)
 	if s == nil {
 		s = &originState[T]{}
 		o.origins[origin] = s
+		o.lastName, o.lastState = origin, s
 	}
 	s.last = now
 	b := s.find(boot)
@@ -59,6 +65,26 @@ func (o *Orderer[T]) Offer(origin string, boot, seq uint64, v T, now time.Time, 
 		return append(buf, v), true
 	}
 	return o.offerSlow(b, seq, v, now, buf)
+}
+
+// lookup returns origin's state, nil if there is none.
+func (o *Orderer[T]) lookup(origin string) *originState[T] {
+	if o.lastState != nil && origin == o.lastName {
+		return o.lastState
+	}
+	s := o.origins[origin]
+	if s != nil {
+		o.lastName, o.lastState = origin, s
+	}
+	return s
+}
+
+// forget deletes origin's state.
+func (o *Orderer[T]) forget(origin string) {
+	delete(o.origins, origin)
+	if o.lastName == origin {
+		o.lastName, o.lastState = "", nil
+	}
 }
 
 func (o *Orderer[T]) offerSlow(b *bootState[T], seq uint64, v T, now time.Time, buf []T) ([]T, bool) {
@@ -147,7 +173,7 @@ func (o *Orderer[T]) Tick(now time.Time, buf []T) []T {
 		for name, s := range o.origins {
 			// An origin still holding events is not idle: its gap has a timer.
 			if now.Sub(s.last) > o.cfg.IdleTimeout && !s.holding() {
-				delete(o.origins, name)
+				o.forget(name)
 			}
 		}
 	}
@@ -180,14 +206,14 @@ func (o *Orderer[T]) Stats() Stats {
 // Forget drops all state of an origin, held events included (they are not
 // released). Its events look new afterwards.
 func (o *Orderer[T]) Forget(origin string) {
-	s := o.origins[origin]
+	s := o.lookup(origin)
 	if s == nil {
 		return
 	}
 	for _, b := range s.boots {
 		o.discard(b)
 	}
-	delete(o.origins, origin)
+	o.forget(origin)
 }
 
 // Next reports the next seq (origin, boot) would release in order: every seq
@@ -196,7 +222,7 @@ func (o *Orderer[T]) Forget(origin string) {
 // Offer would refuse the boot as stale (forgotten, or older than every
 // tracked boot with no room left).
 func (o *Orderer[T]) Next(origin string, boot uint64) (next uint64, ok bool) {
-	s := o.origins[origin]
+	s := o.lookup(origin)
 	if s == nil {
 		return boot, true
 	}

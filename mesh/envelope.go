@@ -313,21 +313,38 @@ func (p *parser) skip(depth int) {
 // interner keeps one copy of the strings that recur on the event path
 // (origins, names, path ids). It is bounded: when full it is reset, which
 // costs allocations for a while, never correctness.
-type interner struct{ m map[string]string }
+//
+// A small direct-mapped cache in front of the map answers the common case
+// (the same few ids over and over) with one comparison instead of a hash.
+type interner struct {
+	m     map[string]string
+	cache [internCache]string
+}
 
-const maxInterned = 4096
+const (
+	maxInterned = 4096
+	internCache = 64 // a power of two
+)
 
 func (t *interner) intern(b []byte) string {
 	if t == nil {
 		return string(b)
 	}
-	if s, ok := t.m[string(b)]; ok { // no allocation for the lookup
+	if len(b) == 0 {
+		return ""
+	}
+	h := (len(b) + int(b[0])*3 + int(b[len(b)-1])*7) & (internCache - 1)
+	if s := t.cache[h]; s == string(b) { // no allocation for the comparison
 		return s
 	}
-	if t.m == nil || len(t.m) >= maxInterned {
-		t.m = make(map[string]string, 64)
+	s, ok := t.m[string(b)] // nor for the lookup
+	if !ok {
+		if t.m == nil || len(t.m) >= maxInterned {
+			t.m = make(map[string]string, 64)
+		}
+		s = string(b)
+		t.m[s] = s
 	}
-	s := string(b)
-	t.m[s] = s
+	t.cache[h] = s
 	return s
 }

@@ -53,6 +53,15 @@ type tree struct {
 	bufferMax   int // a link's retransmit buffer bound
 	idleTimeout time.Duration
 	lastSweep   time.Time
+
+	// The origin of the previous event, and the last (origin, boot) made
+	// dirty: consecutive events mostly share them, and hashing the origin
+	// for each lookup was a large part of the router's cost. lastDirty is
+	// folded into dirty before anything reads it (flushDirty).
+	lastName  string
+	lastOT    *originTree
+	lastDirty originBoot
+	lastUpto  uint64
 }
 
 type originBoot struct {
@@ -117,14 +126,52 @@ func newTree(n *Node, flood bool, storeMax int) *tree {
 }
 
 func (t *tree) origin(name string, now time.Time) *originTree {
+	if t.lastOT != nil && name == t.lastName {
+		t.lastOT.last = now
+		return t.lastOT
+	}
 	ot := t.origins[name]
 	if ot == nil {
 		ot = &originTree{relayed: !t.flood && name != t.self,
 			eager: make(map[*relay.Link]bool), lazy: make(map[*relay.Link]time.Time)}
 		t.origins[name] = ot
 	}
+	t.lastName, t.lastOT = name, ot
 	ot.last = now
 	return ot
+}
+
+// forgetOrigin drops the tree of an idle origin.
+func (t *tree) forgetOrigin(name string) {
+	delete(t.origins, name)
+	if name == t.lastName {
+		t.lastName, t.lastOT = "", nil
+	}
+}
+
+// markDirty records that (origin, boot) released up to seq since the last
+// notice round. It reports whether nothing was dirty before.
+func (t *tree) markDirty(k originBoot, seq uint64) bool {
+	if t.lastDirty.origin != "" {
+		if k == t.lastDirty {
+			t.lastUpto = max(t.lastUpto, seq)
+			return false
+		}
+		t.flushDirty()
+		t.lastDirty, t.lastUpto = k, seq
+		return false
+	}
+	wasEmpty := len(t.dirty) == 0
+	t.lastDirty, t.lastUpto = k, seq
+	return wasEmpty
+}
+
+// flushDirty folds lastDirty into dirty.
+func (t *tree) flushDirty() {
+	if k := t.lastDirty; k.origin != "" {
+		t.dirty[k] = max(t.dirty[k], t.lastUpto)
+		t.lastDirty, t.lastUpto = originBoot{}, 0
+	}
 }
 
 // released is the watermark of (origin, boot): every seq below it was
@@ -228,10 +275,7 @@ func (t *tree) advanced(ot *originTree, env *envelope, now time.Time) bool {
 	if t.flood || !ot.relayed && len(ot.lazy) == 0 {
 		return false
 	}
-	k := originBoot{env.Origin, env.Boot}
-	wasEmpty := len(t.dirty) == 0
-	t.dirty[k] = max(t.dirty[k], env.Seq)
-	return wasEmpty
+	return t.markDirty(originBoot{env.Origin, env.Boot}, env.Seq)
 }
 
 // fresh records the link a fresh event of origin came over.

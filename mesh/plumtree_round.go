@@ -66,6 +66,7 @@ func (t *tree) round(links []*relay.Link, now time.Time) bool {
 // (The handshake's report comes after the link is Connected, so the kick
 // of linkUp finds it up.)
 func (t *tree) notices(links []*relay.Link) {
+	t.flushDirty()
 	if t.flood {
 		clear(t.dirty)
 		return
@@ -188,7 +189,7 @@ func (t *tree) sweep(links []*relay.Link, now time.Time) {
 			ot.provider = nil
 		}
 		if name != t.self && now.Sub(ot.last) > t.idleTimeout {
-			delete(t.origins, name)
+			t.forgetOrigin(name)
 		}
 	}
 	t.store.expire(now)

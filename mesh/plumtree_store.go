@@ -22,6 +22,10 @@ type recentStore struct {
 	head     int // oldest entry
 	size     int
 	byOrigin map[originBoot]*seqSlots
+	// The index of the previous add: consecutive events mostly share their
+	// (origin, boot), and the lookup hashes the origin.
+	lastOB originBoot
+	lastIx *seqSlots
 }
 
 // seqSlots maps seqs first, first+1, … to ring slots (-1: not stored).
@@ -32,6 +36,7 @@ type seqSlots struct {
 
 type storeEntry struct {
 	key     eventKey
+	ix      *seqSlots // where key is indexed (nil when unindexed)
 	env     *envelope
 	payload []byte // the encoding with this node on the path; nil until needed
 	at      time.Time
@@ -51,32 +56,25 @@ func newRecentStore(capacity int, maxAge time.Duration) *recentStore {
 // best effort, and misses are counted where they are asked for.
 func (s *recentStore) add(env *envelope, payload []byte, now time.Time) {
 	s.expire(now)
-	k := eventKey{env.Origin, env.Boot, env.Seq}
-	if s.get(k, now) != nil {
+	ix := s.index(originBoot{env.Origin, env.Boot}, env.Seq)
+	if env.Seq >= ix.first && env.Seq-ix.first < uint64(len(ix.slots)) && ix.slots[env.Seq-ix.first] >= 0 {
 		return // stored already
 	}
 	if s.size == len(s.ring) {
 		s.evictOldest()
-	}
-	ob := originBoot{env.Origin, env.Boot}
-	ix := s.byOrigin[ob]
-	if ix == nil {
-		ix = &seqSlots{first: env.Seq}
-		s.byOrigin[ob] = ix
+		if s.lastIx != ix { // the eviction emptied ix and dropped it
+			ix = s.index(originBoot{env.Origin, env.Boot}, env.Seq)
+		}
 	}
 	if env.Seq < ix.first {
 		return
 	}
 	off := env.Seq - ix.first
-	if off < uint64(len(ix.slots)) {
-		if ix.slots[off] >= 0 {
-			return // stored already
-		}
-	} else if off-uint64(len(ix.slots)) > uint64(len(s.ring)) {
+	if off >= uint64(len(ix.slots)) && off-uint64(len(ix.slots)) > uint64(len(s.ring)) {
 		// A jump far beyond everything indexed: start the index afresh.
 		for _, slot := range ix.slots {
 			if slot >= 0 {
-				s.ring[slot].key.origin = "" // unindexed; evicted in its turn
+				s.ring[slot].ix = nil // unindexed; evicted in its turn
 			}
 		}
 		ix.first, ix.slots, off = env.Seq, ix.slots[:0], 0
@@ -85,9 +83,23 @@ func (s *recentStore) add(env *envelope, payload []byte, now time.Time) {
 		ix.slots = append(ix.slots, -1)
 	}
 	slot := (s.head + s.size) % len(s.ring)
-	s.ring[slot] = storeEntry{key: k, env: env, payload: payload, at: now}
+	s.ring[slot] = storeEntry{key: eventKey{env.Origin, env.Boot, env.Seq}, ix: ix, env: env, payload: payload, at: now}
 	ix.slots[off] = int32(slot)
 	s.size++
+}
+
+// index returns the seq index of ob, made (starting at seq) if there is none.
+func (s *recentStore) index(ob originBoot, seq uint64) *seqSlots {
+	if s.lastIx != nil && ob == s.lastOB {
+		return s.lastIx
+	}
+	ix := s.byOrigin[ob]
+	if ix == nil {
+		ix = &seqSlots{first: seq}
+		s.byOrigin[ob] = ix
+	}
+	s.lastOB, s.lastIx = ob, ix
+	return ix
 }
 
 // get returns the stored entry of k, nil if it is not there or too old.
@@ -115,33 +127,33 @@ func (s *recentStore) expire(now time.Time) {
 
 func (s *recentStore) evictOldest() {
 	e := &s.ring[s.head]
-	if e.key.origin != "" {
-		s.unindex(e.key, int32(s.head))
+	if e.ix != nil {
+		s.unindex(e.ix, e.key, int32(s.head))
 	}
 	*e = storeEntry{}
 	s.head = (s.head + 1) % len(s.ring)
 	s.size--
 }
 
-// unindex forgets the slot of k and trims the (origin, boot)'s index of the
-// unstored seqs at its front.
-func (s *recentStore) unindex(k eventKey, slot int32) {
-	ob := originBoot{k.origin, k.boot}
-	ix := s.byOrigin[ob]
-	if ix == nil || k.seq < ix.first || k.seq-ix.first >= uint64(len(ix.slots)) {
-		return
-	}
-	if off := k.seq - ix.first; ix.slots[off] == slot {
-		ix.slots[off] = -1
+// unindex forgets the slot of k in ix and trims ix of the unstored seqs at
+// its front; an emptied ix leaves the index.
+func (s *recentStore) unindex(ix *seqSlots, k eventKey, slot int32) {
+	if k.seq >= ix.first && k.seq-ix.first < uint64(len(ix.slots)) && ix.slots[k.seq-ix.first] == slot {
+		ix.slots[k.seq-ix.first] = -1
 	}
 	n := 0
 	for n < len(ix.slots) && ix.slots[n] < 0 {
 		n++
 	}
-	if n == len(ix.slots) {
-		delete(s.byOrigin, ob)
+	if n < len(ix.slots) {
+		ix.first += uint64(n)
+		ix.slots = ix.slots[n:]
 		return
 	}
-	ix.first += uint64(n)
-	ix.slots = ix.slots[n:]
+	if ob := (originBoot{k.origin, k.boot}); s.byOrigin[ob] == ix {
+		delete(s.byOrigin, ob)
+	}
+	if s.lastIx == ix {
+		s.lastOB, s.lastIx = originBoot{}, nil
+	}
 }
