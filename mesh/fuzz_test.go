@@ -127,7 +127,7 @@ func validPayload(f *testing.F) []byte {
 // payloadSink is a relay.Handler that keeps the payloads it receives.
 type payloadSink struct{ ch chan []byte }
 
-func (s *payloadSink) Receive(_ *relay.Link, p []byte) {
+func (s *payloadSink) Receive(_ *relay.Link, p []byte, _ time.Time) {
 	select {
 	case s.ch <- p:
 	default:

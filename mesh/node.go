@@ -68,6 +68,8 @@ type Node struct {
 	ready    []*arrival // reused by the router; guarded by routeMu
 	strs     interner   // origins, names and path ids seen; guarded by routeMu
 	lateSeen uint64     // the orderer's Late count already reported; guarded by routeMu
+	inbounds []inbound  // the chunk arrivals are parsed into; guarded by routeMu
+	routeNow time.Time  // the router's latest clock reading; guarded by routeMu
 	tree     *tree      // guarded by routeMu
 
 	handlers *handlerTable

@@ -12,7 +12,7 @@ import (
 
 type nopHandler struct{}
 
-func (nopHandler) Receive(*relay.Link, []byte)             {}
+func (nopHandler) Receive(*relay.Link, []byte, time.Time)  {}
 func (nopHandler) Control(*relay.Link, []byte)             {}
 func (nopHandler) Event(*relay.Link, relay.Event)          {}
 func (nopHandler) Identify(*relay.Link, relay.Hello) error { return nil }

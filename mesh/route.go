@@ -14,13 +14,13 @@ import (
 type linkHandler struct{ n *Node }
 
 // Receive routes one payload: an event, or a message of the tree.
-func (h linkHandler) Receive(l *relay.Link, payload []byte) {
+func (h linkHandler) Receive(l *relay.Link, payload []byte, at time.Time) {
 	n := h.n
 	kind, err := payloadKind(payload)
 	if err == nil {
 		switch kind {
 		case kindEvent:
-			err = n.receiveEvent(l, payload)
+			err = n.receiveEvent(l, payload, at)
 		case kindIHave, kindGraft, kindPrune:
 			err = n.receiveTree(l, kind, payload)
 		default:
@@ -38,11 +38,10 @@ func (h linkHandler) Receive(l *relay.Link, payload []byte) {
 // receiveEvent dedups and orders one event, then delivers what the orderer
 // releases and forwards it along the tree. A duplicate prunes its link.
 // The link acknowledges the frame when this returns.
-func (n *Node) receiveEvent(l *relay.Link, payload []byte) error {
+func (n *Node) receiveEvent(l *relay.Link, payload []byte, now time.Time) error {
 	n.routeMu.Lock()
 	defer n.routeMu.Unlock()
-	// One allocation for the arrival, its envelope and a short path.
-	in := new(inbound)
+	in := n.nextInbound()
 	env := &in.env
 	if err := parseEnvelopeInto(env, in.path[:0], payload, &n.strs); err != nil {
 		return err
@@ -53,7 +52,14 @@ func (n *Node) receiveEvent(l *relay.Link, payload []byte) error {
 		n.stats.duplicates.Add(1) // our own event came back round a cycle
 		return nil
 	}
-	now := time.Now()
+	// The link's reading of the clock: one per read from the connection.
+	// The router only needs it for timers of milliseconds and more (a
+	// gap's grace, idle origins, the store's age bound, prune retries), and
+	// reading it per event was ~3% of a receiver's CPU.
+	if now.Before(n.routeNow) {
+		now = n.routeNow // links read the clock at different moments: never go back
+	}
+	n.routeNow = now
 	ready, fresh := n.order.Offer(env.Origin, env.Boot, env.Seq, &in.arrival, now, n.ready[:0])
 	if !fresh {
 		if late := n.order.Stats().Late; late != n.lateSeen {
@@ -68,6 +74,7 @@ func (n *Node) receiveEvent(l *relay.Link, payload []byte) error {
 		n.tree.duplicate(env.Origin, l, now)
 		return nil
 	}
+	n.inbounds = n.inbounds[1:] // in is taken: the orderer or the store keeps it
 	n.tree.fresh(env.Origin, l, now)
 	n.release(ready, now)
 	if len(ready) == 0 {
@@ -81,11 +88,29 @@ func (n *Node) receiveEvent(l *relay.Link, payload []byte) error {
 }
 
 // inbound is an arrival with its envelope and the room for a path of up to
-// three ids (the origin, a forwarder, this node) in one allocation.
+// three ids (the origin, a forwarder, this node).
 type inbound struct {
 	arrival arrival
 	env     envelope
 	path    [3]string
+}
+
+// inboundChunk inbounds are allocated at once. Every one taken is kept
+// until the graft store evicts it, oldest first, so a chunk is freed soon
+// after its last inbound leaves the store: chunking keeps memory as it was
+// and saves a malloc per event.
+const inboundChunk = 32
+
+// nextInbound returns the inbound the next arrival is parsed into. It stays
+// the next one (and is overwritten) until the arrival is taken, so a
+// duplicate or a bad payload costs no allocation. Called with routeMu held.
+func (n *Node) nextInbound() *inbound {
+	if len(n.inbounds) == 0 {
+		n.inbounds = make([]inbound, inboundChunk)
+	}
+	in := &n.inbounds[0]
+	*in = inbound{}
+	return in
 }
 
 // receiveTree handles IHAVE, GRAFT and PRUNE.

@@ -27,7 +27,7 @@ type recorder struct {
 
 func newRecorder() *recorder { return &recorder{got: map[string][]string{}} }
 
-func (r *recorder) Receive(l *relay.Link, p []byte) {
+func (r *recorder) Receive(l *relay.Link, p []byte, _ time.Time) {
 	id := l.RemoteID()
 	r.mu.Lock()
 	r.got[id] = append(r.got[id], string(p))

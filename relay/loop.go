@@ -341,7 +341,7 @@ func (l *Link) read(conn net.Conn, br *bufio.Reader, cause *firstErr, done chan<
 			return
 		}
 		if seq != 0 {
-			l.h.Receive(l, p)
+			l.h.Receive(l, p, now)
 			delivered = seq
 		} else if ctl != nil {
 			l.h.Control(l, ctl)

@@ -56,7 +56,7 @@ func TestLinkOverTCPChannelMismatch(t *testing.T) {
 // counter is a Handler that only counts deliveries.
 type counter struct{ n atomic.Int64 }
 
-func (c *counter) Receive(*relay.Link, []byte)             { c.n.Add(1) }
+func (c *counter) Receive(*relay.Link, []byte, time.Time)  { c.n.Add(1) }
 func (c *counter) Control(*relay.Link, []byte)             {}
 func (c *counter) Event(*relay.Link, relay.Event)          {}
 func (c *counter) Identify(*relay.Link, relay.Hello) error { return nil }
