@@ -1,7 +1,9 @@
 package mesh
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
 	"reflect"
 	"sync"
 
@@ -91,24 +93,142 @@ func encodeValue(v any) ([]byte, error) {
 	return out, err
 }
 
-// argsPool holds Emit's scratch buffers for encoding args: the encoding is
-// copied into the envelope's payload, so the buffer is reused at once.
-var argsPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+// argsBuf is one of Emit's scratch buffers for encoding args: the encoding
+// is copied into the envelope's payload, so the buffer is reused at once.
+// release is made once per buffer, so that handing it out costs nothing.
+type argsBuf struct {
+	b       []byte
+	release func()
+}
 
-// encodeArgs encodes args into a pooled buffer; release returns it.
-func encodeArgs(args []any) (raw []byte, release func(), err error) {
-	bp := argsPool.Get().(*[]byte)
-	out := (*bp)[:0]
-	enc := encPool.Get().(*codec.Encoder)
-	enc.ResetBytes(&out)
-	err = enc.Encode(args)
-	encPool.Put(enc)
-	return out, func() {
-		if cap(out) <= 64<<10 { // do not pin a huge one-off buffer
-			*bp = out[:0]
-			argsPool.Put(bp)
+var argsPool sync.Pool
+
+func init() {
+	argsPool.New = func() any {
+		ab := &argsBuf{b: make([]byte, 0, 512)}
+		ab.release = func() {
+			if cap(ab.b) <= 64<<10 { // do not pin a huge one-off buffer
+				ab.b = ab.b[:0]
+				argsPool.Put(ab)
+			}
 		}
-	}, err
+		return ab
+	}
+}
+
+// encodeArgs encodes args into a pooled buffer; release returns it. Plain
+// values are encoded by appendArgs, anything else by go-msgpack.
+func encodeArgs(args []any) (raw []byte, release func(), err error) {
+	ab := argsPool.Get().(*argsBuf)
+	var ok bool
+	if ab.b, ok = appendArgs(ab.b[:0], args); !ok {
+		ab.b = ab.b[:0]
+		enc := encPool.Get().(*codec.Encoder)
+		enc.ResetBytes(&ab.b)
+		// A copy, so that the caller's args slice (Emit's variadic one)
+		// does not escape to the heap for the codec's sake.
+		err = enc.Encode(append([]any(nil), args...))
+		encPool.Put(enc)
+	}
+	return ab.b, ab.release, err
+}
+
+// appendArgs appends the msgpack array of args to dst exactly as go-msgpack
+// encodes it with wireHandle, when every arg is a plain value (nil, bool,
+// string, []byte, a sized or unsized int or uint, float32, float64); ok is
+// false, and dst's new bytes are garbage, for anything else.
+// TestAppendArgsMatchesGoMsgpack holds it to go-msgpack's bytes.
+func appendArgs(dst []byte, args []any) (_ []byte, ok bool) {
+	dst = appendArrayHeader(dst, len(args))
+	for _, a := range args {
+		switch v := a.(type) {
+		case nil:
+			dst = append(dst, 0xc0)
+		case bool:
+			if v {
+				dst = append(dst, 0xc3)
+			} else {
+				dst = append(dst, 0xc2)
+			}
+		case string:
+			dst = appendStr(dst, v)
+		case []byte:
+			dst = appendBin(dst, v)
+		case int:
+			dst = appendInt(dst, int64(v))
+		case int8:
+			dst = appendInt(dst, int64(v))
+		case int16:
+			dst = appendInt(dst, int64(v))
+		case int32:
+			dst = appendInt(dst, int64(v))
+		case int64:
+			dst = appendInt(dst, v)
+		case uint:
+			dst = appendUint(dst, uint64(v))
+		case uint8:
+			dst = appendUint(dst, uint64(v))
+		case uint16:
+			dst = appendUint(dst, uint64(v))
+		case uint32:
+			dst = appendUint(dst, uint64(v))
+		case uint64:
+			dst = appendUint(dst, v)
+		case float32:
+			dst = binary.BigEndian.AppendUint32(append(dst, 0xca), math.Float32bits(v))
+		case float64:
+			dst = binary.BigEndian.AppendUint64(append(dst, 0xcb), math.Float64bits(v))
+		default:
+			return dst, false
+		}
+	}
+	return dst, true
+}
+
+// appendInt is go-msgpack's choice: a fixint when it fits, else the
+// smallest signed width (never an unsigned type, even for positives).
+func appendInt(dst []byte, v int64) []byte {
+	switch {
+	case v >= -32 && v <= math.MaxInt8:
+		return append(dst, byte(v))
+	case v >= math.MinInt8 && v < 0:
+		return append(dst, 0xd0, byte(v))
+	case v >= math.MinInt16 && v <= math.MaxInt16:
+		return binary.BigEndian.AppendUint16(append(dst, 0xd1), uint16(v))
+	case v >= math.MinInt32 && v <= math.MaxInt32:
+		return binary.BigEndian.AppendUint32(append(dst, 0xd2), uint32(v))
+	}
+	return binary.BigEndian.AppendUint64(append(dst, 0xd3), uint64(v))
+}
+
+func appendUint(dst []byte, v uint64) []byte {
+	switch {
+	case v <= math.MaxInt8:
+		return append(dst, byte(v))
+	case v <= math.MaxUint8:
+		return append(dst, 0xcc, byte(v))
+	case v <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(dst, 0xcd), uint16(v))
+	case v <= math.MaxUint32:
+		return binary.BigEndian.AppendUint32(append(dst, 0xce), uint32(v))
+	}
+	return binary.BigEndian.AppendUint64(append(dst, 0xcf), v)
+}
+
+// appendBin encodes b as bin 8/16/32; a nil slice is msgpack nil, as
+// go-msgpack has it.
+func appendBin(dst, b []byte) []byte {
+	switch n := len(b); {
+	case b == nil:
+		return append(dst, 0xc0)
+	case n <= math.MaxUint8:
+		dst = append(dst, 0xc4, byte(n))
+	case n <= math.MaxUint16:
+		dst = binary.BigEndian.AppendUint16(append(dst, 0xc5), uint16(n))
+	default:
+		dst = binary.BigEndian.AppendUint32(append(dst, 0xc6), uint32(n))
+	}
+	return append(dst, b...)
 }
 
 // encodeEnvelope encodes an EVENT payload (envelope.go) into a buffer of
