@@ -102,11 +102,13 @@ func run(o options, stdout, stderr io.Writer) (*report, error) {
 	receivers := o.Nodes - 1
 	if o.Phases["tcp"] {
 		progress("phase tcp: raw TCP, 1 writer → %d readers, blast %v then %d/s for %v", receivers, o.Duration, o.Rate, o.Duration)
+		cpu0 := processCPU()
 		sent, elapsed, _, err := tcpRun(receivers, o.Size, o.Duration, 0)
 		if err != nil {
 			return rep, err
 		}
-		rep.TCP = &tcpResult{Receivers: receivers, Frames: sent, Seconds: elapsed.Seconds(), EvPerSec: float64(sent) / elapsed.Seconds()}
+		rep.TCP = &tcpResult{Receivers: receivers, Frames: sent, Seconds: elapsed.Seconds(), EvPerSec: float64(sent) / elapsed.Seconds(),
+			CPUPerDelivery: cpuPerDelivery(processCPU()-cpu0, sent*int64(receivers))}
 		_, _, samples, err := tcpRun(receivers, o.Size, o.Duration, o.Rate)
 		if err != nil {
 			return rep, err

@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"syscall"
 	"time"
 
 	"github.com/verbosemesh/verbose/mesh"
@@ -27,6 +28,10 @@ type blastResult struct {
 	HandlerDropped uint64  `json:"handler_dropped"`
 	Overflowed     uint64  `json:"overflowed"`
 	EmitErrors     int64   `json:"emit_errors"`
+	// CPUPerDelivery is the process's CPU time per event delivered to a
+	// receiver's handler, in ns, everything included (emit, links, routing,
+	// handlers, GC): the figure to compare across commits on a busy machine.
+	CPUPerDelivery float64 `json:"cpu_ns_per_delivery"`
 }
 
 // latencyResult is a paced phase's figures, at the measured receivers.
@@ -37,6 +42,22 @@ type latencyResult struct {
 	Rate     int    `json:"rate"`
 	Loss     int64  `json:"loss"`
 	Dups     int64  `json:"dups"`
+}
+
+// processCPU is the CPU time the process has used so far, user and system.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func cpuPerDelivery(cpu time.Duration, deliveries int64) float64 {
+	if deliveries <= 0 || cpu <= 0 {
+		return 0
+	}
+	return float64(cpu.Nanoseconds()) / float64(deliveries)
 }
 
 // eventArgs builds the args of event idx: index, timestamp, padding.
@@ -102,6 +123,7 @@ func blast(o options, c *cluster) (blastResult, error) {
 	}
 	emitter := c.nodes[0]
 	pad := make([]byte, o.Size-16)
+	cpu0 := processCPU()
 	start := time.Now()
 	end := start.Add(o.Duration)
 	// Emit may wait for back-pressure up to Config.Timeout per peer; the
@@ -122,6 +144,7 @@ func blast(o options, c *cluster) (blastResult, error) {
 	r.EmitSeconds = time.Since(start).Seconds()
 	complete := drain(ts, sent, max(10*time.Second, 3*o.Duration))
 	elapsed := time.Since(start)
+	r.CPUPerDelivery = cpuPerDelivery(processCPU()-cpu0, sent*int64(len(ts)))
 	if o.CPUProfile != "" {
 		pprof.StopCPUProfile()
 	}

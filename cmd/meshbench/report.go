@@ -69,15 +69,19 @@ func (r *report) writeTable(w io.Writer) {
 		r.Nodes, r.Size, r.Network, r.Topology, r.Machine.CPUs, r.Machine.GoVersion, r.Machine.LoadAvg)
 	fmt.Fprintf(w, "mesh config: %s\n\n", r.Config)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "throughput\tev/s per receiver\tevents\tseconds\tloss\tdups\treordered\tredundancy\t")
+	fmt.Fprintln(tw, "throughput\tev/s per receiver\tevents\tseconds\tloss\tdups\treordered\tredundancy\tCPU ns/delivery\t")
 	if t := r.TCP; t != nil {
-		fmt.Fprintf(tw, "raw tcp (1→%d)\t%s\t%d\t%s\t0\t0\t0\t1.00\t\n", t.Receivers, fmtF(t.EvPerSec, 0), t.Frames, fmtF(t.Seconds, 2))
+		fmt.Fprintf(tw, "raw tcp (1→%d)\t%s\t%d\t%s\t0\t0\t0\t1.00\t%s\t\n", t.Receivers, fmtF(t.EvPerSec, 0), t.Frames, fmtF(t.Seconds, 2), fmtF(t.CPUPerDelivery, 0))
 	}
 	if b := r.Blast; b != nil {
-		fmt.Fprintf(tw, "mesh %s (1→%d)\t%s\t%d\t%s\t%d\t%d\t%d\t%s\t\n", b.Topology, b.Receivers, fmtF(b.EvPerSec, 0),
-			b.Events, fmtF(b.Seconds, 2), b.Loss, b.Dups, b.Reordered, fmtF(b.Redundancy, 2))
+		fmt.Fprintf(tw, "mesh %s (1→%d)\t%s\t%d\t%s\t%d\t%d\t%d\t%s\t%s\t\n", b.Topology, b.Receivers, fmtF(b.EvPerSec, 0),
+			b.Events, fmtF(b.Seconds, 2), b.Loss, b.Dups, b.Reordered, fmtF(b.Redundancy, 2), fmtF(b.CPUPerDelivery, 0))
 		if r.TCP != nil {
-			fmt.Fprintf(tw, "mesh / tcp\t%s\t\t\t\t\t\t\t\n", fmtF(b.EvPerSec/r.TCP.EvPerSec, 3))
+			cpu := ""
+			if r.TCP.CPUPerDelivery > 0 {
+				cpu = fmtF(b.CPUPerDelivery/r.TCP.CPUPerDelivery, 1) + "×"
+			}
+			fmt.Fprintf(tw, "mesh / tcp\t%s\t\t\t\t\t\t\t%s\t\n", fmtF(b.EvPerSec/r.TCP.EvPerSec, 3), cpu)
 		}
 	}
 	tw.Flush()

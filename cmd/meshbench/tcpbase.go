@@ -24,6 +24,10 @@ type tcpResult struct {
 	Frames    int64   `json:"frames"`
 	Seconds   float64 `json:"seconds"`
 	EvPerSec  float64 `json:"ev_s"` // frames/s per receiver
+	// CPUPerDelivery is the process's CPU time (user and system) per frame
+	// delivered to a reader, in ns: unlike ev/s, it does not move with
+	// what else the machine runs.
+	CPUPerDelivery float64 `json:"cpu_ns_per_delivery"`
 }
 
 // tcpPair is the writer side of each connection and its reader's end.
