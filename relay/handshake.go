@@ -78,7 +78,7 @@ func (l *Link) dial() (net.Conn, *bufio.Reader, Hello, bool) {
 	l.event(Event{Kind: EventConnect})
 
 	_ = conn.SetDeadline(time.Now().Add(l.cfg.Timeout))
-	br := bufio.NewReader(conn)
+	br := bufio.NewReaderSize(conn, readBufSize)
 	remote, err := l.handshake(conn, br, hello)
 	if err != nil {
 		l.endHandshake(conn, fmt.Errorf("relay: handshake with %s: %w", l.addr, err))

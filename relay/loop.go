@@ -28,7 +28,7 @@ func (l *Link) run() {
 		default:
 		}
 		if a := l.takeAttach(); a != nil {
-			if l.serve(a.conn, bufio.NewReader(a.conn), a.remote, true) {
+			if l.serve(a.conn, bufio.NewReaderSize(a.conn, readBufSize), a.remote, true) {
 				bo.Reset()
 				attempt = 0
 			}
