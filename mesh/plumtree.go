@@ -236,7 +236,7 @@ func (t *tree) emit(env *envelope, payload []byte, links []*relay.Link, now time
 		}
 	}
 	t.ownNext = env.Seq + 1
-	t.store.add(env, payload, now)
+	t.store.add(env, payload, true, now)
 	return t.advanced(ot, env, now)
 }
 
@@ -261,7 +261,11 @@ func (t *tree) release(a *arrival, links []*relay.Link, now time.Time) bool {
 		l.Send(payload)
 		t.stats.forwarded.Add(1)
 	}
-	t.store.add(env, payload, now)
+	if payload != nil {
+		t.store.add(env, payload, true, now)
+	} else {
+		t.store.add(env, a.raw, false, now)
+	}
 	return t.advanced(ot, env, now)
 }
 
@@ -352,12 +356,16 @@ func (t *tree) graft(m *graftMsg, l *relay.Link, now time.Time) {
 			t.stats.graftMisses.Add(1)
 			continue
 		}
-		if e.payload == nil {
-			env := *e.env
-			if n := len(env.Path); n == 0 || env.Path[n-1] != t.self {
-				env.Path = append(slices.Clip(env.Path), t.self)
+		if !e.pathed {
+			var env envelope
+			if err := parseEnvelopeInto(&env, nil, e.payload, nil); err != nil {
+				t.stats.graftMisses.Add(1) // cannot be: it was parsed on arrival
+				continue
 			}
-			e.payload = encodeEnvelope(&env)
+			if n := len(env.Path); n == 0 || env.Path[n-1] != t.self {
+				env.Path = append(env.Path, t.self)
+			}
+			e.payload, e.pathed = encodeEnvelope(&env), true
 		}
 		l.Send(e.payload)
 		room--

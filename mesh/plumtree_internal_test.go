@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -192,4 +193,41 @@ func FuzzTreePayload(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_ = decodeTreePayload(b) // never panics; errors are the link's to drop
 	})
+}
+
+// A relayed event that this node did not forward is stored as it arrived,
+// and the first GRAFT for it sends it with this node appended to its path
+// (once: the re-encoding is kept).
+func TestGraftOfUnforwardedEventAddsThisNodeToPath(t *testing.T) {
+	tr, l := testTree(t, 8)
+	order := dedup.New[*arrival](dedup.Config{})
+	tr.next = order.Next
+	now := time.Unix(1000, 0)
+	env := &envelope{Kind: kindEvent, Origin: "a", Boot: 7, Seq: 7, Name: "x", Path: []string{"a"}, Args: []byte{0x91, 0x05}}
+	raw := encodeEnvelope(env)
+	in, err := parseEnvelope(raw, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &arrival{env: in, raw: raw}
+	if _, fresh := order.Offer("a", 7, 7, a, now, nil); !fresh {
+		t.Fatal("not fresh")
+	}
+	tr.release(a, nil, now) // no links: stored, not forwarded
+	if e := tr.store.get(eventKey{"a", 7, 7}, now); e == nil || e.pathed {
+		t.Fatalf("stored entry %+v, want the arrival's bytes, not pathed", e)
+	}
+
+	tr.graft(&graftMsg{Kind: kindGraft, Origin: "a", Boot: 7, From: 7}, l, now)
+	if l.Buffered() != 1 {
+		t.Fatalf("graft sent %d events, want 1", l.Buffered())
+	}
+	e := tr.store.get(eventKey{"a", 7, 7}, now)
+	got, err := parseEnvelope(e.payload, nil)
+	if err != nil || !e.pathed {
+		t.Fatalf("resent payload: %v (pathed %v)", err, e.pathed)
+	}
+	if want := []string{"a", "me"}; !slices.Equal(got.Path, want) || got.Seq != 7 || string(got.Args) != string(env.Args) {
+		t.Fatalf("resent path %v seq %d args %x, want path %v, seq 7, args %x", got.Path, got.Seq, got.Args, want, env.Args)
+	}
 }

@@ -34,11 +34,17 @@ type seqSlots struct {
 	slots []int32
 }
 
+// storeEntry is one stored event. It holds the event's encoding only, not
+// its parsed envelope: the payloads are plain bytes (mostly regions of the
+// links' read slabs), which the garbage collector does not scan, and the
+// router reuses its envelopes once an event is released.
 type storeEntry struct {
-	key     eventKey
-	ix      *seqSlots // where key is indexed (nil when unindexed)
-	env     *envelope
-	payload []byte // the encoding with this node on the path; nil until needed
+	key eventKey
+	ix  *seqSlots // where key is indexed (nil when unindexed)
+	// payload is the event's encoding: with this node last on its path
+	// when pathed, else as it arrived (re-encoded on the first GRAFT).
+	payload []byte
+	pathed  bool
 	at      time.Time
 }
 
@@ -50,11 +56,11 @@ func newRecentStore(capacity int, maxAge time.Duration) *recentStore {
 	}
 }
 
-// add stores env (payload may be nil), evicting the oldest entry when full
+// add stores env's payload, evicting the oldest entry when full
 // and every entry past maxAge. An event older than what its (origin, boot)
 // already indexes (a late arrival) is not stored: the store serves GRAFTs
 // best effort, and misses are counted where they are asked for.
-func (s *recentStore) add(env *envelope, payload []byte, now time.Time) {
+func (s *recentStore) add(env *envelope, payload []byte, pathed bool, now time.Time) {
 	s.expire(now)
 	ix := s.index(originBoot{env.Origin, env.Boot}, env.Seq)
 	if env.Seq >= ix.first && env.Seq-ix.first < uint64(len(ix.slots)) && ix.slots[env.Seq-ix.first] >= 0 {
@@ -83,7 +89,7 @@ func (s *recentStore) add(env *envelope, payload []byte, now time.Time) {
 		ix.slots = append(ix.slots, -1)
 	}
 	slot := (s.head + s.size) % len(s.ring)
-	s.ring[slot] = storeEntry{key: eventKey{env.Origin, env.Boot, env.Seq}, ix: ix, env: env, payload: payload, at: now}
+	s.ring[slot] = storeEntry{key: eventKey{env.Origin, env.Boot, env.Seq}, ix: ix, payload: payload, pathed: pathed, at: now}
 	ix.slots[off] = int32(slot)
 	s.size++
 }

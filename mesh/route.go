@@ -46,7 +46,7 @@ func (n *Node) receiveEvent(l *relay.Link, payload []byte, now time.Time) error 
 	if err := parseEnvelopeInto(env, in.path[:0], payload, &n.strs); err != nil {
 		return err
 	}
-	in.arrival = arrival{env: env, from: l}
+	in.arrival = arrival{env: env, from: l, raw: payload}
 	n.stats.received.Add(1)
 	if env.Origin == n.id && env.Boot == n.boot {
 		n.stats.duplicates.Add(1) // our own event came back round a cycle
