@@ -18,6 +18,10 @@ type handlerTable struct {
 type handlerSnap struct {
 	byName map[string][]*eventHandler
 	peer   []*peerHandler
+	// all is byName["*"] and named counts the other names, so that the
+	// common case, catch-all handlers only, costs no map lookup per event.
+	all   []*eventHandler
+	named int
 }
 
 type eventHandler struct{ fn func(Event) }
@@ -29,6 +33,15 @@ func newHandlerTable() *handlerTable {
 	return t
 }
 
+// handlers returns the handlers of an event named name: named ones, then
+// catch-all ones. An event named "*" has only the catch-all ones.
+func (s *handlerSnap) handlers(name string) (named, all []*eventHandler) {
+	if s.named > 0 && name != "*" {
+		named = s.byName[name]
+	}
+	return named, s.all
+}
+
 func (t *handlerTable) update(f func(s *handlerSnap)) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -38,6 +51,10 @@ func (t *handlerTable) update(f func(s *handlerSnap)) {
 		s.byName[k] = append([]*eventHandler(nil), v...)
 	}
 	f(s)
+	s.all, s.named = s.byName["*"], len(s.byName)
+	if len(s.all) > 0 {
+		s.named--
+	}
 	t.snap.Store(s)
 }
 
@@ -101,8 +118,8 @@ type dispatcher struct {
 
 	mu       sync.Mutex
 	q        []dispatchItem
-	head     int
-	events   int // event items in q
+	events   int  // event items in q
+	asleep   bool // run is waiting for wake: the next item must send it
 	closed   bool
 	dropped  uint64 // since the last report
 	reported time.Time
@@ -119,9 +136,11 @@ type dispatcher struct {
 	delivered      atomic.Uint64
 }
 
+// dispatchItem is an event or a peer event (rare: a pointer keeps the
+// queue's items small).
 type dispatchItem struct {
 	env  *envelope
-	peer PeerEvent
+	peer *PeerEvent
 }
 
 // newDispatchers starts the event dispatcher (bounded by max) and the
@@ -135,8 +154,7 @@ func newDispatchers(max int, t *handlerTable, log hclog.Logger) (events, peers *
 }
 
 func (d *dispatcher) deliver(env *envelope) {
-	snap := d.table.snap.Load()
-	if len(snap.byName[env.Name]) == 0 && len(snap.byName["*"]) == 0 {
+	if named, all := d.table.snap.Load().handlers(env.Name); len(named)+len(all) == 0 {
 		d.delivered.Add(1) // nobody listens: delivered to no one, without decoding
 		return
 	}
@@ -165,8 +183,7 @@ func (d *dispatcher) deliver(env *envelope) {
 	}
 	d.q = append(d.q, dispatchItem{env: env})
 	d.events++
-	d.mu.Unlock()
-	d.signal()
+	d.wakeLocked()
 }
 
 // flushDropped reports the drops not reported yet, a second after the
@@ -195,9 +212,19 @@ func (d *dispatcher) peerEvent(pe PeerEvent) {
 		d.mu.Unlock()
 		return
 	}
-	d.q = append(d.q, dispatchItem{peer: pe})
+	d.q = append(d.q, dispatchItem{peer: &pe})
+	d.wakeLocked()
+}
+
+// wakeLocked unlocks d.mu and wakes run if it is waiting: a busy run takes
+// the new item with its next batch, without a channel operation per item.
+func (d *dispatcher) wakeLocked() {
+	wake := d.asleep
+	d.asleep = false
 	d.mu.Unlock()
-	d.signal()
+	if wake {
+		d.signal()
+	}
 }
 
 func (d *dispatcher) signal() {
@@ -212,7 +239,8 @@ func (d *dispatcher) run() {
 	var batch []dispatchItem
 	for {
 		d.mu.Lock()
-		for d.head == len(d.q) && !d.closed {
+		for len(d.q) == 0 && !d.closed {
+			d.asleep = true
 			d.mu.Unlock()
 			<-d.wake
 			d.mu.Lock()
@@ -221,14 +249,10 @@ func (d *dispatcher) run() {
 			d.mu.Unlock()
 			return
 		}
-		batch = append(batch[:0], d.q[d.head:]...)
-		clear(d.q[d.head:])
-		d.q, d.head = d.q[:0], 0
-		for _, it := range batch {
-			if it.env != nil {
-				d.events--
-			}
-		}
+		// Swap the queue and the drained batch: no copy, and both keep
+		// their capacity.
+		batch, d.q = d.q, batch[:0]
+		d.events = 0 // every queued event is in batch now
 		d.mu.Unlock()
 		for i := range batch {
 			d.dispatch(&batch[i])
@@ -241,15 +265,12 @@ func (d *dispatcher) dispatch(it *dispatchItem) {
 	snap := d.table.snap.Load()
 	if it.env == nil {
 		for _, h := range snap.peer {
-			h.fn(it.peer)
+			h.fn(*it.peer)
 		}
 		return
 	}
 	env := it.env
-	named, all := snap.byName[env.Name], snap.byName["*"]
-	if env.Name == "*" {
-		named = nil // an event named "*": its named handlers are the catch-all ones
-	}
+	named, all := snap.handlers(env.Name)
 	d.delivered.Add(1)
 	if len(named)+len(all) == 0 {
 		return
