@@ -103,6 +103,10 @@ func benchmarkEmit(b *testing.B, n int, network string) {
 	c.waitFor(b, 60*time.Second, func() bool {
 		for i := 1; i < n; i++ {
 			if c.got[i].Load()-base[i] < emitted {
+				if s := c.nodes[i].Stats(); s.HandlerDropped+s.Skipped+s.Overflowed > 0 {
+					// Lost for good: say how, rather than time out.
+					b.Fatalf("node %d: %d of %d events delivered; stats %+v", i, c.got[i].Load()-base[i], emitted, s)
+				}
 				return false
 			}
 		}
