@@ -192,5 +192,5 @@ func (t *tree) sweep(links []*relay.Link, now time.Time) {
 			t.forgetOrigin(name)
 		}
 	}
-	t.store.expire(now)
+	t.store.expireAt(now)
 }

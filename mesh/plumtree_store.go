@@ -15,9 +15,12 @@ type eventKey struct {
 //
 // It is on the path of every event, so it avoids a map entry per event: an
 // (origin, boot)'s seqs are contiguous and released in order, so each
-// (origin, boot) indexes its slots by seq offset.
+// (origin, boot) indexes its slots by seq offset. Entries hold two pointers
+// (the index and the bytes) and no time.Time: each pointer written into the
+// 16k-entry ring costs a write barrier while the GC runs, and each is marked.
 type recentStore struct {
 	maxAge   time.Duration
+	epoch    time.Time // entries' at is measured from it
 	ring     []storeEntry
 	head     int // oldest entry
 	size     int
@@ -28,10 +31,22 @@ type recentStore struct {
 	lastIx *seqSlots
 }
 
-// seqSlots maps seqs first, first+1, … to ring slots (-1: not stored).
+// seqSlots maps seqs first, first+1, … to ring slots (-1: not stored):
+// seq first+i is at slots[start+i]. Trimming the front moves start, so that
+// the slice (a pointer) is only rewritten when it is compacted or grown.
 type seqSlots struct {
+	ob    originBoot
 	first uint64
+	start int
 	slots []int32
+}
+
+// slot returns seq's ring slot, -1 if it is not indexed.
+func (ix *seqSlots) slot(seq uint64) int32 {
+	if seq < ix.first || seq-ix.first >= uint64(len(ix.slots)-ix.start) {
+		return -1
+	}
+	return ix.slots[ix.start+int(seq-ix.first)]
 }
 
 // storeEntry is one stored event. It holds the event's encoding only, not
@@ -39,13 +54,13 @@ type seqSlots struct {
 // links' read slabs), which the garbage collector does not scan, and the
 // router reuses its envelopes once an event is released.
 type storeEntry struct {
-	key eventKey
-	ix  *seqSlots // where key is indexed (nil when unindexed)
+	ix  *seqSlots // where the event is indexed (nil when unindexed)
+	seq uint64
 	// payload is the event's encoding: with this node last on its path
 	// when pathed, else as it arrived (re-encoded on the first GRAFT).
 	payload []byte
 	pathed  bool
-	at      time.Time
+	at      time.Duration // since the store's epoch
 }
 
 func newRecentStore(capacity int, maxAge time.Duration) *recentStore {
@@ -56,41 +71,56 @@ func newRecentStore(capacity int, maxAge time.Duration) *recentStore {
 	}
 }
 
-// add stores env's payload, evicting the oldest entry when full
-// and every entry past maxAge. An event older than what its (origin, boot)
-// already indexes (a late arrival) is not stored: the store serves GRAFTs
-// best effort, and misses are counted where they are asked for.
+// since is now as an entry's at.
+func (s *recentStore) since(now time.Time) time.Duration {
+	if s.epoch.IsZero() {
+		s.epoch = now
+	}
+	return now.Sub(s.epoch)
+}
+
+// add stores env's payload, evicting the oldest entry when full and every
+// entry past maxAge. An event older than what its (origin, boot) already
+// indexes (a late arrival) is not stored: the store serves GRAFTs best
+// effort, and misses are counted where they are asked for.
 func (s *recentStore) add(env *envelope, payload []byte, pathed bool, now time.Time) {
-	s.expire(now)
-	ix := s.index(originBoot{env.Origin, env.Boot}, env.Seq)
-	if env.Seq >= ix.first && env.Seq-ix.first < uint64(len(ix.slots)) && ix.slots[env.Seq-ix.first] >= 0 {
+	at := s.since(now)
+	s.expire(at)
+	ob := originBoot{env.Origin, env.Boot}
+	ix := s.index(ob, env.Seq)
+	if ix.slot(env.Seq) >= 0 {
 		return // stored already
 	}
 	if s.size == len(s.ring) {
-		s.evictOldest()
+		s.evictOldest(false)
 		if s.lastIx != ix { // the eviction emptied ix and dropped it
-			ix = s.index(originBoot{env.Origin, env.Boot}, env.Seq)
+			ix = s.index(ob, env.Seq)
 		}
 	}
 	if env.Seq < ix.first {
 		return
 	}
 	off := env.Seq - ix.first
-	if off >= uint64(len(ix.slots)) && off-uint64(len(ix.slots)) > uint64(len(s.ring)) {
+	if n := uint64(len(ix.slots) - ix.start); off >= n && off-n > uint64(len(s.ring)) {
 		// A jump far beyond everything indexed: start the index afresh.
-		for _, slot := range ix.slots {
+		for _, slot := range ix.slots[ix.start:] {
 			if slot >= 0 {
 				s.ring[slot].ix = nil // unindexed; evicted in its turn
 			}
 		}
-		ix.first, ix.slots, off = env.Seq, ix.slots[:0], 0
+		ix.first, ix.start, ix.slots, off = env.Seq, 0, ix.slots[:0], 0
 	}
-	for uint64(len(ix.slots)) <= off {
+	if ix.start > 0 && ix.start >= len(ix.slots)/2 && len(ix.slots) == cap(ix.slots) {
+		// Compact rather than grow.
+		n := copy(ix.slots, ix.slots[ix.start:])
+		ix.slots, ix.start = ix.slots[:n], 0
+	}
+	for uint64(len(ix.slots)-ix.start) <= off {
 		ix.slots = append(ix.slots, -1)
 	}
 	slot := (s.head + s.size) % len(s.ring)
-	s.ring[slot] = storeEntry{key: eventKey{env.Origin, env.Boot, env.Seq}, ix: ix, payload: payload, pathed: pathed, at: now}
-	ix.slots[off] = int32(slot)
+	s.ring[slot] = storeEntry{ix: ix, seq: env.Seq, payload: payload, pathed: pathed, at: at}
+	ix.slots[ix.start+int(off)] = int32(slot)
 	s.size++
 }
 
@@ -101,7 +131,7 @@ func (s *recentStore) index(ob originBoot, seq uint64) *seqSlots {
 	}
 	ix := s.byOrigin[ob]
 	if ix == nil {
-		ix = &seqSlots{first: seq}
+		ix = &seqSlots{ob: ob, first: seq}
 		s.byOrigin[ob] = ix
 	}
 	s.lastOB, s.lastIx = ob, ix
@@ -111,53 +141,62 @@ func (s *recentStore) index(ob originBoot, seq uint64) *seqSlots {
 // get returns the stored entry of k, nil if it is not there or too old.
 func (s *recentStore) get(k eventKey, now time.Time) *storeEntry {
 	ix := s.byOrigin[originBoot{k.origin, k.boot}]
-	if ix == nil || k.seq < ix.first || k.seq-ix.first >= uint64(len(ix.slots)) {
+	if ix == nil {
 		return nil
 	}
-	slot := ix.slots[k.seq-ix.first]
+	slot := ix.slot(k.seq)
 	if slot < 0 {
 		return nil
 	}
 	e := &s.ring[slot]
-	if e.key != k || now.Sub(e.at) > s.maxAge {
+	if e.ix != ix || e.seq != k.seq || s.since(now)-e.at > s.maxAge {
 		return nil
 	}
 	return e
 }
 
-func (s *recentStore) expire(now time.Time) {
-	for s.size > 0 && now.Sub(s.ring[s.head].at) > s.maxAge {
-		s.evictOldest()
+// expire evicts the entries older than maxAge at at.
+func (s *recentStore) expire(at time.Duration) {
+	for s.size > 0 && at-s.ring[s.head].at > s.maxAge {
+		s.evictOldest(true)
 	}
 }
 
-func (s *recentStore) evictOldest() {
+// expireAt is expire for a clock reading.
+func (s *recentStore) expireAt(now time.Time) { s.expire(s.since(now)) }
+
+// evictOldest drops the oldest entry. Its slot is cleared only if asked
+// (it is about to be overwritten otherwise: the write barriers of clearing
+// are measurable).
+func (s *recentStore) evictOldest(clear bool) {
 	e := &s.ring[s.head]
 	if e.ix != nil {
-		s.unindex(e.ix, e.key, int32(s.head))
+		s.unindex(e.ix, e.seq, int32(s.head))
 	}
-	*e = storeEntry{}
+	if clear {
+		*e = storeEntry{}
+	}
 	s.head = (s.head + 1) % len(s.ring)
 	s.size--
 }
 
-// unindex forgets the slot of k in ix and trims ix of the unstored seqs at
+// unindex forgets the slot of seq in ix and trims ix of the unstored seqs at
 // its front; an emptied ix leaves the index.
-func (s *recentStore) unindex(ix *seqSlots, k eventKey, slot int32) {
-	if k.seq >= ix.first && k.seq-ix.first < uint64(len(ix.slots)) && ix.slots[k.seq-ix.first] == slot {
-		ix.slots[k.seq-ix.first] = -1
+func (s *recentStore) unindex(ix *seqSlots, seq uint64, slot int32) {
+	if ix.slot(seq) == slot {
+		ix.slots[ix.start+int(seq-ix.first)] = -1
 	}
-	n := 0
+	n := ix.start
 	for n < len(ix.slots) && ix.slots[n] < 0 {
 		n++
 	}
 	if n < len(ix.slots) {
-		ix.first += uint64(n)
-		ix.slots = ix.slots[n:]
+		ix.first += uint64(n - ix.start)
+		ix.start = n
 		return
 	}
-	if ob := (originBoot{k.origin, k.boot}); s.byOrigin[ob] == ix {
-		delete(s.byOrigin, ob)
+	if s.byOrigin[ix.ob] == ix {
+		delete(s.byOrigin, ix.ob)
 	}
 	if s.lastIx == ix {
 		s.lastOB, s.lastIx = originBoot{}, nil
