@@ -96,3 +96,22 @@ func BenchmarkEncodeArgsBlastGoMsgpack(b *testing.B) {
 		i++
 	}
 }
+
+// Emit's encoding of one blast event: args, then the envelope around them.
+func BenchmarkEmitPayloadBlast(b *testing.B) {
+	pad := make([]byte, 112)
+	env := &envelope{Kind: kindEvent, Origin: "bench-0", Boot: 1 << 60, Seq: 1 << 60, Name: "bench", Path: []string{"bench-0"}}
+	b.ReportAllocs()
+	var i int64
+	for b.Loop() {
+		raw, release, err := encodeArgs([]any{i, int64(1 << 60), pad})
+		if err != nil {
+			b.Fatal(err)
+		}
+		env.Args = raw
+		payload := encodeEnvelope(env)
+		env.Args = payload[len(payload)-len(raw):]
+		release()
+		i++
+	}
+}
