@@ -98,22 +98,6 @@ func AppendFrame(dst []byte, f Frame) []byte {
 // version-1 frame fails with ErrBadFrame. The returned Payload aliases a
 // fresh buffer owned by the caller.
 func ReadFrame(r io.Reader, maxSize int) (Frame, error) {
-	return readFrame(r, maxSize, nil)
-}
-
-// slabMax bounds the slab a link's reader allocates per read.
-const slabMax = 64 << 10
-
-// readBufSize is a connection's read buffer. Under load a read returns as
-// much as the buffer holds, so its size sets the read syscalls per frame:
-// 4 KiB (bufio's default) is ~20 small frames a read; meshbench's blast
-// spent ~8% of its CPU in read and write syscalls with it.
-const readBufSize = 32 << 10
-
-// readFrame is ReadFrame carving the body from the front of *slab when it
-// fits (slab may be nil): one allocation serves every frame of a read. Each
-// body is capped to its length, so no two bodies share bytes.
-func readFrame(r io.Reader, maxSize int, slab *[]byte) (Frame, error) {
 	n, err := readLength(r)
 	if err != nil {
 		return Frame{}, err
@@ -121,12 +105,7 @@ func readFrame(r io.Reader, maxSize int, slab *[]byte) (Frame, error) {
 	if uint64(n) > uint64(maxSize) {
 		return Frame{}, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, maxSize)
 	}
-	var body []byte
-	if slab != nil && int(n) <= len(*slab) {
-		body, *slab = (*slab)[:n:n], (*slab)[n:]
-	} else {
-		body = make([]byte, n)
-	}
+	body := make([]byte, n)
 	if _, err := io.ReadFull(r, body); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF

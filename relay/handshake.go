@@ -57,8 +57,9 @@ func writeFrame(conn net.Conn, f Frame, timeout time.Duration) error {
 
 // dial connects and runs the dialer half of the handshake: our HELLO first,
 // then the remote's, validated and passed to Identify. Failures are
-// reported (Rejected) and logged; the caller backs off.
-func (l *Link) dial() (net.Conn, *bufio.Reader, Hello, bool) {
+// reported (Rejected) and logged; the caller backs off. pending is what
+// was read beyond the remote HELLO: the start of the frame stream.
+func (l *Link) dial() (conn net.Conn, pending []byte, remote Hello, ok bool) {
 	ctx, cancel := context.WithTimeout(l.ctx, l.cfg.Timeout)
 	conn, err := l.cfg.Transport.Dial(ctx, l.addr)
 	cancel()
@@ -78,14 +79,15 @@ func (l *Link) dial() (net.Conn, *bufio.Reader, Hello, bool) {
 	l.event(Event{Kind: EventConnect})
 
 	_ = conn.SetDeadline(time.Now().Add(l.cfg.Timeout))
-	br := bufio.NewReaderSize(conn, readBufSize)
-	remote, err := l.handshake(conn, br, hello)
+	br := bufio.NewReader(conn)
+	remote, err = l.handshake(conn, br, hello)
 	if err != nil {
 		l.endHandshake(conn, fmt.Errorf("relay: handshake with %s: %w", l.addr, err))
 		return nil, nil, Hello{}, false
 	}
 	_ = conn.SetDeadline(time.Time{})
-	return conn, br, remote, true
+	pending, _ = br.Peek(br.Buffered())
+	return conn, pending, remote, true
 }
 
 func (l *Link) handshake(conn net.Conn, br *bufio.Reader, hello Hello) (Hello, error) {

@@ -1,8 +1,6 @@
 package relay
 
 import (
-	"bufio"
-	"encoding/binary"
 	"fmt"
 	"net"
 	"sync"
@@ -28,7 +26,7 @@ func (l *Link) run() {
 		default:
 		}
 		if a := l.takeAttach(); a != nil {
-			if l.serve(a.conn, bufio.NewReaderSize(a.conn, readBufSize), a.remote, true) {
+			if l.serve(a.conn, nil, a.remote, true) {
 				bo.Reset()
 				attempt = 0
 			}
@@ -57,8 +55,8 @@ func (l *Link) run() {
 			}
 		}
 		wait = true
-		conn, br, remote, ok := l.dial()
-		if ok && l.serve(conn, br, remote, false) {
+		conn, pending, remote, ok := l.dial()
+		if ok && l.serve(conn, pending, remote, false) {
 			bo.Reset()
 			attempt = 0
 		}
@@ -137,7 +135,7 @@ func (l *Link) idle(until time.Time) bool {
 // serve runs one connection until it ends. attached connections still need
 // our HELLO; dialed ones have finished the handshake. It reports whether
 // the connection got as far as Connected.
-func (l *Link) serve(conn net.Conn, br *bufio.Reader, remote Hello, attached bool) bool {
+func (l *Link) serve(conn net.Conn, pending []byte, remote Hello, attached bool) bool {
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
@@ -167,7 +165,7 @@ func (l *Link) serve(conn net.Conn, br *bufio.Reader, remote Hello, attached boo
 
 	var cause firstErr
 	readerDone := make(chan struct{})
-	go l.read(conn, br, &cause, readerDone)
+	go l.read(conn, newFrameReader(conn, pending), &cause, readerDone)
 	l.write(conn, &cause, readerDone)
 	conn.Close()
 	<-readerDone
@@ -270,15 +268,13 @@ func (l *Link) write(conn net.Conn, cause *firstErr, readerDone <-chan struct{})
 //
 // It takes the link's lock once per frame: a delivered seq is recorded
 // under the lock of the next frame's Receive, or before the reader blocks
-// for more bytes, so acks are no later than before in time. Frame bodies of
-// one read from the connection share one allocation (a slab the size of what
-// bufio holds); each payload is its own region, never reused, so the
-// Handler still owns it.
-func (l *Link) read(conn net.Conn, br *bufio.Reader, cause *firstErr, done chan<- struct{}) {
+// for more bytes, so acks are no later than before in time. Frame bodies
+// are regions of the frameReader's slabs, never reused, so the Handler owns
+// its payload.
+func (l *Link) read(conn net.Conn, fr *frameReader, cause *firstErr, done chan<- struct{}) {
 	defer close(done)
 	var (
 		now       time.Time
-		slab      []byte
 		delivered uint64 // handled, not yet recorded with the machine
 	)
 	fail := func(err error) {
@@ -291,7 +287,7 @@ func (l *Link) read(conn net.Conn, br *bufio.Reader, cause *firstErr, done chan<
 		conn.Close()
 	}
 	for {
-		if br.Buffered() == 0 {
+		if fr.buffered() == 0 {
 			// About to block: record what was handled so that its ack
 			// does not wait for the next frame.
 			if delivered != 0 {
@@ -304,7 +300,7 @@ func (l *Link) read(conn net.Conn, br *bufio.Reader, cause *firstErr, done chan<
 					l.poke()
 				}
 			}
-			if _, err := br.Peek(1); err != nil {
+			if err := fr.fill(1); err != nil {
 				fail(fmt.Errorf("relay: read: %w", err))
 				return
 			}
@@ -316,8 +312,12 @@ func (l *Link) read(conn net.Conn, br *bufio.Reader, cause *firstErr, done chan<
 			// (Bytes left buffered by the handshake also start a read.)
 			now = time.Now()
 		}
-		slab = nextSlab(br, slab)
-		f, err := readFrame(br, l.cfg.MaxFrameSize, &slab)
+		body, err := fr.next(l.cfg.MaxFrameSize)
+		if err != nil {
+			fail(fmt.Errorf("relay: read: %w", err))
+			return
+		}
+		f, err := DecodeFrame(body)
 		if err != nil {
 			fail(fmt.Errorf("relay: read: %w", err))
 			return
@@ -347,24 +347,4 @@ func (l *Link) read(conn net.Conn, br *bufio.Reader, cause *firstErr, done chan<
 			l.h.Control(l, ctl)
 		}
 	}
-}
-
-// nextSlab returns the slab to carve the next frame's body from: slab if
-// the body fits, else a new one for what bufio holds when the frame is there
-// whole, else nil (the body gets its own allocation: a large frame, or one
-// that is still arriving).
-func nextSlab(br *bufio.Reader, slab []byte) []byte {
-	buffered := br.Buffered()
-	if buffered < 4 {
-		return nil
-	}
-	hdr, _ := br.Peek(4)
-	n := int(binary.BigEndian.Uint32(hdr))
-	if n <= len(slab) {
-		return slab
-	}
-	if n == 0 || 4+n > buffered || n > slabMax/2 {
-		return nil
-	}
-	return make([]byte, min(buffered-4, slabMax))
 }

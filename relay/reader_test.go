@@ -1,0 +1,90 @@
+package relay
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"testing"
+)
+
+// chunkReader returns at most a random 1..max bytes per Read.
+type chunkReader struct {
+	r   io.Reader
+	rng *rand.Rand
+	max int
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	n := 1 + c.rng.IntN(c.max)
+	return c.r.Read(p[:min(n, len(p))])
+}
+
+func lengthPrefixed(bodies ...[]byte) []byte {
+	var b []byte
+	for _, body := range bodies {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(body)))
+		b = append(b, body...)
+	}
+	return b
+}
+
+// Frames come out whole and in order whatever the read boundaries, bodies
+// larger than a slab included; each body is capped to its length and stays
+// as it was while later frames are read (no region is written twice).
+func TestFrameReaderReassemblesAnyChunking(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var bodies [][]byte
+	for i := range 400 {
+		n := rng.IntN(300)
+		if i%50 == 7 {
+			n = slabSize + rng.IntN(3*slabSize) // larger than a slab
+		}
+		body := make([]byte, n)
+		for j := range body {
+			body[j] = byte(i + j)
+		}
+		bodies = append(bodies, body)
+	}
+	stream := lengthPrefixed(bodies...)
+	for _, maxChunk := range []int{1, 7, 4096, 1 << 20} {
+		pending := stream[:min(10, len(stream))] // as if the handshake read them
+		fr := newFrameReader(&chunkReader{r: bytes.NewReader(stream[len(pending):]), rng: rng, max: maxChunk}, pending)
+		var got [][]byte
+		for range bodies {
+			b, err := fr.next(1 << 30)
+			if err != nil {
+				t.Fatalf("chunks of %d: frame %d: %v", maxChunk, len(got), err)
+			}
+			if cap(b) != len(b) {
+				t.Fatalf("chunks of %d: body cap %d > len %d", maxChunk, cap(b), len(b))
+			}
+			got = append(got, b)
+		}
+		for i := range bodies {
+			if !bytes.Equal(got[i], bodies[i]) {
+				t.Fatalf("chunks of %d: frame %d differs (len %d, want %d)", maxChunk, i, len(got[i]), len(bodies[i]))
+			}
+		}
+		if _, err := fr.next(1 << 30); err != io.EOF {
+			t.Fatalf("chunks of %d: after the last frame: %v, want EOF", maxChunk, err)
+		}
+	}
+}
+
+func TestFrameReaderErrors(t *testing.T) {
+	// A length over the limit fails before the body is read.
+	fr := newFrameReader(bytes.NewReader(lengthPrefixed(make([]byte, 100))), nil)
+	if _, err := fr.next(99); !errors.Is(err, ErrFrameTooLarge) {
+		t.Fatalf("oversized frame: %v", err)
+	}
+	// A stream cut inside a frame, header or body, is unexpected.
+	whole := lengthPrefixed([]byte("hello"))
+	for _, cut := range []int{2, 6} {
+		fr := newFrameReader(bytes.NewReader(whole[:cut]), nil)
+		if _, err := fr.next(1 << 20); err != io.ErrUnexpectedEOF {
+			t.Fatalf("cut at %d: %v, want ErrUnexpectedEOF", cut, err)
+		}
+	}
+}
