@@ -12,7 +12,7 @@ func BenchmarkDecodeArgsBlast(b *testing.B) {
 	release()
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := decodeArgs(raw); err != nil {
+		if _, err := decodeArgs(raw, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -35,7 +35,7 @@ func BenchmarkDecodeArgs(b *testing.B) {
 	raw := sampleEnvelopes(b)[1].Args
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := decodeArgs(raw); err != nil {
+		if _, err := decodeArgs(raw, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

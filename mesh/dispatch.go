@@ -132,6 +132,8 @@ type dispatcher struct {
 	wake      chan struct{}
 	done      chan struct{}
 
+	slab []any // Args slices are cut from it (decodeArgsSlab); run's own
+
 	handlerDropped atomic.Uint64
 	delivered      atomic.Uint64
 }
@@ -275,7 +277,7 @@ func (d *dispatcher) dispatch(it *dispatchItem) {
 	if len(named)+len(all) == 0 {
 		return
 	}
-	args, err := decodeArgs(env.Args)
+	args, err := decodeArgs(env.Args, &d.slab)
 	if err != nil {
 		d.log.Warn("undecodable event args", "origin", env.Origin, "seq", env.Seq, "name", env.Name, "error", err)
 	}

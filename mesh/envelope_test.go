@@ -105,7 +105,7 @@ func FuzzParseEnvelope(f *testing.F) {
 		if err != nil || !reflect.DeepEqual(again, env) {
 			t.Fatalf("re-encoding changed %+v into %+v (%v)", env, again, err)
 		}
-		_, _ = decodeArgs(env.Args)
+		_, _ = decodeArgs(env.Args, nil)
 	})
 }
 
