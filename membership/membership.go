@@ -35,9 +35,11 @@ type Membership struct {
 	log   hclog.Logger
 	addr  string
 	unreg func() // stops metric routing
-	// quiesce is how long memberlist's goroutines may outlive its Shutdown:
-	// a probe in flight waits up to ProbeInterval, then ProbeTimeout.
-	quiesce time.Duration
+	// A probe in flight outlives memberlist's Shutdown by up to its probe
+	// interval (ProbeInterval scaled by the health score when it started:
+	// memberlist slows its probes down while it misses acks), then
+	// ProbeTimeout.
+	probeInterval, probeTimeout time.Duration
 
 	metaMu sync.Mutex // serialises SetMeta and Leave's metadata change
 	meta   Meta
@@ -74,14 +76,15 @@ func New(cfg Config) (*Membership, error) {
 		return nil, fmt.Errorf("membership: start memberlist: %w", err)
 	}
 	m := &Membership{
-		cfg:     cfg,
-		list:    list,
-		del:     d,
-		log:     cfg.Logger,
-		unreg:   unreg,
-		meta:    cfg.Meta,
-		quiesce: mc.ProbeInterval + mc.ProbeTimeout,
-		done:    make(chan struct{}),
+		cfg:           cfg,
+		list:          list,
+		del:           d,
+		log:           cfg.Logger,
+		unreg:         unreg,
+		meta:          cfg.Meta,
+		probeInterval: mc.ProbeInterval,
+		probeTimeout:  mc.ProbeTimeout,
+		done:          make(chan struct{}),
 	}
 	// Nobody knows us yet, so our node record cannot change under us here.
 	m.addr = list.LocalNode().Address()
@@ -280,14 +283,17 @@ func (m *Membership) Shutdown() error {
 	}
 	m.lifeMu.Unlock()
 
+	// The score of the probe in flight: it only drops when a probe ends.
+	quiesce := m.probeInterval*time.Duration(m.list.GetHealthScore()+1) + m.probeTimeout
 	err := m.list.Shutdown()
 	m.del.closeQueue()
 	close(m.done)
 	m.wg.Wait()
 	// memberlist has no way to wait for its goroutines; the longest of them
 	// (a probe in flight) ends within quiesce. Waiting here keeps Close's
-	// promise that no goroutine outlives it.
-	time.Sleep(m.quiesce)
+	// promise that no goroutine outlives it (a crashed peer's probes had
+	// outlived a fixed ProbeInterval+ProbeTimeout under testing/synctest).
+	time.Sleep(quiesce)
 	m.unreg()
 	if err != nil {
 		return fmt.Errorf("membership: shutdown: %w", err)
