@@ -133,6 +133,9 @@ type dispatcher struct {
 	done      chan struct{}
 
 	slab []any // Args slices are cut from it (decodeArgsSlab); run's own
+	// ran holds inbounds whose handlers have run, for deliver to hand back
+	// to the router (guarded by mu).
+	ran []*inbound
 
 	handlerDropped atomic.Uint64
 	delivered      atomic.Uint64
@@ -141,7 +144,7 @@ type dispatcher struct {
 // dispatchItem is an event or a peer event (rare: a pointer keeps the
 // queue's items small).
 type dispatchItem struct {
-	env  *envelope
+	in   *inbound
 	peer *PeerEvent
 }
 
@@ -155,15 +158,19 @@ func newDispatchers(max int, t *handlerTable, log hclog.Logger) (events, peers *
 	return events, peers
 }
 
-func (d *dispatcher) deliver(env *envelope) {
+// deliver queues in's event for the handlers. It returns an inbound the
+// router may reuse: in itself when no handler will see it, else one whose
+// handlers have run since, or nil.
+func (d *dispatcher) deliver(in *inbound) (spare *inbound) {
+	env := &in.env
 	if named, all := d.table.snap.Load().handlers(env.Name); len(named)+len(all) == 0 {
 		d.delivered.Add(1) // nobody listens: delivered to no one, without decoding
-		return
+		return in
 	}
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
-		return
+		return in
 	}
 	if d.events >= d.max {
 		d.dropped++
@@ -181,11 +188,17 @@ func (d *dispatcher) deliver(env *envelope) {
 			d.log.Warn("handlers too slow: dropped deliveries", "dropped", n, "queue", d.max)
 			d.peers.peerEvent(PeerEvent{Kind: Overflow, Dropped: int(n), Err: ErrSlowConsumer})
 		}
-		return
+		return in
 	}
-	d.q = append(d.q, dispatchItem{env: env})
+	d.q = append(d.q, dispatchItem{in: in})
 	d.events++
+	if k := len(d.ran); k > 0 {
+		spare = d.ran[k-1]
+		d.ran[k-1] = nil
+		d.ran = d.ran[:k-1]
+	}
 	d.wakeLocked()
+	return spare
 }
 
 // flushDropped reports the drops not reported yet, a second after the
@@ -241,6 +254,15 @@ func (d *dispatcher) run() {
 	var batch []dispatchItem
 	for {
 		d.mu.Lock()
+		// The batch just dispatched: its inbounds go back to the router
+		// through deliver.
+		for i := range batch {
+			if in := batch[i].in; in != nil && len(d.ran) < maxSpare {
+				d.ran = append(d.ran, in)
+			}
+			batch[i] = dispatchItem{}
+		}
+		batch = batch[:0]
 		for len(d.q) == 0 && !d.closed {
 			d.asleep = true
 			d.mu.Unlock()
@@ -258,20 +280,19 @@ func (d *dispatcher) run() {
 		d.mu.Unlock()
 		for i := range batch {
 			d.dispatch(&batch[i])
-			batch[i] = dispatchItem{}
 		}
 	}
 }
 
 func (d *dispatcher) dispatch(it *dispatchItem) {
 	snap := d.table.snap.Load()
-	if it.env == nil {
+	if it.in == nil {
 		for _, h := range snap.peer {
 			h.fn(*it.peer)
 		}
 		return
 	}
-	env := it.env
+	env := &it.in.env
 	named, all := snap.handlers(env.Name)
 	d.delivered.Add(1)
 	if len(named)+len(all) == 0 {

@@ -64,11 +64,12 @@ type Node struct {
 	linkSnap atomic.Pointer[[]*relay.Link]
 
 	routeMu  sync.Mutex
-	order    *dedup.Orderer[*arrival]
-	ready    []*arrival // reused by the router; guarded by routeMu
+	order    *dedup.Orderer[*inbound]
+	ready    []*inbound // reused by the router; guarded by routeMu
 	strs     interner   // origins, names and path ids seen; guarded by routeMu
 	lateSeen uint64     // the orderer's Late count already reported; guarded by routeMu
 	inbounds []inbound  // the chunk arrivals are parsed into; guarded by routeMu
+	spare    []*inbound // released inbounds to parse into again; guarded by routeMu
 	routeNow time.Time  // the router's latest clock reading; guarded by routeMu
 	tree     *tree      // guarded by routeMu
 
@@ -142,7 +143,7 @@ func New(cfg Config) (*Node, error) {
 	if err := n.rcfg.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
-	n.order = dedup.New[*arrival](dedup.Config{
+	n.order = dedup.New[*inbound](dedup.Config{
 		Window:   max(4096, 4*cfg.BufferMax),
 		Grace:    cfg.ReorderTimeout,
 		DropLate: true, // order holds without exception; a late copy is a reported drop

@@ -23,7 +23,7 @@ func (nopHandler) Identify(*relay.Link, relay.Hello) error { return nil }
 func testTree(t *testing.T, storeMax int) (*tree, *relay.Link) {
 	t.Helper()
 	n := &Node{id: "me", boot: 100, log: hclog.NewNullLogger(), cfg: Config{BufferTimeout: time.Minute, BufferMax: 100},
-		order: dedup.New[*arrival](dedup.Config{})}
+		order: dedup.New[*inbound](dedup.Config{})}
 	l, err := relay.NewInbound(relay.Config{NodeID: "me", Channel: "c", Boot: 1, Logger: hclog.NewNullLogger()}, nopHandler{})
 	if err != nil {
 		t.Fatal(err)

@@ -60,7 +60,7 @@ func (n *Node) receiveEvent(l *relay.Link, payload []byte, now time.Time) error 
 		now = n.routeNow // links read the clock at different moments: never go back
 	}
 	n.routeNow = now
-	ready, fresh := n.order.Offer(env.Origin, env.Boot, env.Seq, &in.arrival, now, n.ready[:0])
+	ready, fresh := n.order.Offer(env.Origin, env.Boot, env.Seq, in, now, n.ready[:0])
 	if !fresh {
 		if late := n.order.Stats().Late; late != n.lateSeen {
 			// A copy of an event the orderer had declared lost: dropped to
@@ -74,7 +74,7 @@ func (n *Node) receiveEvent(l *relay.Link, payload []byte, now time.Time) error 
 		n.tree.duplicate(env.Origin, l, now)
 		return nil
 	}
-	n.inbounds = n.inbounds[1:] // in is taken: the orderer or the store keeps it
+	n.takeInbound() // in is taken: the orderer holds or releases it
 	n.tree.fresh(env.Origin, l, now)
 	n.release(ready, now)
 	if len(ready) == 0 {
@@ -88,29 +88,50 @@ func (n *Node) receiveEvent(l *relay.Link, payload []byte, now time.Time) error 
 }
 
 // inbound is an arrival with its envelope and the room for a path of up to
-// three ids (the origin, a forwarder, this node).
+// three ids (the origin, a forwarder, this node). The router reuses
+// inbounds: one is taken per fresh event, and free again once the event is
+// released and its handlers have run (the dispatcher hands it back), so
+// that a steady stream of events allocates none.
 type inbound struct {
 	arrival arrival
 	env     envelope
 	path    [3]string
 }
 
-// inboundChunk inbounds are allocated at once. Every one taken is kept
-// until the graft store evicts it, oldest first, so a chunk is freed soon
-// after its last inbound leaves the store: chunking keeps memory as it was
-// and saves a malloc per event.
-const inboundChunk = 32
+// inboundChunk inbounds are allocated at once when none is spare.
+const (
+	inboundChunk = 32
+	maxSpare     = 256 // spare inbounds the router keeps
+)
 
 // nextInbound returns the inbound the next arrival is parsed into. It stays
-// the next one (and is overwritten) until the arrival is taken, so a
-// duplicate or a bad payload costs no allocation. Called with routeMu held.
+// the next one (and is overwritten) until takeInbound, so a duplicate or a
+// bad payload costs nothing. Called with routeMu held.
 func (n *Node) nextInbound() *inbound {
+	if k := len(n.spare); k > 0 {
+		return n.spare[k-1]
+	}
 	if len(n.inbounds) == 0 {
 		n.inbounds = make([]inbound, inboundChunk)
 	}
-	in := &n.inbounds[0]
-	*in = inbound{}
-	return in
+	return &n.inbounds[0]
+}
+
+// takeInbound takes the inbound nextInbound returned.
+func (n *Node) takeInbound() {
+	if k := len(n.spare); k > 0 {
+		n.spare[k-1] = nil
+		n.spare = n.spare[:k-1]
+		return
+	}
+	n.inbounds = n.inbounds[1:]
+}
+
+// reuse makes in spare: nothing refers to it any more.
+func (n *Node) reuse(in *inbound) {
+	if in != nil && len(n.spare) < maxSpare {
+		n.spare = append(n.spare, in)
+	}
 }
 
 // receiveTree handles IHAVE, GRAFT and PRUNE.
@@ -153,18 +174,22 @@ func (n *Node) receiveTree(l *relay.Link, kind uint8, payload []byte) error {
 // now is the caller's reading of the clock: the clock is read once per
 // arrival, not again here (it was ~5% of the router's CPU). Called with
 // routeMu held.
-func (n *Node) release(ready []*arrival, now time.Time) {
+func (n *Node) release(ready []*inbound, now time.Time) {
 	if len(ready) == 0 {
 		return
 	}
 	links := n.links()
 	due := false
-	for i, a := range ready {
-		if n.tree.release(a, links, now) {
+	for i, in := range ready {
+		if n.tree.release(&in.arrival, links, now) {
 			due = true
 		}
-		if a.env.Origin != n.id {
-			n.disp.deliver(a.env)
+		if in.env.Origin != n.id {
+			// The dispatcher hands back in if no handler will see it, or
+			// an earlier inbound whose handlers are done.
+			n.reuse(n.disp.deliver(in))
+		} else {
+			n.reuse(in) // our own event, come back round a cycle
 		}
 		ready[i] = nil
 	}
