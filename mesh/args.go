@@ -14,21 +14,36 @@ func decodeArgsFast(b []byte) (args []any, ok bool) {
 	return decodeArgsSlab(b, nil)
 }
 
-// decodeArgsSlab is decodeArgsFast with the args slice (up to 8 args) cut
-// from *slab, cap-limited, refilled 64 slots at a time: one allocation per
-// ~20 events instead of one each. The cost: a handler that keeps e.Args
-// keeps its slab, and the values of the other events cut from it, alive.
-func decodeArgsSlab(b []byte, slab *[]any) (args []any, ok bool) {
-	p := parser{b: b}
+// argSlab is where a dispatcher cuts the Args it decodes from: the args
+// slices (up to 8 args, refilled 64 slots at a time) and the bytes of small
+// []byte args (refilled 16 KiB at a time). Every piece is capped to its
+// length, so a handler's append cannot reach a neighbour. One allocation
+// serves many events instead of two per event; the cost is that a handler
+// keeping e.Args (or a []byte arg) keeps its slab, and what the other events
+// cut from it, alive.
+type argSlab struct {
+	vals  []any
+	bytes []byte
+}
+
+const (
+	argSlabVals   = 64
+	argSlabBytes  = 16 << 10
+	argSlabMaxBin = 512 // larger []byte args get their own allocation
+)
+
+// decodeArgsSlab is decodeArgsFast cutting from slab (nil: allocate each).
+func decodeArgsSlab(b []byte, slab *argSlab) (args []any, ok bool) {
+	p := parser{b: b, slab: slab}
 	n := p.arrayHeader()
 	if p.err != nil || n > len(b) {
 		return nil, false
 	}
-	if slab != nil && n <= 8 {
-		if len(*slab) < n {
-			*slab = make([]any, 64)
+	if slab != nil && n > 0 && n <= 8 {
+		if len(slab.vals) < n {
+			slab.vals = make([]any, argSlabVals)
 		}
-		args, *slab = (*slab)[:n:n], (*slab)[n:]
+		args, slab.vals = slab.vals[:n:n], slab.vals[n:]
 	} else {
 		args = make([]any, n)
 	}
@@ -116,7 +131,16 @@ func (p *parser) value(depth int) (any, bool) {
 		if !p.need(n) {
 			return nil, false
 		}
-		bs := append([]byte{}, p.b[p.i:p.i+n]...)
+		var bs []byte
+		if s := p.slab; s != nil && n > 0 && n <= argSlabMaxBin {
+			if len(s.bytes) < n {
+				s.bytes = make([]byte, argSlabBytes)
+			}
+			bs, s.bytes = s.bytes[:n:n], s.bytes[n:]
+			copy(bs, p.b[p.i:])
+		} else {
+			bs = append([]byte{}, p.b[p.i:p.i+n]...)
+		}
 		p.i += n
 		return bs, true
 	case 0xca:
@@ -135,7 +159,7 @@ func (p *parser) value(depth int) (any, bool) {
 }
 
 // decodeArgs decodes an event's args for its handlers.
-func decodeArgs(raw []byte, slab *[]any) ([]any, error) {
+func decodeArgs(raw []byte, slab *argSlab) ([]any, error) {
 	if len(raw) == 0 {
 		return nil, nil
 	}

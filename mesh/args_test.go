@@ -6,8 +6,12 @@ import (
 	"testing"
 )
 
-// decodeArgsFast gives exactly what go-msgpack gives, whenever it answers.
+// decodeArgsFast gives exactly what go-msgpack gives, whenever it answers;
+// so does the dispatcher's path, which cuts from an argSlab, and what it
+// decoded earlier is left as it was.
 func FuzzDecodeArgs(f *testing.F) {
+	var slab argSlab
+	var prev, prevCopy []any
 	for _, env := range sampleEnvelopes(f) {
 		f.Add([]byte(env.Args))
 	}
@@ -28,6 +32,21 @@ func FuzzDecodeArgs(f *testing.F) {
 		if !reflect.DeepEqual(fast, ref) && fmt.Sprintf("%#v", fast) != fmt.Sprintf("%#v", ref) {
 			t.Fatalf("fast %#v, go-msgpack %#v", fast, ref)
 		}
+		cut, ok := decodeArgsSlab(b, &slab)
+		if !ok || fmt.Sprintf("%#v", cut) != fmt.Sprintf("%#v", fast) {
+			t.Fatalf("from the slab %#v (ok %v), fast %#v", cut, ok, fast)
+		}
+		for _, v := range cut { // a handler appending to or writing its []byte
+			if bs, isBin := v.([]byte); isBin && len(bs) > 0 {
+				bs[0]++
+				_ = append(bs, 1, 2, 3)
+			}
+		}
+		if prev != nil && fmt.Sprintf("%#v", prev) != fmt.Sprintf("%#v", prevCopy) {
+			t.Fatalf("the previous args changed: %#v, were %#v", prev, prevCopy)
+		}
+		prev, _ = decodeArgsSlab(b, &slab)
+		prevCopy, _ = decodeArgsFast(b)
 	})
 }
 

@@ -132,7 +132,7 @@ type dispatcher struct {
 	wake      chan struct{}
 	done      chan struct{}
 
-	slab []any // Args slices are cut from it (decodeArgsSlab); run's own
+	slab argSlab // Args are cut from it (decodeArgsSlab); run's own
 	// ran holds inbounds whose handlers have run, for deliver to hand back
 	// to the router (guarded by mu).
 	ran []*inbound

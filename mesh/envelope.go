@@ -142,6 +142,7 @@ type parser struct {
 	i    int
 	err  error
 	strs *interner
+	slab *argSlab // where decoded args are cut from; nil: allocate each
 }
 
 func (p *parser) need(n int) bool {
