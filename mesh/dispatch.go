@@ -133,19 +133,19 @@ type dispatcher struct {
 	done      chan struct{}
 
 	slab argSlab // Args are cut from it (decodeArgsSlab); run's own
-	// ran holds inbounds whose handlers have run, for deliver to hand back
-	// to the router (guarded by mu).
-	ran []*inbound
 
 	handlerDropped atomic.Uint64
 	delivered      atomic.Uint64
 }
 
-// dispatchItem is an event or a peer event (rare: a pointer keeps the
-// queue's items small).
+// dispatchItem is an event (what its handlers see of it, copied out of
+// the router's envelope, which the router reuses at once) or a peer event
+// (rare: a pointer keeps the items small).
 type dispatchItem struct {
-	in   *inbound
-	peer *PeerEvent
+	name, origin string
+	seq          uint64
+	args         []byte // the msgpack args array, a region of a read slab
+	peer         *PeerEvent
 }
 
 // newDispatchers starts the event dispatcher (bounded by max) and the
@@ -158,19 +158,17 @@ func newDispatchers(max int, t *handlerTable, log hclog.Logger) (events, peers *
 	return events, peers
 }
 
-// deliver queues in's event for the handlers. It returns an inbound the
-// router may reuse: in itself when no handler will see it, else one whose
-// handlers have run since, or nil.
-func (d *dispatcher) deliver(in *inbound) (spare *inbound) {
-	env := &in.env
+// deliver queues env's event for the handlers. It keeps nothing of env
+// itself: the router reuses it.
+func (d *dispatcher) deliver(env *envelope) {
 	if named, all := d.table.snap.Load().handlers(env.Name); len(named)+len(all) == 0 {
 		d.delivered.Add(1) // nobody listens: delivered to no one, without decoding
-		return in
+		return
 	}
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
-		return in
+		return
 	}
 	if d.events >= d.max {
 		d.dropped++
@@ -188,17 +186,11 @@ func (d *dispatcher) deliver(in *inbound) (spare *inbound) {
 			d.log.Warn("handlers too slow: dropped deliveries", "dropped", n, "queue", d.max)
 			d.peers.peerEvent(PeerEvent{Kind: Overflow, Dropped: int(n), Err: ErrSlowConsumer})
 		}
-		return in
+		return
 	}
-	d.q = append(d.q, dispatchItem{in: in})
+	d.q = append(d.q, dispatchItem{name: env.Name, origin: env.Origin, seq: env.Seq, args: env.Args})
 	d.events++
-	if k := len(d.ran); k > 0 {
-		spare = d.ran[k-1]
-		d.ran[k-1] = nil
-		d.ran = d.ran[:k-1]
-	}
 	d.wakeLocked()
-	return spare
 }
 
 // flushDropped reports the drops not reported yet, a second after the
@@ -254,14 +246,7 @@ func (d *dispatcher) run() {
 	var batch []dispatchItem
 	for {
 		d.mu.Lock()
-		// The batch just dispatched: its inbounds go back to the router
-		// through deliver.
-		for i := range batch {
-			if in := batch[i].in; in != nil && len(d.ran) < maxSpare {
-				d.ran = append(d.ran, in)
-			}
-			batch[i] = dispatchItem{}
-		}
+		clear(batch) // let the dispatched events' bytes go
 		batch = batch[:0]
 		for len(d.q) == 0 && !d.closed {
 			d.asleep = true
@@ -286,23 +271,22 @@ func (d *dispatcher) run() {
 
 func (d *dispatcher) dispatch(it *dispatchItem) {
 	snap := d.table.snap.Load()
-	if it.in == nil {
+	if it.peer != nil {
 		for _, h := range snap.peer {
 			h.fn(*it.peer)
 		}
 		return
 	}
-	env := &it.in.env
-	named, all := snap.handlers(env.Name)
+	named, all := snap.handlers(it.name)
 	d.delivered.Add(1)
 	if len(named)+len(all) == 0 {
 		return
 	}
-	args, err := decodeArgs(env.Args, &d.slab)
+	args, err := decodeArgs(it.args, &d.slab)
 	if err != nil {
-		d.log.Warn("undecodable event args", "origin", env.Origin, "seq", env.Seq, "name", env.Name, "error", err)
+		d.log.Warn("undecodable event args", "origin", it.origin, "seq", it.seq, "name", it.name, "error", err)
 	}
-	ev := Event{Name: env.Name, Args: args, Origin: env.Origin, Seq: env.Seq, raw: env.Args}
+	ev := Event{Name: it.name, Args: args, Origin: it.origin, Seq: it.seq, raw: it.args}
 	for _, h := range named {
 		h.fn(ev)
 	}

@@ -10,8 +10,9 @@ import (
 	"github.com/verbosemesh/verbose/mesh"
 )
 
-// The router reuses its parsed envelopes once an event's handlers have run.
-// A reuse too early would show here as an event whose name, origin or seq
+// The router reuses its parsed envelopes as soon as an event is released;
+// the handlers' queue keeps its own copy. A reuse while something still
+// reads the envelope would show here as an event whose name, origin or seq
 // does not match the args it was emitted with (and as a race under -race).
 func TestEventsIntactUnderEnvelopeReuse(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

@@ -89,9 +89,9 @@ func (n *Node) receiveEvent(l *relay.Link, payload []byte, now time.Time) error 
 
 // inbound is an arrival with its envelope and the room for a path of up to
 // three ids (the origin, a forwarder, this node). The router reuses
-// inbounds: one is taken per fresh event, and free again once the event is
-// released and its handlers have run (the dispatcher hands it back), so
-// that a steady stream of events allocates none.
+// inbounds: one is taken per fresh event and free again once the event is
+// released (forwarded, stored as bytes, queued for the handlers as a copy),
+// so that a steady stream of events allocates none.
 type inbound struct {
 	arrival arrival
 	env     envelope
@@ -101,7 +101,7 @@ type inbound struct {
 // inboundChunk inbounds are allocated at once when none is spare.
 const (
 	inboundChunk = 32
-	maxSpare     = 256 // spare inbounds the router keeps
+	maxSpare     = 64 // spare inbounds the router keeps (after a burst of held events)
 )
 
 // nextInbound returns the inbound the next arrival is parsed into. It stays
@@ -185,12 +185,9 @@ func (n *Node) release(ready []*inbound, now time.Time) {
 			due = true
 		}
 		if in.env.Origin != n.id {
-			// The dispatcher hands back in if no handler will see it, or
-			// an earlier inbound whose handlers are done.
-			n.reuse(n.disp.deliver(in))
-		} else {
-			n.reuse(in) // our own event, come back round a cycle
+			n.disp.deliver(&in.env)
 		}
+		n.reuse(in) // the dispatcher keeps a copy of what handlers see
 		ready[i] = nil
 	}
 	n.ready = ready[:0]
