@@ -103,7 +103,10 @@ func (r *report) writeTable(w io.Writer) {
 		row(fmt.Sprintf("mesh %s, 1 hop", l.Topology), l.Rate, l.quantiles, l.Loss, l.Dups)
 	}
 	if l := r.Line; l != nil {
-		row(fmt.Sprintf("line of %d, end to end", l.Nodes), l.Rate, l.quantiles, l.Loss, l.Dups)
+		row(fmt.Sprintf("line of %d, end to end, cold", l.Nodes), l.Rate, l.quantiles, l.Loss, l.Dups)
+	}
+	if l := r.LineWarm; l != nil {
+		row(fmt.Sprintf("line of %d, end to end, tree built", l.Nodes), l.Rate, l.quantiles, l.Loss, l.Dups)
 	}
 	tw.Flush()
 	if r.TCPLat != nil && r.Latency != nil && r.TCPLat.P99us > 0 {
