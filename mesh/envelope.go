@@ -165,16 +165,25 @@ func (p *parser) byte() byte {
 	return c
 }
 
+// be reads an n-byte big-endian integer, n one of 1, 2, 4 or 8.
 func (p *parser) be(n int) uint64 {
-	if !p.need(n) {
+	if p.err != nil || len(p.b)-p.i < n {
+		if p.err == nil {
+			p.err = errShort
+		}
 		return 0
 	}
-	var v uint64
-	for _, c := range p.b[p.i : p.i+n] {
-		v = v<<8 | uint64(c)
-	}
+	b := p.b[p.i:]
 	p.i += n
-	return v
+	switch n {
+	case 1:
+		return uint64(b[0])
+	case 2:
+		return uint64(binary.BigEndian.Uint16(b))
+	case 4:
+		return uint64(binary.BigEndian.Uint32(b))
+	}
+	return binary.BigEndian.Uint64(b)
 }
 
 // uint reads a non-negative integer of any msgpack width, at most max.
