@@ -98,7 +98,7 @@ type linkTree struct {
 type missing struct {
 	waits   []wait        // ascending upto; each the first notice of that upto
 	links   []*relay.Link // announcers, in order of first notice
-	tried   int           // grafts sent; the next goes to links[tried % len(links)]
+	tried   int           // announcers grafted so far
 	graftAt time.Time     // last graft sent, zero if none
 }
 

@@ -111,10 +111,10 @@ func (t *tree) notices(links []*relay.Link) {
 }
 
 // grafts sends GRAFT for each (origin, boot) noticed beyond the watermark
-// for longer than the grace: to the first announcer, then, each graftRetry
-// the events are still missing (the answer was partial, or the announcer's
-// store had lost them), to the next, round and round, until the orderer's
-// watermark passes them (they came, or ReorderTimeout skipped them).
+// for longer than the grace: to the first announcer, then, each grace the
+// event is still missing (the announcer's store had lost it), to the next.
+// An entry whose announcers are all tried is dropped; a later notice starts
+// it again, and the orderer's ReorderTimeout is the last resort.
 func (t *tree) grafts(now time.Time) {
 	for k, ms := range t.missing {
 		next, ok := t.released(k.origin, k.boot)
@@ -137,21 +137,14 @@ func (t *tree) grafts(now time.Time) {
 		if now.Sub(ms.waits[0].at) < graftGrace || (!ms.graftAt.IsZero() && now.Sub(ms.graftAt) < graftRetry) {
 			continue
 		}
-		// Announcers in turn, round and round while the events are
-		// missing: an answer may be partial (bounded by the link's room),
-		// and giving up once each was tried lost the gap for good when the
-		// origin had gone quiet (no new notice would start over). The
-		// orderer's watermark ends it: the events came, or were skipped.
 		var l *relay.Link
-		for range len(ms.links) {
-			c := ms.links[ms.tried%len(ms.links)]
-			ms.tried++
-			if c.State() == relay.Connected {
+		for l == nil && ms.tried < len(ms.links) {
+			if c := ms.links[ms.tried]; c.State() == relay.Connected {
 				l = c
-				break
 			}
+			ms.tried++
 		}
-		if l == nil { // none up: a notice after a reconnect starts over
+		if l == nil {
 			delete(t.missing, k)
 			continue
 		}
