@@ -52,6 +52,7 @@ type tree struct {
 
 	bufferMax   int // a link's retransmit buffer bound
 	idleTimeout time.Duration
+	giveUp      time.Duration // how long a missing (origin, boot) is grafted
 	lastSweep   time.Time
 
 	// The origin of the previous event, and the last (origin, boot) made
@@ -98,8 +99,9 @@ type linkTree struct {
 type missing struct {
 	waits   []wait        // ascending upto; each the first notice of that upto
 	links   []*relay.Link // announcers, in order of first notice
-	tried   int           // announcers grafted so far
+	tried   int           // grafts sent; the next goes to links[tried % len(links)]
 	graftAt time.Time     // last graft sent, zero if none
+	since   time.Time     // first notice: grafts go on for giveUp from it
 }
 
 type wait struct {
@@ -122,6 +124,9 @@ func newTree(n *Node, flood bool, storeMax int) *tree {
 		store:       newRecentStore(storeMax, max(storeMaxAge, n.cfg.BufferTimeout)),
 		bufferMax:   n.cfg.BufferMax,
 		idleTimeout: 4 * max(n.cfg.BufferTimeout, n.cfg.ReorderTimeout),
+		// As long as the orderer waits for a gap: after that, what is
+		// still missing was skipped (or never existed to be held for).
+		giveUp: max(n.cfg.ReorderTimeout, 2*graftRetry),
 	}
 }
 
@@ -387,7 +392,7 @@ func (t *tree) ihave(m *ihaveMsg, l *relay.Link, now time.Time) bool {
 		k := originBoot{e.Origin, e.Boot}
 		ms := t.missing[k]
 		if ms == nil {
-			ms = &missing{}
+			ms = &missing{since: now}
 			t.missing[k] = ms
 		}
 		switch n := len(ms.waits); {

@@ -111,10 +111,11 @@ func (t *tree) notices(links []*relay.Link) {
 }
 
 // grafts sends GRAFT for each (origin, boot) noticed beyond the watermark
-// for longer than the grace: to the first announcer, then, each grace the
-// event is still missing (the announcer's store had lost it), to the next.
-// An entry whose announcers are all tried is dropped; a later notice starts
-// it again, and the orderer's ReorderTimeout is the last resort.
+// for longer than the grace: to the first announcer, then, each graftRetry
+// the events are still missing (the answer was partial, or the announcer's
+// store had lost them), to the next, round and round, for as long as the
+// orderer waits for a gap (giveUp). After that, or with no announcer up, the
+// entry is dropped; a later notice starts it again.
 func (t *tree) grafts(now time.Time) {
 	for k, ms := range t.missing {
 		next, ok := t.released(k.origin, k.boot)
@@ -137,12 +138,20 @@ func (t *tree) grafts(now time.Time) {
 		if now.Sub(ms.waits[0].at) < graftGrace || (!ms.graftAt.IsZero() && now.Sub(ms.graftAt) < graftRetry) {
 			continue
 		}
+		// Announcers in turn, round and round: an answer may be partial
+		// (bounded by the answering link's room), and trying each once
+		// lost the rest for good when the origin had gone quiet (no new
+		// notice started it over).
 		var l *relay.Link
-		for l == nil && ms.tried < len(ms.links) {
-			if c := ms.links[ms.tried]; c.State() == relay.Connected {
-				l = c
+		if now.Sub(ms.since) <= t.giveUp {
+			for range len(ms.links) {
+				c := ms.links[ms.tried%len(ms.links)]
+				ms.tried++
+				if c.State() == relay.Connected {
+					l = c
+					break
+				}
 			}
-			ms.tried++
 		}
 		if l == nil {
 			delete(t.missing, k)
