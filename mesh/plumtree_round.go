@@ -135,7 +135,14 @@ func (t *tree) grafts(now time.Time) {
 		// The first graft goes after the grace; another only once the last
 		// has had time to be answered over a slow link (retrying every grace
 		// made a high-latency node graft everyone, each answer a burst).
-		if now.Sub(ms.waits[0].at) < graftGrace || (!ms.graftAt.IsZero() && now.Sub(ms.graftAt) < graftRetry) {
+		// No grace when nothing of the boot ever came here: no eager path
+		// brings it (a node two hops from a new origin, or a new boot), and
+		// waiting only delays its first events by the grace at every hop.
+		grace := graftGrace
+		if next == k.boot {
+			grace = 0
+		}
+		if now.Sub(ms.waits[0].at) < grace || (!ms.graftAt.IsZero() && now.Sub(ms.graftAt) < graftRetry) {
 			continue
 		}
 		// Announcers in turn, round and round: an answer may be partial

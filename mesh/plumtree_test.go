@@ -301,3 +301,23 @@ func TestTreeReshapesAroundSlowPath(t *testing.T) {
 		}
 	})
 }
+
+// A node two hops from an origin hears of its first events by notice only,
+// and no eager path will bring them: it grafts at once, not after the grace
+// (which, at every hop of a line, delayed an origin's first events).
+func TestFirstEventsReachTwoHopsWithoutGraftGrace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := testcluster.NewWith(t, 3, testcluster.Options{Topology: testcluster.Line, Seed: 1})
+		c.WaitConnected(t)
+		arrived := make(chan time.Time, 1)
+		off := c.Node(2).On("first", func(mesh.Event) { arrived <- time.Now() })
+		defer off()
+		start := time.Now()
+		c.Emit(0, "first", 1)
+		// One notice round (5 ms) and a graft round trip; the grace (15 ms)
+		// on top of it is what this test catches.
+		if took := (<-arrived).Sub(start); took >= 15*time.Millisecond {
+			t.Fatalf("the first event took %v to reach the node two hops away", took)
+		}
+	})
+}
