@@ -14,7 +14,11 @@ import (
 type Event struct {
 	Name string
 	// Args are the emitted arguments, decoded: string, int64/uint64,
-	// float64, bool, nil, []byte, []any, map[string]any.
+	// float64, bool, nil, []byte, []any, map[string]any. Handlers of the
+	// same event share them. The slice and small []byte values are regions
+	// of buffers shared with neighbouring events (capped, so an append
+	// copies): a handler that keeps them for long keeps up to 16 KiB alive,
+	// and should copy what it keeps.
 	Args []any
 	// Origin is the NodeID of the emitter.
 	Origin string
