@@ -279,7 +279,7 @@ func (m *machine) AppendPending(dst []byte, now time.Time, limit int) []byte {
 	if m.buffered() > 0 {
 		first := m.firstSeq()
 		for seq := max(m.sent+1, first); seq <= m.lastSeq && len(dst) < limit; seq++ {
-			dst = AppendFrame(dst, Frame{Type: FrameData, Seq: seq, Payload: m.pay[m.head+int(seq-first)]})
+			dst = appendData(dst, seq, m.pay[m.head+int(seq-first)])
 			m.sent = seq
 		}
 	}
