@@ -129,7 +129,7 @@ func ReadFrame(r io.Reader, maxSize int) (Frame, error) {
 	return DecodeFrame(body)
 }
 
-// readLength reads the 4-byte prefix; from a bufio.Reader (the link's case)
+// readLength reads the 4-byte prefix; from a bufio.Reader (the handshake's case)
 // without the allocation an escaping header array would cost per frame.
 func readLength(r io.Reader) (uint32, error) {
 	if br, ok := r.(*bufio.Reader); ok {
