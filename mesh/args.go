@@ -3,6 +3,8 @@ package mesh
 import (
 	"fmt"
 	"math"
+
+	"github.com/verbosemesh/verbose/internal/msgp"
 )
 
 // decodeArgsFast decodes an args array into []any with the types go-msgpack
@@ -34,9 +36,9 @@ const (
 
 // decodeArgsSlab is decodeArgsFast cutting from slab (nil: allocate each).
 func decodeArgsSlab(b []byte, slab *argSlab) (args []any, ok bool) {
-	p := parser{b: b, slab: slab}
-	n := p.arrayHeader()
-	if p.err != nil || n > len(b) {
+	p := parser{Reader: msgp.Reader{B: b}, slab: slab}
+	n := p.ArrayHeader()
+	if p.Err != nil || n > len(b) {
 		return nil, false
 	}
 	if slab != nil && n > 0 && n <= 8 {
@@ -52,15 +54,15 @@ func decodeArgsSlab(b []byte, slab *argSlab) (args []any, ok bool) {
 			return nil, false
 		}
 	}
-	return args, p.i == len(b)
+	return args, p.I == len(b)
 }
 
 func (p *parser) value(depth int) (any, bool) {
 	if depth > 32 {
 		return nil, false
 	}
-	c := p.byte()
-	if p.err != nil {
+	c := p.Byte()
+	if p.Err != nil {
 		return nil, false
 	}
 	switch {
@@ -69,17 +71,17 @@ func (p *parser) value(depth int) (any, bool) {
 	case c >= 0xe0:
 		return int64(int8(c)), true
 	case c&0xe0 == 0xa0, c >= 0xd9 && c <= 0xdb:
-		n := p.strLen(c)
-		if !p.need(n) {
+		n := p.StrLen(c)
+		if !p.Need(n) {
 			return nil, false
 		}
-		s := string(p.b[p.i : p.i+n])
-		p.i += n
+		s := string(p.B[p.I : p.I+n])
+		p.I += n
 		return s, true
 	case c&0xf0 == 0x90, c == 0xdc, c == 0xdd:
-		p.i--
-		n := p.arrayHeader()
-		if p.err != nil || n > len(p.b)-p.i {
+		p.I--
+		n := p.ArrayHeader()
+		if p.Err != nil || n > len(p.B)-p.I {
 			return nil, false
 		}
 		a := make([]any, n)
@@ -96,11 +98,11 @@ func (p *parser) value(depth int) (any, bool) {
 		case c&0xf0 == 0x80:
 			n = int(c & 0x0f)
 		case c == 0xde:
-			n = int(p.be(2))
+			n = int(p.BE(2))
 		default:
-			n = int(p.be(4))
+			n = int(p.BE(4))
 		}
-		if p.err != nil || 2*n > len(p.b)-p.i {
+		if p.Err != nil || 2*n > len(p.B)-p.I {
 			return nil, false
 		}
 		m := make(map[string]any, n)
@@ -127,8 +129,8 @@ func (p *parser) value(depth int) (any, bool) {
 	case 0xc3:
 		return true, true
 	case 0xc4, 0xc5, 0xc6:
-		n := int(p.be(1 << (c - 0xc4)))
-		if !p.need(n) {
+		n := int(p.BE(1 << (c - 0xc4)))
+		if !p.Need(n) {
 			return nil, false
 		}
 		var bs []byte
@@ -137,23 +139,23 @@ func (p *parser) value(depth int) (any, bool) {
 				s.bytes = make([]byte, argSlabBytes)
 			}
 			bs, s.bytes = s.bytes[:n:n], s.bytes[n:]
-			copy(bs, p.b[p.i:])
+			copy(bs, p.B[p.I:])
 		} else {
-			bs = append([]byte{}, p.b[p.i:p.i+n]...)
+			bs = append([]byte{}, p.B[p.I:p.I+n]...)
 		}
-		p.i += n
+		p.I += n
 		return bs, true
 	case 0xca:
-		return float64(math.Float32frombits(uint32(p.be(4)))), p.err == nil
+		return float64(math.Float32frombits(uint32(p.BE(4)))), p.Err == nil
 	case 0xcb:
-		return math.Float64frombits(p.be(8)), p.err == nil
+		return math.Float64frombits(p.BE(8)), p.Err == nil
 	case 0xcc, 0xcd, 0xce, 0xcf:
-		return p.be(1 << (c - 0xcc)), p.err == nil
+		return p.BE(1 << (c - 0xcc)), p.Err == nil
 	case 0xd0, 0xd1, 0xd2, 0xd3:
 		n := 1 << (c - 0xd0)
-		v := p.be(n)
+		v := p.BE(n)
 		shift := 64 - 8*n
-		return int64(v<<shift) >> shift, p.err == nil
+		return int64(v<<shift) >> shift, p.Err == nil
 	}
 	return nil, false // extensions and the unused 0xc1: go-msgpack decides
 }

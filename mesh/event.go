@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
+
+	"github.com/verbosemesh/verbose/internal/msgp"
 )
 
 // Event is one event as a handler sees it.
@@ -143,7 +145,7 @@ func encodeArgs(args []any) (raw []byte, release func(), err error) {
 // false, and dst's new bytes are garbage, for anything else.
 // TestAppendArgsMatchesGoMsgpack holds it to go-msgpack's bytes.
 func appendArgs(dst []byte, args []any) (_ []byte, ok bool) {
-	dst = appendArrayHeader(dst, len(args))
+	dst = msgp.AppendArrayHeader(dst, len(args))
 	for _, a := range args {
 		switch v := a.(type) {
 		case nil:
@@ -155,29 +157,33 @@ func appendArgs(dst []byte, args []any) (_ []byte, ok bool) {
 				dst = append(dst, 0xc2)
 			}
 		case string:
-			dst = appendStr(dst, v)
+			dst = msgp.AppendStr(dst, v)
 		case []byte:
-			dst = appendBin(dst, v)
+			if v == nil {
+				dst = append(dst, 0xc0) // msgpack nil, as go-msgpack writes a nil slice
+			} else {
+				dst = msgp.AppendBin(dst, v)
+			}
 		case int:
-			dst = appendInt(dst, int64(v))
+			dst = msgp.AppendInt(dst, int64(v))
 		case int8:
-			dst = appendInt(dst, int64(v))
+			dst = msgp.AppendInt(dst, int64(v))
 		case int16:
-			dst = appendInt(dst, int64(v))
+			dst = msgp.AppendInt(dst, int64(v))
 		case int32:
-			dst = appendInt(dst, int64(v))
+			dst = msgp.AppendInt(dst, int64(v))
 		case int64:
-			dst = appendInt(dst, v)
+			dst = msgp.AppendInt(dst, v)
 		case uint:
-			dst = appendUint(dst, uint64(v))
+			dst = msgp.AppendUint(dst, uint64(v))
 		case uint8:
-			dst = appendUint(dst, uint64(v))
+			dst = msgp.AppendUint(dst, uint64(v))
 		case uint16:
-			dst = appendUint(dst, uint64(v))
+			dst = msgp.AppendUint(dst, uint64(v))
 		case uint32:
-			dst = appendUint(dst, uint64(v))
+			dst = msgp.AppendUint(dst, uint64(v))
 		case uint64:
-			dst = appendUint(dst, v)
+			dst = msgp.AppendUint(dst, v)
 		case float32:
 			dst = binary.BigEndian.AppendUint32(append(dst, 0xca), math.Float32bits(v))
 		case float64:
@@ -187,52 +193,6 @@ func appendArgs(dst []byte, args []any) (_ []byte, ok bool) {
 		}
 	}
 	return dst, true
-}
-
-// appendInt is go-msgpack's choice: a fixint when it fits, else the
-// smallest signed width (never an unsigned type, even for positives).
-func appendInt(dst []byte, v int64) []byte {
-	switch {
-	case v >= -32 && v <= math.MaxInt8:
-		return append(dst, byte(v))
-	case v >= math.MinInt8 && v < 0:
-		return append(dst, 0xd0, byte(v))
-	case v >= math.MinInt16 && v <= math.MaxInt16:
-		return binary.BigEndian.AppendUint16(append(dst, 0xd1), uint16(v))
-	case v >= math.MinInt32 && v <= math.MaxInt32:
-		return binary.BigEndian.AppendUint32(append(dst, 0xd2), uint32(v))
-	}
-	return binary.BigEndian.AppendUint64(append(dst, 0xd3), uint64(v))
-}
-
-func appendUint(dst []byte, v uint64) []byte {
-	switch {
-	case v <= math.MaxInt8:
-		return append(dst, byte(v))
-	case v <= math.MaxUint8:
-		return append(dst, 0xcc, byte(v))
-	case v <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(dst, 0xcd), uint16(v))
-	case v <= math.MaxUint32:
-		return binary.BigEndian.AppendUint32(append(dst, 0xce), uint32(v))
-	}
-	return binary.BigEndian.AppendUint64(append(dst, 0xcf), v)
-}
-
-// appendBin encodes b as bin 8/16/32; a nil slice is msgpack nil, as
-// go-msgpack has it.
-func appendBin(dst, b []byte) []byte {
-	switch n := len(b); {
-	case b == nil:
-		return append(dst, 0xc0)
-	case n <= math.MaxUint8:
-		dst = append(dst, 0xc4, byte(n))
-	case n <= math.MaxUint16:
-		dst = binary.BigEndian.AppendUint16(append(dst, 0xc5), uint16(n))
-	default:
-		dst = binary.BigEndian.AppendUint32(append(dst, 0xc6), uint32(n))
-	}
-	return append(dst, b...)
 }
 
 // encodeEnvelope encodes an EVENT payload (envelope.go) into a buffer of

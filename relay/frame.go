@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+
+	"github.com/verbosemesh/verbose/internal/msgp"
 )
 
 // FrameType is the first element of every frame's msgpack array.
@@ -74,23 +76,23 @@ func AppendFrame(dst []byte, f Frame) []byte {
 	switch f.Type {
 	case FrameHello:
 		h := f.Hello
-		dst = appendUint(dst, uint64(max(h.Version, 0)))
-		dst = appendStr(dst, h.Channel)
-		dst = appendStr(dst, h.NodeID)
-		dst = appendUint(dst, h.Boot)
-		dst = appendUint(dst, h.Ack)
-		dst = appendUint(dst, h.AckBoot)
-		dst = appendUint(dst, uint64(max(h.Window, 0)))
-		dst = appendUint(dst, uint64(max(h.MaxFrame, 0)))
+		dst = msgp.AppendUint(dst, uint64(max(h.Version, 0)))
+		dst = msgp.AppendStr(dst, h.Channel)
+		dst = msgp.AppendStr(dst, h.NodeID)
+		dst = msgp.AppendUint(dst, h.Boot)
+		dst = msgp.AppendUint(dst, h.Ack)
+		dst = msgp.AppendUint(dst, h.AckBoot)
+		dst = msgp.AppendUint(dst, uint64(max(h.Window, 0)))
+		dst = msgp.AppendUint(dst, uint64(max(h.MaxFrame, 0)))
 	case FrameReject:
-		dst = appendStr(dst, f.Reason)
+		dst = msgp.AppendStr(dst, f.Reason)
 	case FrameData:
-		dst = appendUint(dst, f.Seq)
-		dst = appendBin(dst, f.Payload)
+		dst = msgp.AppendUint(dst, f.Seq)
+		dst = msgp.AppendBin(dst, f.Payload)
 	case FrameAck:
-		dst = appendUint(dst, f.Seq)
+		dst = msgp.AppendUint(dst, f.Seq)
 	case FrameControl:
-		dst = appendBin(dst, f.Payload)
+		dst = msgp.AppendBin(dst, f.Payload)
 	}
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
 	return dst
@@ -101,8 +103,8 @@ func AppendFrame(dst []byte, f Frame) []byte {
 func appendData(dst []byte, seq uint64, payload []byte) []byte {
 	start := len(dst)
 	dst = append(dst, 0, 0, 0, 0, 0x90|byte(frameFields[FrameData]), byte(FrameData))
-	dst = appendUint(dst, seq)
-	dst = appendBin(dst, payload)
+	dst = msgp.AppendUint(dst, seq)
+	dst = msgp.AppendBin(dst, payload)
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
 	return dst
 }
@@ -155,10 +157,10 @@ func readLength(r io.Reader) (uint32, error) {
 // and strings alias or copy from body; body must not be reused while the
 // payload is in use.
 func DecodeFrame(body []byte) (Frame, error) {
-	d := decoder{b: body}
-	n := d.arrayLen()
+	d := decoder{msgp.Reader{B: body}}
+	n := d.ArrayHeader()
 	t := FrameType(d.uint())
-	if d.err != nil {
+	if d.Err != nil {
 		return Frame{}, d.fail("frame header")
 	}
 	if t == 0 || int(t) >= len(frameFields) {
@@ -189,179 +191,59 @@ func DecodeFrame(body []byte) (Frame, error) {
 	case FrameControl:
 		f.Payload = d.bytes()
 	}
-	if d.err != nil {
+	if d.Err != nil {
 		return Frame{}, d.fail(t.String())
 	}
-	if len(d.b) != 0 {
-		return Frame{}, fmt.Errorf("%w: %d trailing bytes after %s", ErrBadFrame, len(d.b), t)
+	if left := len(d.B) - d.I; left != 0 {
+		return Frame{}, fmt.Errorf("%w: %d trailing bytes after %s", ErrBadFrame, left, t)
 	}
 	return f, nil
 }
 
-func appendUint(b []byte, v uint64) []byte {
-	switch {
-	case v < 0x80:
-		return append(b, byte(v))
-	case v <= math.MaxUint8:
-		return append(b, 0xcc, byte(v))
-	case v <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(b, 0xcd), uint16(v))
-	case v <= math.MaxUint32:
-		return binary.BigEndian.AppendUint32(append(b, 0xce), uint32(v))
-	}
-	return binary.BigEndian.AppendUint64(append(b, 0xcf), v)
-}
-
-func appendStr(b []byte, s string) []byte {
-	switch n := len(s); {
-	case n < 32:
-		b = append(b, 0xa0|byte(n))
-	case n <= math.MaxUint8:
-		b = append(b, 0xd9, byte(n))
-	case n <= math.MaxUint16:
-		b = binary.BigEndian.AppendUint16(append(b, 0xda), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint32(append(b, 0xdb), uint32(n))
-	}
-	return append(b, s...)
-}
-
-func appendBin(b []byte, p []byte) []byte {
-	switch n := len(p); {
-	case n <= math.MaxUint8:
-		b = append(b, 0xc4, byte(n))
-	case n <= math.MaxUint16:
-		b = binary.BigEndian.AppendUint16(append(b, 0xc5), uint16(n))
-	default:
-		b = binary.BigEndian.AppendUint32(append(b, 0xc6), uint32(n))
-	}
-	return append(b, p...)
-}
-
-// decoder reads the msgpack subset frames use. The first error sticks; every
-// length is checked against the bytes left before it is used, so a hostile
-// length never causes an allocation.
-type decoder struct {
-	b   []byte
-	err error
-}
-
-var errShort = errors.New("truncated")
+// decoder reads the fields of a frame: msgp's reader, with the frames'
+// rules for integers, strings and payloads.
+type decoder struct{ msgp.Reader }
 
 func (d *decoder) fail(what string) error {
-	return fmt.Errorf("%w: %s: %v", ErrBadFrame, what, d.err)
-}
-
-func (d *decoder) take(n uint64) []byte {
-	if d.err != nil {
-		return nil
-	}
-	if n > uint64(len(d.b)) {
-		d.err = errShort
-		return nil
-	}
-	p := d.b[:n:n]
-	d.b = d.b[n:]
-	return p
-}
-
-func (d *decoder) byte() byte {
-	p := d.take(1)
-	if p == nil {
-		return 0
-	}
-	return p[0]
-}
-
-func (d *decoder) be(n uint64) uint64 {
-	p := d.take(n)
-	var v uint64
-	for _, c := range p {
-		v = v<<8 | uint64(c)
-	}
-	return v
-}
-
-func (d *decoder) arrayLen() int {
-	c := d.byte()
-	switch {
-	case d.err != nil:
-		return 0
-	case c&0xf0 == 0x90:
-		return int(c & 0x0f)
-	case c == 0xdc:
-		return int(d.be(2))
-	case c == 0xdd:
-		return int(d.be(4))
-	}
-	d.err = fmt.Errorf("want array, got 0x%02x", c)
-	return 0
+	return fmt.Errorf("%w: %s: %v", ErrBadFrame, what, d.Err)
 }
 
 // uint accepts every msgpack integer encoding of a non-negative value.
-func (d *decoder) uint() uint64 {
-	c := d.byte()
-	switch {
-	case d.err != nil:
-		return 0
-	case c < 0x80:
-		return uint64(c)
-	case c >= 0xcc && c <= 0xcf:
-		return d.be(1 << (c - 0xcc))
-	case c >= 0xd0 && c <= 0xd3:
-		n := uint64(1) << (c - 0xd0)
-		v := d.be(n)
-		if d.err == nil && v>>(n*8-1) != 0 {
-			d.err = errors.New("negative integer")
-		}
-		return v
-	}
-	d.err = fmt.Errorf("want unsigned integer, got 0x%02x", c)
-	return 0
-}
+func (d *decoder) uint() uint64 { return d.Uint(math.MaxUint64) }
 
-func (d *decoder) int() int {
-	v := d.uint()
-	if v > math.MaxInt32 {
-		if d.err == nil {
-			d.err = fmt.Errorf("integer %d out of range", v)
-		}
-		return 0
-	}
-	return int(v)
-}
+func (d *decoder) int() int { return int(d.Uint(math.MaxInt32)) }
 
 // raw reads a str or bin header and returns the bytes; old-spec encoders
 // (go-msgpack without WriteExt) write []byte as str, so both are accepted,
 // and nil as an empty value.
 func (d *decoder) raw() []byte {
-	c := d.byte()
-	var n uint64
+	c := d.Byte()
+	var n int
 	switch {
-	case d.err != nil:
+	case d.Err != nil:
 		return nil
 	case c == 0xc0:
 		return nil
 	case c&0xe0 == 0xa0:
-		n = uint64(c & 0x1f)
+		n = int(c & 0x1f)
 	case c == 0xd9 || c == 0xc4:
-		n = d.be(1)
+		n = int(d.BE(1))
 	case c == 0xda || c == 0xc5:
-		n = d.be(2)
+		n = int(d.BE(2))
 	case c == 0xdb || c == 0xc6:
-		n = d.be(4)
+		n = int(d.BE(4))
 	default:
-		d.err = fmt.Errorf("want str or bin, got 0x%02x", c)
+		d.Err = fmt.Errorf("type 0x%02x, want a str or bin", c)
 		return nil
 	}
-	return d.take(n)
+	return d.Take(n)
 }
 
 func (d *decoder) str() string { return string(d.raw()) }
 
 func (d *decoder) bytes() []byte {
 	p := d.raw()
-	if p == nil && d.err == nil {
+	if p == nil && d.Err == nil {
 		return []byte{}
 	}
 	return p

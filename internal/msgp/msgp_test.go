@@ -1,0 +1,44 @@
+package msgp
+
+import (
+	"bytes"
+	"errors"
+	"testing"
+)
+
+// What each encoder writes is checked against go-msgpack by the codec tests
+// of relay (frames) and mesh (envelopes, args); these are the Reader's own
+// rules.
+func TestReaderRefusesWhatWouldRunAway(t *testing.T) {
+	// A declared length beyond the bytes left: ErrShort, nothing taken.
+	r := Reader{B: []byte{0xc6, 0xff, 0xff, 0xff, 0xff, 1}}
+	if r.Skip(0); !errors.Is(r.Err, ErrShort) {
+		t.Fatalf("bin 32 of 4 GiB in 6 bytes: %v", r.Err)
+	}
+	// An array claiming more elements than bytes left.
+	r = Reader{B: []byte{0xdd, 0, 1, 0, 0}}
+	if r.Skip(0); !errors.Is(r.Err, ErrShort) {
+		t.Fatalf("array of 65536 in 5 bytes: %v", r.Err)
+	}
+	// Nesting deeper than 64.
+	r = Reader{B: append(bytes.Repeat([]byte{0x91}, 70), 0)}
+	if r.Skip(0); r.Err == nil {
+		t.Fatal("70 nested arrays accepted")
+	}
+	// After the first error every read is zero and the error stays.
+	r = Reader{B: []byte{0xcd, 1}}
+	if v := r.Uint(1 << 16); v != 0 || !errors.Is(r.Err, ErrShort) {
+		t.Fatalf("uint 16 cut short: %d, %v", v, r.Err)
+	}
+	if r.Byte() != 0 || r.Take(0) != nil || !errors.Is(r.Err, ErrShort) {
+		t.Fatal("reads after an error")
+	}
+	// A value in range and one beyond max.
+	r = Reader{B: AppendUint(AppendUint(nil, 300), 70000)}
+	if v := r.Uint(1000); v != 300 || r.Err != nil {
+		t.Fatalf("300: %d, %v", v, r.Err)
+	}
+	if r.Uint(1000); r.Err == nil {
+		t.Fatal("70000 accepted with max 1000")
+	}
+}
