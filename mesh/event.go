@@ -123,17 +123,24 @@ func init() {
 }
 
 // encodeArgs encodes args into a pooled buffer; release returns it. Plain
-// values are encoded by appendArgs, anything else by go-msgpack.
+// values are encoded by appendArgs; anything else is first checked for what
+// receivers could not decode (checkArgs), then encoded by go-msgpack. The
+// error names the arg, or says the encoder failed.
 func encodeArgs(args []any) (raw []byte, release func(), err error) {
 	ab := argsPool.Get().(*argsBuf)
 	var ok bool
 	if ab.b, ok = appendArgs(ab.b[:0], args); !ok {
+		if err := checkArgs(args); err != nil {
+			return nil, ab.release, err
+		}
 		ab.b = ab.b[:0]
 		enc := encPool.Get().(*codec.Encoder)
 		enc.ResetBytes(&ab.b)
 		// A copy, so that the caller's args slice (Emit's variadic one)
 		// does not escape to the heap for the codec's sake.
-		err = enc.Encode(append([]any(nil), args...))
+		if err = enc.Encode(append([]any(nil), args...)); err != nil {
+			err = fmt.Errorf("args: %v", err)
+		}
 		encPool.Put(enc)
 	}
 	return ab.b, ab.release, err

@@ -323,13 +323,10 @@ func (n *Node) EmitContext(ctx context.Context, name string, args ...any) error 
 	if args == nil {
 		args = []any{}
 	}
-	if err := checkArgs(args); err != nil {
-		return fmt.Errorf("%w: %q: %v", ErrBadEvent, name, err)
-	}
 	raw, release, err := encodeArgs(args)
 	defer release()
 	if err != nil {
-		return fmt.Errorf("%w: %q: args: %v", ErrBadEvent, name, err)
+		return fmt.Errorf("%w: %q: %v", ErrBadEvent, name, err)
 	}
 	n.emitMu.Lock()
 	defer n.emitMu.Unlock()
@@ -342,7 +339,6 @@ func (n *Node) EmitContext(ctx context.Context, name string, args ...any) error 
 	}
 	env := &envelope{Kind: kindEvent, Origin: n.id, Boot: n.boot, Seq: n.seq, Name: name, Path: n.selfPath, Args: raw}
 	payload := encodeEnvelope(env)
-	env.Args = payload[len(payload)-len(raw):] // the store keeps env; raw goes back to the pool
 	if len(payload)+64 > n.cfg.MaxFrameSize {
 		return fmt.Errorf("%w: %q: %d bytes encoded, MaxFrameSize is %d", ErrBadEvent, name, len(payload), n.cfg.MaxFrameSize)
 	}
