@@ -143,14 +143,20 @@ func (o *Orderer[T]) hold(b *bootState[T], i int, seq uint64, v T, now time.Time
 
 // releaseContiguous appends the held events that continue next, in order.
 func (o *Orderer[T]) releaseContiguous(b *bootState[T], buf []T) []T {
-	k := 0
+	buf, k := takeContiguous(b, 0, buf)
+	o.dropHeld(b, k)
+	return buf
+}
+
+// takeContiguous appends held[k:]'s events while they continue next and
+// returns the index of the first that does not.
+func takeContiguous[T any](b *bootState[T], k int, buf []T) ([]T, int) {
 	for k < len(b.held) && b.held[k].seq == b.next {
 		buf = append(buf, b.held[k].v)
 		b.next++
 		k++
 	}
-	o.dropHeld(b, k)
-	return buf
+	return buf, k
 }
 
 // advance declares every missing seq below target lost, releasing the held
@@ -170,11 +176,7 @@ func (o *Orderer[T]) advance(b *bootState[T], target uint64, buf []T) []T {
 		o.skip(b, b.next, target)
 		b.next = target
 	}
-	for k < len(b.held) && b.held[k].seq == b.next {
-		buf = append(buf, b.held[k].v)
-		b.next++
-		k++
-	}
+	buf, k = takeContiguous(b, k, buf)
 	o.dropHeld(b, k)
 	return buf
 }
