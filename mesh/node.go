@@ -88,14 +88,6 @@ type Node struct {
 	closeErr  error
 }
 
-// arrival is an event released by the orderer, with the link it came over
-// and its encoding as it came (env.Args aliases it).
-type arrival struct {
-	env  *envelope
-	from *relay.Link
-	raw  []byte
-}
-
 // New builds a node from cfg. It starts no listener; see Listen, Connect and Join.
 func New(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {

@@ -248,12 +248,12 @@ func (t *tree) emit(env *envelope, payload []byte, links []*relay.Link, now time
 // release forwards an event the orderer released: in full on the eager links
 // (and those down) not on its path and not the one it came over; the lazy
 // ones get a notice at the next round. It reports whether notices became due.
-func (t *tree) release(a *arrival, links []*relay.Link, now time.Time) bool {
-	env := a.env
+func (t *tree) release(in *inbound, links []*relay.Link, now time.Time) bool {
+	env := &in.env
 	ot := t.origin(env.Origin, now)
 	var payload []byte
 	for _, l := range links {
-		if l == a.from || ot.skip(l) {
+		if l == in.from || ot.skip(l) {
 			continue
 		}
 		if id := l.RemoteID(); id != "" && slices.Contains(env.Path, id) {
@@ -269,7 +269,7 @@ func (t *tree) release(a *arrival, links []*relay.Link, now time.Time) bool {
 	if payload != nil {
 		t.store.add(env, payload, true, now)
 	} else {
-		t.store.add(env, a.raw, false, now)
+		t.store.add(env, in.raw, false, now)
 	}
 	return t.advanced(ot, env, now)
 }

@@ -200,7 +200,7 @@ func FuzzTreePayload(f *testing.F) {
 // (once: the re-encoding is kept).
 func TestGraftOfUnforwardedEventAddsThisNodeToPath(t *testing.T) {
 	tr, l := testTree(t, 8)
-	order := dedup.New[*arrival](dedup.Config{})
+	order := dedup.New[*inbound](dedup.Config{})
 	tr.next = order.Next
 	now := time.Unix(1000, 0)
 	env := &envelope{Kind: kindEvent, Origin: "a", Boot: 7, Seq: 7, Name: "x", Path: []string{"a"}, Args: []byte{0x91, 0x05}}
@@ -209,7 +209,7 @@ func TestGraftOfUnforwardedEventAddsThisNodeToPath(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := &arrival{env: in, raw: raw}
+	a := &inbound{env: *in, raw: raw}
 	if _, fresh := order.Offer("a", 7, 7, a, now, nil); !fresh {
 		t.Fatal("not fresh")
 	}

@@ -46,7 +46,7 @@ func (n *Node) receiveEvent(l *relay.Link, payload []byte, now time.Time) error 
 	if err := parseEnvelopeInto(env, in.path[:0], payload, &n.strs); err != nil {
 		return err
 	}
-	in.arrival = arrival{env: env, from: l, raw: payload}
+	in.from, in.raw = l, payload
 	n.stats.received.Add(1)
 	if env.Origin == n.id && env.Boot == n.boot {
 		n.stats.duplicates.Add(1) // our own event came back round a cycle
@@ -87,15 +87,17 @@ func (n *Node) receiveEvent(l *relay.Link, payload []byte, now time.Time) error 
 	return nil
 }
 
-// inbound is an arrival with its envelope and the room for a path of up to
-// three ids (the origin, a forwarder, this node). The router reuses
+// inbound is an arriving event: its envelope, the link it came over, its
+// encoding as it came (env.Args aliases it), and the room for a path of up
+// to three ids (the origin, a forwarder, this node). The router reuses
 // inbounds: one is taken per fresh event and free again once the event is
 // released (forwarded, stored as bytes, queued for the handlers as a copy),
 // so that a steady stream of events allocates none.
 type inbound struct {
-	arrival arrival
-	env     envelope
-	path    [3]string
+	env  envelope
+	from *relay.Link
+	raw  []byte
+	path [3]string
 }
 
 // inboundChunk inbounds are allocated at once when none is spare.
@@ -181,7 +183,7 @@ func (n *Node) release(ready []*inbound, now time.Time) {
 	links := n.links()
 	due := false
 	for i, in := range ready {
-		if n.tree.release(&in.arrival, links, now) {
+		if n.tree.release(in, links, now) {
 			due = true
 		}
 		if in.env.Origin != n.id {
