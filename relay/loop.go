@@ -63,6 +63,17 @@ func (l *Link) run() {
 	}
 }
 
+// tick advances the machine's clock (timeouts, acks, heartbeats, expiry)
+// and reports what it decided.
+func (l *Link) tick() (expired bool, err error) {
+	l.mu.Lock()
+	expired, err = l.m.Tick(time.Now())
+	evs := l.takeEventsLocked()
+	l.mu.Unlock()
+	l.report(evs)
+	return expired, err
+}
+
 func (l *Link) finish() {
 	l.mu.Lock()
 	l.closed = true
@@ -119,12 +130,7 @@ func (l *Link) idle(until time.Time) bool {
 			return false
 		case <-l.wake:
 		case <-timer.C:
-			l.mu.Lock()
-			expired, _ := l.m.Tick(time.Now())
-			evs := l.takeEventsLocked()
-			l.mu.Unlock()
-			l.report(evs)
-			if expired && !l.outbound {
+			if expired, _ := l.tick(); expired && !l.outbound {
 				l.log.Debug("inbound link expired; stopping")
 				return false
 			}
@@ -249,12 +255,7 @@ func (l *Link) write(conn net.Conn, cause *firstErr, readerDone <-chan struct{})
 		case <-readerDone:
 			return
 		case <-timer.C:
-			l.mu.Lock()
-			_, err := l.m.Tick(time.Now())
-			evs := l.takeEventsLocked()
-			l.mu.Unlock()
-			l.report(evs)
-			if err != nil {
+			if _, err := l.tick(); err != nil {
 				cause.set(err)
 				return
 			}
