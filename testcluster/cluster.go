@@ -306,14 +306,7 @@ func (c *Cluster) SetLatency(i, j int, d time.Duration) {
 // goodbye. Stop is the graceful way.
 func (c *Cluster) Kill(i int) {
 	c.t.Helper()
-	c.mu.Lock()
-	m := c.nodes[i]
-	if !m.alive {
-		c.mu.Unlock()
-		c.t.Fatalf("testcluster: kill %d: not running", i)
-	}
-	m.alive = false
-	c.mu.Unlock()
+	m := c.takeDown(i, "kill")
 	if c.net != nil {
 		c.net.Isolate(m.host)
 	}
@@ -321,23 +314,30 @@ func (c *Cluster) Kill(i int) {
 	c.isolated[m.id] = true
 	c.fmu.Unlock()
 	c.updateGossipFilter()
-	for _, off := range m.offs {
-		off()
-	}
-	m.node.Close()
+	c.closeNode(m)
 }
 
 // Stop closes node i gracefully: it leaves the cluster first.
 func (c *Cluster) Stop(i int) {
 	c.t.Helper()
+	c.closeNode(c.takeDown(i, "stop"))
+}
+
+// takeDown marks node i not running; op names the caller in the failure.
+func (c *Cluster) takeDown(i int, op string) *member {
+	c.t.Helper()
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	m := c.nodes[i]
 	if !m.alive {
-		c.mu.Unlock()
-		c.t.Fatalf("testcluster: stop %d: not running", i)
+		c.t.Fatalf("testcluster: %s %d: not running", op, i)
 	}
 	m.alive = false
-	c.mu.Unlock()
+	return m
+}
+
+// closeNode detaches the recorder's handlers and closes the node.
+func (c *Cluster) closeNode(m *member) {
 	for _, off := range m.offs {
 		off()
 	}
