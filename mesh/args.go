@@ -7,15 +7,6 @@ import (
 	"github.com/verbosemesh/verbose/internal/msgp"
 )
 
-// decodeArgsFast decodes an args array into []any with the types go-msgpack
-// gives (see Event.Args), without reflection. ok is false for anything
-// unusual (extensions, non-string map keys, deep nesting): the caller then
-// falls back on go-msgpack, so results never differ from it. The
-// differential fuzz test in args_test.go holds it to that.
-func decodeArgsFast(b []byte) (args []any, ok bool) {
-	return decodeArgsSlab(b, nil)
-}
-
 // argSlab is where a dispatcher cuts the Args it decodes from: the args
 // slices (up to 8 args, refilled 64 slots at a time) and the bytes of small
 // []byte args (refilled 16 KiB at a time). Every piece is capped to its
@@ -34,8 +25,13 @@ const (
 	argSlabMaxBin = 512 // larger []byte args get their own allocation
 )
 
-// decodeArgsSlab is decodeArgsFast cutting from slab (nil: allocate each).
-func decodeArgsSlab(b []byte, slab *argSlab) (args []any, ok bool) {
+// decodeArgsFast decodes an args array into []any with the types go-msgpack
+// gives (see Event.Args), without reflection. ok is false for anything
+// unusual (extensions, non-string map keys, deep nesting): the caller then
+// falls back on go-msgpack, so results never differ from it. The
+// differential fuzz test in args_test.go holds it to that. Values are cut
+// from slab (see argSlab); with a nil slab each is allocated.
+func decodeArgsFast(b []byte, slab *argSlab) (args []any, ok bool) {
 	p := parser{Reader: msgp.Reader{B: b}, slab: slab}
 	n := p.ArrayHeader()
 	if p.Err != nil || n > len(b) {
@@ -165,7 +161,7 @@ func decodeArgs(raw []byte, slab *argSlab) ([]any, error) {
 	if len(raw) == 0 {
 		return nil, nil
 	}
-	if args, ok := decodeArgsSlab(raw, slab); ok {
+	if args, ok := decodeArgsFast(raw, slab); ok {
 		return args, nil
 	}
 	var args []any

@@ -19,7 +19,7 @@ func FuzzDecodeArgs(f *testing.F) {
 		[]any{1, []any{}}, map[string]any{"a": 1, "b": map[string]any{}}, []int{1, 2}, int8(-5), uint16(300)})
 	f.Add(b)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		fast, ok := decodeArgsFast(b)
+		fast, ok := decodeArgsFast(b, nil)
 		if !ok {
 			return
 		}
@@ -32,7 +32,7 @@ func FuzzDecodeArgs(f *testing.F) {
 		if !reflect.DeepEqual(fast, ref) && fmt.Sprintf("%#v", fast) != fmt.Sprintf("%#v", ref) {
 			t.Fatalf("fast %#v, go-msgpack %#v", fast, ref)
 		}
-		cut, ok := decodeArgsSlab(b, &slab)
+		cut, ok := decodeArgsFast(b, &slab)
 		if !ok || fmt.Sprintf("%#v", cut) != fmt.Sprintf("%#v", fast) {
 			t.Fatalf("from the slab %#v (ok %v), fast %#v", cut, ok, fast)
 		}
@@ -45,8 +45,8 @@ func FuzzDecodeArgs(f *testing.F) {
 		if prev != nil && fmt.Sprintf("%#v", prev) != fmt.Sprintf("%#v", prevCopy) {
 			t.Fatalf("the previous args changed: %#v, were %#v", prev, prevCopy)
 		}
-		prev, _ = decodeArgsSlab(b, &slab)
-		prevCopy, _ = decodeArgsFast(b)
+		prev, _ = decodeArgsFast(b, &slab)
+		prevCopy, _ = decodeArgsFast(b, nil)
 	})
 }
 

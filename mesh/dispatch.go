@@ -132,7 +132,7 @@ type dispatcher struct {
 	wake      chan struct{}
 	done      chan struct{}
 
-	slab argSlab // Args are cut from it (decodeArgsSlab); run's own
+	slab argSlab // Args are cut from it (decodeArgsFast); run's own
 
 	handlerDropped atomic.Uint64
 	delivered      atomic.Uint64
