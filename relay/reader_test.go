@@ -88,3 +88,40 @@ func TestFrameReaderErrors(t *testing.T) {
 		}
 	}
 }
+
+// The link's frame reader cuts the same bodies out of any byte stream, read
+// in any chunks, as ReadFrame does, and fails where ReadFrame fails.
+func FuzzFrameReader(f *testing.F) {
+	f.Add(lengthPrefixed([]byte("ab"), nil, []byte("cde")), uint8(1))
+	f.Add([]byte{0, 0, 0, 9, 1, 2}, uint8(3))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff}, uint8(7))
+	const limit = 4096
+	f.Fuzz(func(t *testing.T, stream []byte, chunk uint8) {
+		rng := rand.New(rand.NewPCG(uint64(chunk), uint64(len(stream))))
+		fr := newFrameReader(&chunkReader{r: bytes.NewReader(stream), rng: rng, max: int(chunk%64) + 1}, nil)
+		ref := bytes.NewReader(stream)
+		for {
+			body, err := fr.next(limit)
+			n, rerr := readLength(ref)
+			if rerr == nil && uint64(n) > limit {
+				rerr = ErrFrameTooLarge
+			}
+			var want []byte
+			if rerr == nil {
+				want = make([]byte, n)
+				if _, rerr = io.ReadFull(ref, want); rerr == io.EOF {
+					rerr = io.ErrUnexpectedEOF
+				}
+			}
+			if (err == nil) != (rerr == nil) {
+				t.Fatalf("frame reader: %x, %v; ReadFrame's reading: %x, %v", body, err, want, rerr)
+			}
+			if err != nil {
+				return
+			}
+			if !bytes.Equal(body, want) || cap(body) != len(body) {
+				t.Fatalf("body %x (cap %d), want %x", body, cap(body), want)
+			}
+		}
+	})
+}
