@@ -356,7 +356,8 @@ func (t *tree) graft(m *graftMsg, l *relay.Link, now time.Time) {
 	// grafter asks again (this link or another) for what is still missing.
 	room := t.bufferMax - l.Buffered()
 	for seq := lo; seq <= hi && room > 0; seq++ {
-		e := t.store.get(eventKey{m.Origin, m.Boot, seq}, now)
+		k := eventKey{m.Origin, m.Boot, seq}
+		e := t.store.get(k, now) // a copy: the link keeps what it is sent
 		if e == nil {
 			t.stats.graftMisses.Add(1)
 			continue
@@ -370,7 +371,8 @@ func (t *tree) graft(m *graftMsg, l *relay.Link, now time.Time) {
 			if n := len(env.Path); n == 0 || env.Path[n-1] != t.self {
 				env.Path = append(env.Path, t.self)
 			}
-			e.payload, e.pathed = encodeEnvelope(&env), true
+			e.payload = encodeEnvelope(&env)
+			t.store.repath(k, e.payload, now) // the next GRAFT sends it as it is
 		}
 		l.Send(e.payload)
 		room--

@@ -1,6 +1,23 @@
 package mesh
 
-import "time"
+import (
+	"slices"
+	"time"
+)
+
+// The store's byte ring starts at storeMinBytes, so that a node at rest
+// stays small, and doubles as the events it holds need, up to storeMaxBytes.
+// The bound caps what a burst of large events can pin (the count bound alone
+// would let 4×BufferMax events of up to a frame each stay resident); past it
+// the oldest entries are evicted to make room, and an event larger than the
+// bound is not stored at all (a GRAFT for it is a miss, as for an evicted one).
+const (
+	storeMinBytes = 64 << 10
+	storeMaxBytes = 64 << 20
+)
+
+// noIndex is storeEntry.ix for an entry no seq index points to.
+const noIndex = -1
 
 // eventKey is an event's identity.
 type eventKey struct {
@@ -9,31 +26,52 @@ type eventKey struct {
 }
 
 // recentStore keeps the last events this node released (or emitted), to
-// answer GRAFTs. It is bounded by count (a ring) and by age (entries older
-// than maxAge are evicted as new ones arrive, and never served). Not safe for
-// concurrent use: the router's lock guards it.
+// answer GRAFTs. It is bounded by count (a ring of entries), by bytes (a ring
+// of their encodings) and by age (entries older than maxAge are evicted as
+// new ones arrive, and never served). Not safe for concurrent use: the
+// router's lock guards it.
 //
 // It is on the path of every event, so it avoids a map entry per event: an
 // (origin, boot)'s seqs are contiguous and released in order, so each
-// (origin, boot) indexes its slots by seq offset. Entries hold two pointers
-// (the index and the bytes) and no time.Time: each pointer written into the
-// 16k-entry ring costs a write barrier while the GC runs, and each is marked.
+// (origin, boot) indexes its slots by seq offset. And the entries hold no
+// pointers: each pointer written into the 16k-entry ring costs a write
+// barrier while the GC runs, and each is marked. So an entry names its index
+// by number, and its bytes by offset into buf, where the store copies them:
+// the caller's payload may be a region of a link's read buffer, valid only
+// while the event is received.
 type recentStore struct {
-	maxAge   time.Duration
-	epoch    time.Time // entries' at is measured from it
-	ring     []storeEntry
-	head     int // oldest entry
-	size     int
-	byOrigin map[originBoot]*seqSlots
+	maxAge time.Duration
+	epoch  time.Time // entries' at is measured from it
+	ring   []storeEntry
+	head   int // oldest entry
+	size   int
+
+	// buf holds the entries' bytes, each contiguous, in the ring's order:
+	// the live bytes are [rd, wr) or, once wrapped, [rd, len) and [0, wr),
+	// where rd is the oldest entry's offset. An encoding that does not fit
+	// before the end starts again at 0, and the tail is left unused.
+	buf      []byte
+	rd, wr   int
+	live     int // bytes of the stored entries
+	maxBytes int // storeMaxBytes; tests lower it
+
+	byOrigin map[originBoot]int32 // into ixs
+	ixs      []seqSlots
+	freeIxs  []int32 // ixs not in use
 	// The index of the previous add: consecutive events mostly share their
 	// (origin, boot), and the lookup hashes the origin.
 	lastOB originBoot
-	lastIx *seqSlots
+	lastIx int32
+
+	// repathed holds, by ring slot, the encodings a GRAFT made of unpathed
+	// entries (with this node on the path). They are longer than the bytes
+	// in buf and rare, so they stay out of the ring.
+	repathed map[int32][]byte
 }
 
 // seqSlots maps seqs first, first+1, … to ring slots (-1: not stored):
 // seq first+i is at slots[start+i]. Trimming the front moves start, so that
-// the slice (a pointer) is only rewritten when it is compacted or grown.
+// the slice is only rewritten when it is compacted or grown.
 type seqSlots struct {
 	ob    originBoot
 	first uint64
@@ -49,25 +87,38 @@ func (ix *seqSlots) slot(seq uint64) int32 {
 	return ix.slots[ix.start+int(seq-ix.first)]
 }
 
-// storeEntry is one stored event. It holds the event's encoding only, not
-// its parsed envelope: the payloads are plain bytes (mostly regions of the
-// links' read slabs), which the garbage collector does not scan, and the
-// router reuses its envelopes once an event is released.
+// storeEntry is one stored event: where its encoding is in the store's byte
+// ring, not its parsed envelope (the router reuses its envelopes once an
+// event is released). It has no pointers, and must keep none (a test says
+// so): the garbage collector then neither scans the ring nor makes its
+// writes pay barriers.
 type storeEntry struct {
-	ix  *seqSlots // where the event is indexed (nil when unindexed)
 	seq uint64
-	// payload is the event's encoding: with this node last on its path
-	// when pathed, else as it arrived (re-encoded on the first GRAFT).
+	at  time.Duration // since the store's epoch
+	off uint32        // of the encoding in buf
+	n   uint32        // the encoding's length
+	ix  int32         // where the event is indexed, in ixs (noIndex when unindexed)
+	// pathed: the encoding has this node last on its path, else it is as
+	// the event arrived (re-encoded on the first GRAFT, kept in repathed).
+	pathed   bool
+	repathed bool
+}
+
+// storedEvent is a stored event as get hands it out: payload is the
+// caller's to keep (it may send it on links, which keep it for resending).
+type storedEvent struct {
 	payload []byte
 	pathed  bool
-	at      time.Duration // since the store's epoch
 }
 
 func newRecentStore(capacity int, maxAge time.Duration) *recentStore {
 	return &recentStore{
 		maxAge:   maxAge,
 		ring:     make([]storeEntry, capacity),
-		byOrigin: make(map[originBoot]*seqSlots),
+		buf:      make([]byte, storeMinBytes),
+		maxBytes: storeMaxBytes,
+		byOrigin: make(map[originBoot]int32),
+		lastIx:   noIndex,
 	}
 }
 
@@ -79,110 +130,213 @@ func (s *recentStore) since(now time.Time) time.Duration {
 	return now.Sub(s.epoch)
 }
 
-// add stores env's payload, evicting the oldest entry when full and every
-// entry past maxAge. An event older than what its (origin, boot) already
-// indexes (a late arrival) is not stored: the store serves GRAFTs best
-// effort, and misses are counted where they are asked for.
+// add stores a copy of env's payload, evicting the oldest entries when full
+// (by count or by bytes) and every entry past maxAge. An event older than
+// what its (origin, boot) already indexes (a late arrival) is not stored, nor
+// is one larger than the byte bound: the store serves GRAFTs best effort, and
+// misses are counted where they are asked for.
 func (s *recentStore) add(env *envelope, payload []byte, pathed bool, now time.Time) {
 	at := s.since(now)
 	s.expire(at)
-	ob := originBoot{env.Origin, env.Boot}
-	ix := s.index(ob, env.Seq)
-	if ix.slot(env.Seq) >= 0 {
-		return // stored already
-	}
-	if s.size == len(s.ring) {
-		s.evictOldest(false)
-		if s.lastIx != ix { // the eviction emptied ix and dropped it
-			ix = s.index(ob, env.Seq)
-		}
-	}
-	if env.Seq < ix.first {
+	if len(payload) > s.maxBytes {
 		return
 	}
-	off := env.Seq - ix.first
-	if n := uint64(len(ix.slots) - ix.start); off >= n && off-n > uint64(len(s.ring)) {
+	ob := originBoot{env.Origin, env.Boot}
+	ixn := s.index(ob, env.Seq)
+	if ix := &s.ixs[ixn]; ix.slot(env.Seq) >= 0 || env.Seq < ix.first {
+		return // stored already, or late
+	}
+	if s.size == len(s.ring) {
+		s.evictOldest()
+	}
+	off := s.alloc(len(payload)) // may evict too
+	if s.lastIx != ixn {         // an eviction emptied the index and dropped it
+		ixn = s.index(ob, env.Seq)
+	}
+	ix := &s.ixs[ixn]
+	d := env.Seq - ix.first
+	if n := uint64(len(ix.slots) - ix.start); d >= n && d-n > uint64(len(s.ring)) {
 		// A jump far beyond everything indexed: start the index afresh.
 		for _, slot := range ix.slots[ix.start:] {
 			if slot >= 0 {
-				s.ring[slot].ix = nil // unindexed; evicted in its turn
+				s.ring[slot].ix = noIndex // evicted in its turn
 			}
 		}
-		ix.first, ix.start, ix.slots, off = env.Seq, 0, ix.slots[:0], 0
+		ix.first, ix.start, ix.slots, d = env.Seq, 0, ix.slots[:0], 0
 	}
 	if ix.start > 0 && ix.start >= len(ix.slots)/2 && len(ix.slots) == cap(ix.slots) {
 		// Compact rather than grow.
 		n := copy(ix.slots, ix.slots[ix.start:])
 		ix.slots, ix.start = ix.slots[:n], 0
 	}
-	for uint64(len(ix.slots)-ix.start) <= off {
+	for uint64(len(ix.slots)-ix.start) <= d {
 		ix.slots = append(ix.slots, -1)
 	}
 	slot := (s.head + s.size) % len(s.ring)
-	s.ring[slot] = storeEntry{ix: ix, seq: env.Seq, payload: payload, pathed: pathed, at: at}
-	ix.slots[ix.start+int(off)] = int32(slot)
+	copy(s.buf[off:], payload)
+	s.ring[slot] = storeEntry{seq: env.Seq, at: at, off: uint32(off), n: uint32(len(payload)), ix: ixn, pathed: pathed}
+	ix.slots[ix.start+int(d)] = int32(slot)
 	s.size++
+	s.live += len(payload)
+}
+
+// alloc reserves n contiguous bytes of buf after the newest entry's and
+// returns their offset. It grows buf while the bound allows, and beyond it
+// evicts the oldest entries until they fit. n is at most maxBytes.
+func (s *recentStore) alloc(n int) int {
+	for {
+		if s.size == 0 {
+			s.rd, s.wr = 0, 0
+		}
+		// Unwrapped (wr >= rd), the room is after wr, or else before rd.
+		// Wrapped, it is between wr and rd. Never up to rd exactly: wr ==
+		// rd reads as unwrapped.
+		switch {
+		case s.wr >= s.rd && n <= len(s.buf)-s.wr:
+			off := s.wr
+			s.wr += n
+			return off
+		case s.wr >= s.rd && n < s.rd, s.wr < s.rd && s.wr+n < s.rd:
+			off := 0
+			if s.wr < s.rd {
+				off = s.wr
+			}
+			s.wr = off + n
+			return off
+		}
+		if len(s.buf) < s.maxBytes {
+			s.grow(n)
+		} else {
+			s.evictOldest()
+		}
+	}
+}
+
+// grow doubles buf (or more, to hold n more bytes; at most maxBytes),
+// copying the entries' bytes to its front in order.
+func (s *recentStore) grow(n int) {
+	size := len(s.buf)
+	for size < s.live+n && size < s.maxBytes {
+		size *= 2
+	}
+	size = min(max(size, 2*len(s.buf)), s.maxBytes)
+	buf := make([]byte, size)
+	w := 0
+	for i := range s.size {
+		e := &s.ring[(s.head+i)%len(s.ring)]
+		copy(buf[w:], s.buf[e.off:e.off+e.n])
+		e.off = uint32(w)
+		w += int(e.n)
+	}
+	s.buf, s.rd, s.wr = buf, 0, w
 }
 
 // index returns the seq index of ob, made (starting at seq) if there is none.
-func (s *recentStore) index(ob originBoot, seq uint64) *seqSlots {
-	if s.lastIx != nil && ob == s.lastOB {
+func (s *recentStore) index(ob originBoot, seq uint64) int32 {
+	if s.lastIx != noIndex && ob == s.lastOB {
 		return s.lastIx
 	}
-	ix := s.byOrigin[ob]
-	if ix == nil {
-		ix = &seqSlots{ob: ob, first: seq}
-		s.byOrigin[ob] = ix
+	ixn, ok := s.byOrigin[ob]
+	if !ok {
+		if k := len(s.freeIxs); k > 0 {
+			ixn, s.freeIxs = s.freeIxs[k-1], s.freeIxs[:k-1]
+		} else {
+			ixn = int32(len(s.ixs))
+			s.ixs = append(s.ixs, seqSlots{})
+		}
+		ix := &s.ixs[ixn]
+		ix.ob, ix.first, ix.start, ix.slots = ob, seq, 0, ix.slots[:0] // the slots' array is reused
+		s.byOrigin[ob] = ixn
 	}
-	s.lastOB, s.lastIx = ob, ix
-	return ix
+	s.lastOB, s.lastIx = ob, ixn
+	return ixn
 }
 
-// get returns the stored entry of k, nil if it is not there or too old.
-func (s *recentStore) get(k eventKey, now time.Time) *storeEntry {
-	ix := s.byOrigin[originBoot{k.origin, k.boot}]
-	if ix == nil {
-		return nil
+// find returns the ring slot of k, -1 if it is not there or too old.
+func (s *recentStore) find(k eventKey, now time.Time) int32 {
+	ixn, ok := s.byOrigin[originBoot{k.origin, k.boot}]
+	if !ok {
+		return -1
 	}
-	slot := ix.slot(k.seq)
+	slot := s.ixs[ixn].slot(k.seq)
+	if slot < 0 {
+		return -1
+	}
+	if e := &s.ring[slot]; e.ix != ixn || e.seq != k.seq || s.since(now)-e.at > s.maxAge {
+		return -1
+	}
+	return slot
+}
+
+// get returns the stored event k, nil if it is not there or too old. Its
+// payload is a copy (or a re-encoding the store no longer writes to): the
+// ring's bytes are reused as entries are evicted.
+func (s *recentStore) get(k eventKey, now time.Time) *storedEvent {
+	slot := s.find(k, now)
 	if slot < 0 {
 		return nil
 	}
 	e := &s.ring[slot]
-	if e.ix != ix || e.seq != k.seq || s.since(now)-e.at > s.maxAge {
-		return nil
+	if e.repathed {
+		return &storedEvent{payload: s.repathed[slot], pathed: true}
 	}
-	return e
+	return &storedEvent{payload: slices.Clone(s.buf[e.off : e.off+e.n]), pathed: e.pathed}
+}
+
+// repath keeps payload, the encoding of k with this node last on its path,
+// to be served for k from now on. The store keeps payload as it is: the
+// caller must not modify it.
+func (s *recentStore) repath(k eventKey, payload []byte, now time.Time) {
+	slot := s.find(k, now)
+	if slot < 0 {
+		return
+	}
+	if s.repathed == nil {
+		s.repathed = make(map[int32][]byte)
+	}
+	s.repathed[slot] = payload
+	e := &s.ring[slot]
+	e.pathed, e.repathed = true, true
 }
 
 // expire evicts the entries older than maxAge at at.
 func (s *recentStore) expire(at time.Duration) {
 	for s.size > 0 && at-s.ring[s.head].at > s.maxAge {
-		s.evictOldest(true)
+		s.evictOldest()
 	}
 }
 
 // expireAt is expire for a clock reading.
 func (s *recentStore) expireAt(now time.Time) { s.expire(s.since(now)) }
 
-// evictOldest drops the oldest entry. Its slot is cleared only if asked
-// (it is about to be overwritten otherwise: the write barriers of clearing
-// are measurable).
-func (s *recentStore) evictOldest(clear bool) {
-	e := &s.ring[s.head]
-	if e.ix != nil {
-		s.unindex(e.ix, e.seq, int32(s.head))
+// evictOldest drops the oldest entry, and frees its bytes: the next entry's
+// are the oldest live ones. The slot keeps its stale values, which nothing
+// reads (an index no longer points to it) and the GC does not scan.
+func (s *recentStore) evictOldest() {
+	slot := int32(s.head)
+	e := &s.ring[slot]
+	if e.ix != noIndex {
+		s.unindex(e.ix, e.seq, slot)
 	}
-	if clear {
-		*e = storeEntry{}
+	if e.repathed {
+		delete(s.repathed, slot)
+		e.repathed = false
 	}
+	s.live -= int(e.n)
 	s.head = (s.head + 1) % len(s.ring)
 	s.size--
+	if s.size > 0 {
+		s.rd = int(s.ring[s.head].off)
+	} else {
+		s.rd, s.wr = 0, 0
+	}
 }
 
-// unindex forgets the slot of seq in ix and trims ix of the unstored seqs at
-// its front; an emptied ix leaves the index.
-func (s *recentStore) unindex(ix *seqSlots, seq uint64, slot int32) {
+// unindex forgets the slot of seq in ixs[ixn] and trims the index of the
+// unstored seqs at its front; an emptied index leaves byOrigin, and its
+// number (and slots' array) are reused.
+func (s *recentStore) unindex(ixn int32, seq uint64, slot int32) {
+	ix := &s.ixs[ixn]
 	if ix.slot(seq) == slot {
 		ix.slots[ix.start+int(seq-ix.first)] = -1
 	}
@@ -195,10 +349,12 @@ func (s *recentStore) unindex(ix *seqSlots, seq uint64, slot int32) {
 		ix.start = n
 		return
 	}
-	if s.byOrigin[ix.ob] == ix {
+	if got, ok := s.byOrigin[ix.ob]; ok && got == ixn {
 		delete(s.byOrigin, ix.ob)
 	}
-	if s.lastIx == ix {
-		s.lastOB, s.lastIx = originBoot{}, nil
+	if s.lastIx == ixn {
+		s.lastOB, s.lastIx = originBoot{}, noIndex
 	}
+	ix.ob, ix.slots = originBoot{}, ix.slots[:0]
+	s.freeIxs = append(s.freeIxs, ixn)
 }

@@ -1,6 +1,10 @@
 package mesh
 
 import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -41,5 +45,279 @@ func TestRecentStoreIndexesBySeq(t *testing.T) {
 	s.add(ev("c", 1), []byte{0x90}, false, later)
 	if s.size != 1 || len(s.byOrigin) != 1 {
 		t.Fatalf("after expiry: size %d, indexes %d; want 1 and 1", s.size, len(s.byOrigin))
+	}
+}
+
+// BenchmarkStoreAdd adds events of a few origins to a full store, as a
+// node's release path does: each add evicts the oldest entry.
+func BenchmarkStoreAdd(b *testing.B) {
+	const capacity = 4 * 1000
+	s := newRecentStore(capacity, time.Minute)
+	origins := []string{"node-a", "node-b", "node-c", "node-d"}
+	envs := make([]envelope, len(origins))
+	for i, o := range origins {
+		envs[i] = envelope{Kind: kindEvent, Origin: o, Boot: 1, Name: "x", Args: []byte{0x90}}
+	}
+	payload := make([]byte, 120)
+	now := time.Unix(1000, 0)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		env := &envs[i%len(envs)]
+		env.Seq++
+		s.add(env, payload, true, now)
+	}
+}
+
+// storeEvent is an event of origin for the store tests, with a payload of n
+// bytes that says which event it is.
+func storeEvent(origin string, seq uint64, n int) (*envelope, []byte) {
+	env := &envelope{Kind: kindEvent, Origin: origin, Boot: 1, Seq: seq, Name: "x"}
+	b := make([]byte, n)
+	r := rand.New(rand.NewPCG(seq, uint64(len(origin))+uint64(n)))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return env, b
+}
+
+// checkStore fails unless the store's accounting holds: the live bytes are
+// its entries', laid out in ring order, and every index is in use or free.
+func checkStore(t *testing.T, s *recentStore) {
+	t.Helper()
+	live := 0
+	for i := range s.size {
+		e := &s.ring[(s.head+i)%len(s.ring)]
+		if int(e.off)+int(e.n) > len(s.buf) {
+			t.Fatalf("entry %d: bytes [%d, %d) past the ring's %d", i, e.off, e.off+e.n, len(s.buf))
+		}
+		live += int(e.n)
+	}
+	if live != s.live {
+		t.Fatalf("live %d, entries hold %d", s.live, live)
+	}
+	if s.size > 0 && s.rd != int(s.ring[s.head].off) {
+		t.Fatalf("rd %d, oldest entry at %d", s.rd, s.ring[s.head].off)
+	}
+	if len(s.byOrigin)+len(s.freeIxs) != len(s.ixs) {
+		t.Fatalf("%d indexes in use + %d free != %d made", len(s.byOrigin), len(s.freeIxs), len(s.ixs))
+	}
+}
+
+// The store keeps its own copy: the caller's buffer (a link's read buffer,
+// reused for the next frame) may be overwritten as soon as add returns, and
+// what get hands out is the caller's, unaffected by later adds.
+func TestRecentStoreCopiesPayload(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	s := newRecentStore(4, time.Minute)
+	buf := []byte("first event")
+	s.add(&envelope{Origin: "a", Boot: 1, Seq: 1}, buf, false, t0)
+	copy(buf, "XXXXXXXXXXX")
+	e := s.get(eventKey{"a", 1, 1}, t0)
+	if e == nil || string(e.payload) != "first event" || e.pathed {
+		t.Fatalf("got %+v, want the payload as added", e)
+	}
+	copy(e.payload, "YYYYY")
+	for seq := uint64(2); seq <= 4; seq++ {
+		s.add(&envelope{Origin: "a", Boot: 1, Seq: seq}, []byte("later event"), true, t0)
+	}
+	if e := s.get(eventKey{"a", 1, 1}, t0); e == nil || string(e.payload) != "first event" {
+		t.Fatalf("got %+v after changing a copy and adding more, want the payload as added", e)
+	}
+}
+
+// Events of random sizes and origins, many times the byte ring over: every
+// stored event reads back byte-exact, every evicted one is missing.
+func TestRecentStoreWrapsMixedSizes(t *testing.T) {
+	const capacity = 64
+	t0 := time.Unix(1000, 0)
+	s := newRecentStore(capacity, time.Minute)
+	r := rand.New(rand.NewPCG(1, 2))
+	type added struct {
+		k eventKey
+		b []byte
+	}
+	var all []added
+	next := map[string]uint64{}
+	wraps, growths := 0, 0
+	for i := range 5000 {
+		origin := fmt.Sprintf("node-%d", r.IntN(40))
+		if r.IntN(4) > 0 && len(all) > 0 { // mostly runs of one origin
+			origin = all[len(all)-1].k.origin
+		}
+		next[origin]++
+		n := r.IntN(3000)
+		if r.IntN(10) == 0 {
+			n = r.IntN(4) // tiny and empty ones too
+		}
+		env, b := storeEvent(origin, next[origin], n)
+		wrapped, size := s.wr < s.rd, len(s.buf)
+		s.add(env, b, r.IntN(2) == 0, t0)
+		if !wrapped && s.wr < s.rd {
+			wraps++
+		}
+		if len(s.buf) != size {
+			growths++
+		}
+		all = append(all, added{eventKey{origin, 1, env.Seq}, b})
+		if i%97 != 0 && i != 4999 {
+			continue
+		}
+		checkStore(t, s)
+		for j, a := range all {
+			e := s.get(a.k, t0)
+			if stored := j >= len(all)-capacity; !stored {
+				if e != nil {
+					t.Fatalf("add %d: evicted %v served", i, a.k)
+				}
+				continue
+			}
+			if e == nil || !bytes.Equal(e.payload, a.b) {
+				t.Fatalf("add %d: %v not served as added (got %v)", i, a.k, e != nil)
+			}
+		}
+	}
+	if wraps < 10 || growths == 0 || len(s.buf) > 4*capacity*3000 {
+		t.Fatalf("%d wraps, %d growths to %d bytes: the test did not exercise the ring", wraps, growths, len(s.buf))
+	}
+	if len(s.ixs) > 40 {
+		t.Fatalf("%d indexes made for 40 origins", len(s.ixs))
+	}
+}
+
+// The byte ring starts small and doubles to hold what the count bound lets
+// the store keep, its entries' bytes intact.
+func TestRecentStoreGrows(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	s := newRecentStore(100, time.Minute)
+	if len(s.buf) != storeMinBytes {
+		t.Fatalf("starts at %d bytes, want %d", len(s.buf), storeMinBytes)
+	}
+	var payloads [][]byte
+	for seq := uint64(1); seq <= 100; seq++ {
+		env, b := storeEvent("a", seq, 5000)
+		s.add(env, b, true, t0)
+		payloads = append(payloads, b)
+	}
+	if len(s.buf) != 8*storeMinBytes { // 500 000 bytes: 64 KiB doubled thrice
+		t.Fatalf("grew to %d bytes, want %d", len(s.buf), 8*storeMinBytes)
+	}
+	checkStore(t, s)
+	for i, b := range payloads {
+		if e := s.get(eventKey{"a", 1, uint64(i + 1)}, t0); e == nil || !bytes.Equal(e.payload, b) {
+			t.Fatalf("seq %d not served as added", i+1)
+		}
+	}
+}
+
+// Past the byte bound the oldest entries are evicted to make room, however
+// many the count bound allows; an event larger than the bound is not stored
+// and evicts nothing.
+func TestRecentStoreByteBound(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	s := newRecentStore(1000, time.Minute)
+	s.maxBytes = 4 * storeMinBytes // 262 144
+	for seq := uint64(1); seq <= 100; seq++ {
+		env, b := storeEvent("a", seq, 10_000)
+		s.add(env, b, true, t0)
+	}
+	checkStore(t, s)
+	if len(s.buf) != s.maxBytes || s.live > s.maxBytes || s.size < 20 || s.size > 26 {
+		t.Fatalf("ring of %d bytes, %d live in %d entries; want the bound, %d at most, 20 to 26 entries",
+			len(s.buf), s.live, s.size, s.maxBytes)
+	}
+	oldest := uint64(100 - s.size + 1)
+	for seq := uint64(1); seq <= 100; seq++ {
+		_, b := storeEvent("a", seq, 10_000)
+		e := s.get(eventKey{"a", 1, seq}, t0)
+		if seq < oldest && e != nil || seq >= oldest && (e == nil || !bytes.Equal(e.payload, b)) {
+			t.Fatalf("seq %d: served %v, want only %d.. served, as added", seq, e != nil, oldest)
+		}
+	}
+	size := s.size
+	env, b := storeEvent("a", 101, s.maxBytes+1)
+	s.add(env, b, true, t0)
+	if s.get(eventKey{"a", 1, 101}, t0) != nil || s.size != size {
+		t.Fatalf("an event over the bound: stored %v, size %d (was %d)", s.get(eventKey{"a", 1, 101}, t0) != nil, s.size, size)
+	}
+	env, b = storeEvent("a", 102, s.maxBytes) // exactly the bound: evicts all else
+	s.add(env, b, true, t0)
+	if e := s.get(eventKey{"a", 1, 102}, t0); e == nil || !bytes.Equal(e.payload, b) || s.size != 1 {
+		t.Fatalf("an event of the bound: stored %v, size %d", e != nil, s.size)
+	}
+	checkStore(t, s)
+}
+
+// A GRAFT's re-encoding of an unpathed entry is served from then on, and
+// leaves with its entry.
+func TestRecentStoreRepath(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	s := newRecentStore(2, time.Minute)
+	s.add(&envelope{Origin: "a", Boot: 1, Seq: 1}, []byte("as arrived"), false, t0)
+	s.repath(eventKey{"a", 1, 1}, []byte("with me on the path"), t0)
+	s.repath(eventKey{"a", 1, 9}, []byte("not stored"), t0) // ignored
+	if e := s.get(eventKey{"a", 1, 1}, t0); e == nil || !e.pathed || string(e.payload) != "with me on the path" {
+		t.Fatalf("got %+v, want the re-encoding", e)
+	}
+	s.add(&envelope{Origin: "a", Boot: 1, Seq: 2}, []byte("2"), false, t0)
+	s.add(&envelope{Origin: "a", Boot: 1, Seq: 3}, []byte("3"), false, t0)
+	if s.get(eventKey{"a", 1, 1}, t0) != nil || len(s.repathed) != 0 {
+		t.Fatalf("evicted: still served, or %d re-encodings kept", len(s.repathed))
+	}
+	if e := s.get(eventKey{"a", 1, 2}, t0); e == nil || e.pathed || string(e.payload) != "2" {
+		t.Fatalf("got %+v for the entry that took the slot", e)
+	}
+}
+
+// storeEntry must stay pointer-free: the ring of them is written on every
+// event, and a pointer would bring back the GC's barriers and marking.
+func TestStoreEntryHasNoPointers(t *testing.T) {
+	var walk func(path string, typ reflect.Type)
+	walk = func(path string, typ reflect.Type) {
+		switch typ.Kind() {
+		case reflect.Struct:
+			for i := range typ.NumField() {
+				f := typ.Field(i)
+				walk(path+"."+f.Name, f.Type)
+			}
+		case reflect.Array:
+			walk(path+"[]", typ.Elem())
+		case reflect.Pointer, reflect.UnsafePointer, reflect.Slice, reflect.Map, reflect.String,
+			reflect.Interface, reflect.Chan, reflect.Func:
+			t.Errorf("%s is a %s: storeEntry must hold no pointers", path, typ.Kind())
+		}
+	}
+	walk("storeEntry", reflect.TypeFor[storeEntry]())
+}
+
+// A warm store (ring full, byte ring grown, indexes sized) allocates nothing
+// per event.
+func TestRecentStoreAddAllocatesNothing(t *testing.T) {
+	s := newRecentStore(4000, time.Minute)
+	envs := []*envelope{{Origin: "a", Boot: 1}, {Origin: "b", Boot: 1}, {Origin: "c", Boot: 2}}
+	payload := make([]byte, 300)
+	now := time.Unix(1000, 0)
+	i := 0
+	add := func() {
+		env := envs[i%len(envs)]
+		if i%7 != 0 { // runs of one origin, as well as interleaving
+			env = envs[0]
+		}
+		i++
+		env.Seq++
+		now = now.Add(time.Millisecond)
+		s.add(env, payload, i%2 == 0, now)
+	}
+	for range 3 * 4000 {
+		add()
+	}
+	// Not AllocsPerRun(n, add): its average rounds down, and would hide an
+	// amortized growth.
+	allocs := testing.AllocsPerRun(1, func() {
+		for range 10_000 {
+			add()
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations in 10 000 adds", allocs)
 	}
 }
