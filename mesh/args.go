@@ -170,3 +170,31 @@ func decodeArgs(raw []byte, slab *argSlab) ([]any, error) {
 	}
 	return args, nil
 }
+
+// rawSlab holds the dispatcher's copies of queued args arrays: regions cut
+// from chunks, each capped to its length, never reused nor written again
+// once cut (the garbage collector frees a chunk when no event or handler
+// holds a region of it). One allocation serves ~250 blast-sized events.
+type rawSlab struct{ chunk []byte }
+
+const (
+	rawSlabChunk = 32 << 10
+	rawSlabMax   = 4 << 10 // larger args get an allocation of their own
+)
+
+// clone returns a copy of b (nil for an empty b).
+func (s *rawSlab) clone(b []byte) []byte {
+	n := len(b)
+	switch {
+	case n == 0:
+		return nil
+	case n > rawSlabMax:
+		return append([]byte(nil), b...)
+	case len(s.chunk) < n:
+		s.chunk = make([]byte, rawSlabChunk)
+	}
+	c := s.chunk[:n:n]
+	s.chunk = s.chunk[n:]
+	copy(c, b)
+	return c
+}

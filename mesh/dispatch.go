@@ -24,7 +24,13 @@ type handlerSnap struct {
 	named int
 }
 
-type eventHandler struct{ fn func(Event) }
+// eventHandler is an On handler or, raw, an OnRaw one: a raw handler's
+// Event has no Args, and an event that reaches raw handlers only is never
+// decoded.
+type eventHandler struct {
+	fn  func(Event)
+	raw bool
+}
 type peerHandler struct{ fn func(PeerEvent) }
 
 func newHandlerTable() *handlerTable {
@@ -59,7 +65,14 @@ func (t *handlerTable) update(f func(s *handlerSnap)) {
 }
 
 func (t *handlerTable) on(name string, fn func(Event)) func() {
-	h := &eventHandler{fn: fn}
+	return t.add(name, &eventHandler{fn: fn})
+}
+
+func (t *handlerTable) onRaw(name string, fn func(Event)) func() {
+	return t.add(name, &eventHandler{fn: fn, raw: true})
+}
+
+func (t *handlerTable) add(name string, h *eventHandler) func() {
 	t.update(func(s *handlerSnap) { s.byName[name] = append(s.byName[name], h) })
 	var once sync.Once
 	return func() {
@@ -133,6 +146,7 @@ type dispatcher struct {
 	done      chan struct{}
 
 	slab argSlab // Args are cut from it (decodeArgsFast); run's own
+	copy rawSlab // queued args bytes are copied into it; deliver's own, under mu
 
 	handlerDropped atomic.Uint64
 	delivered      atomic.Uint64
@@ -144,7 +158,7 @@ type dispatcher struct {
 type dispatchItem struct {
 	name, origin string
 	seq          uint64
-	args         []byte // the msgpack args array, a region of a read slab
+	args         []byte // the msgpack args array, the dispatcher's copy (rawSlab)
 	peer         *PeerEvent
 }
 
@@ -188,7 +202,9 @@ func (d *dispatcher) deliver(env *envelope) {
 		}
 		return
 	}
-	d.q = append(d.q, dispatchItem{name: env.Name, origin: env.Origin, seq: env.Seq, args: env.Args})
+	// The payload is valid only while the link's reader is in Receive:
+	// the handlers get a copy, cut from a slab that is never written again.
+	d.q = append(d.q, dispatchItem{name: env.Name, origin: env.Origin, seq: env.Seq, args: d.copy.clone(env.Args)})
 	d.events++
 	d.wakeLocked()
 }
@@ -282,17 +298,38 @@ func (d *dispatcher) dispatch(it *dispatchItem) {
 	if len(named)+len(all) == 0 {
 		return
 	}
-	args, err := decodeArgs(it.args, &d.slab)
-	if err != nil {
-		d.log.Warn("undecodable event args", "origin", it.origin, "seq", it.seq, "name", it.name, "error", err)
+	ev := Event{Name: it.name, Origin: it.origin, Seq: it.seq, raw: it.args}
+	if needArgs(named) || needArgs(all) {
+		var err error
+		if ev.Args, err = decodeArgs(it.args, &d.slab); err != nil {
+			d.log.Warn("undecodable event args", "origin", it.origin, "seq", it.seq, "name", it.name, "error", err)
+		}
 	}
-	ev := Event{Name: it.name, Args: args, Origin: it.origin, Seq: it.seq, raw: it.args}
 	for _, h := range named {
-		h.fn(ev)
+		h.call(ev)
 	}
 	for _, h := range all {
-		h.fn(ev)
+		h.call(ev)
 	}
+}
+
+// needArgs reports whether some of hs are On (not OnRaw) handlers.
+func needArgs(hs []*eventHandler) bool {
+	for _, h := range hs {
+		if !h.raw {
+			return true
+		}
+	}
+	return false
+}
+
+// call runs the handler; a raw one sees no Args, even when other handlers
+// of the event made the dispatcher decode them.
+func (h *eventHandler) call(ev Event) {
+	if h.raw {
+		ev.Args = nil
+	}
+	h.fn(ev)
 }
 
 // close stops the dispatcher; queued items are discarded.

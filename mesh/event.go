@@ -20,7 +20,8 @@ type Event struct {
 	// same event share them. The slice and small []byte values are regions
 	// of buffers shared with neighbouring events (capped, so an append
 	// copies): a handler that keeps them for long keeps up to 16 KiB alive,
-	// and should copy what it keeps.
+	// and should copy what it keeps. Args is nil in an OnRaw handler, which
+	// reads the arguments with Scan or RawArgs.
 	Args []any
 	// Origin is the NodeID of the emitter.
 	Origin string
@@ -29,36 +30,20 @@ type Event struct {
 	// boot starts from the clock, above anything the previous boot used.
 	Seq uint64
 
-	raw codec.Raw // the msgpack array the args came from, for Scan
+	raw codec.Raw // the msgpack array the args came from, for Scan and RawArgs
 }
 
-// Scan decodes the event's arguments into dst, in order, converting as
-// msgpack allows (an int64 arg into an *int, a map into a struct pointer).
-// It fails if there are fewer args than destinations.
-//
-//	var a string; var b int
-//	err := e.Scan(&a, &b)
-func (e Event) Scan(dst ...any) error {
-	if len(dst) > len(e.Args) {
-		return fmt.Errorf("mesh: scan %q: %d destinations for %d args", e.Name, len(dst), len(e.Args))
+// RawArgs returns the msgpack array of the event's args exactly as the
+// origin encoded it (nil for an Event built without one, as in a test).
+// The bytes are the handler's to keep: the node never overwrites them (a
+// region of a dispatcher buffer shared with neighbouring events, so keeping
+// them keeps up to 32 KiB alive). They must not be modified: the handlers
+// of the same event share them, and Scan reads them.
+func (e Event) RawArgs() []byte {
+	if len(e.raw) == 0 {
+		return nil
 	}
-	var buf []byte
-	for i, d := range dst {
-		if d == nil {
-			continue // skip this argument
-		}
-		if rv := reflect.ValueOf(d); rv.Kind() != reflect.Pointer || rv.IsNil() {
-			return fmt.Errorf("mesh: scan %q: destination %d is not a non-nil pointer", e.Name, i)
-		}
-		buf = buf[:0]
-		if err := codec.NewEncoderBytes(&buf, wireHandle).Encode(e.Args[i]); err != nil {
-			return fmt.Errorf("mesh: scan %q arg %d: %w", e.Name, i, err)
-		}
-		if err := codec.NewDecoderBytes(buf, wireHandle).Decode(d); err != nil {
-			return fmt.Errorf("mesh: scan %q arg %d into %T: %w", e.Name, i, d, err)
-		}
-	}
-	return nil
+	return e.raw
 }
 
 // wireHandle is the msgpack configuration of every mesh payload: new-spec

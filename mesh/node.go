@@ -384,6 +384,17 @@ func (n *Node) On(name string, fn func(Event)) (off func()) {
 	return n.handlers.on(name, fn)
 }
 
+// OnRaw is On for handlers that read the args themselves, with Event.Scan
+// or Event.RawArgs: fn's Event has Args nil, always. Raw handlers run on the
+// same dispatcher with the same guarantees, ordered with the On handlers as
+// On handlers are among themselves (named ones, then "*" ones, each in
+// registration order). An event that reaches only raw handlers is never
+// decoded into []any, which saves the decoding and its garbage on a hot
+// path.
+func (n *Node) OnRaw(name string, fn func(Event)) (off func()) {
+	return n.handlers.onRaw(name, fn)
+}
+
 // OnPeer registers fn for link lifecycle events.
 func (n *Node) OnPeer(fn func(PeerEvent)) (off func()) {
 	return n.handlers.onPeer(fn)

@@ -17,6 +17,7 @@ type cluster struct {
 	nodes []*mesh.Node
 	want  []int        // links each node has when the topology is up
 	log   hclog.Logger // the nodes' root logger, silenced at close
+	raw   bool         // trackers are OnRaw handlers (--handler=raw)
 }
 
 // clusterSpec says how to build a cluster.
@@ -30,7 +31,7 @@ type clusterSpec struct {
 // newCluster starts the nodes and, with spec.connect, links them and waits
 // for every link to be up.
 func newCluster(o options, spec clusterSpec, log hclog.Logger) (*cluster, error) {
-	c := &cluster{log: log}
+	c := &cluster{log: log, raw: o.Handler == "raw"}
 	var mnet *memnet.Network
 	var gossip *membership.MockNetwork
 	if spec.network == "mem" {

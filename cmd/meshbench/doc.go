@@ -26,7 +26,10 @@
 //
 // An event is --size application bytes: an 8-byte index, an 8-byte send
 // timestamp (UnixNano) and size-16 bytes of padding; the TCP baseline frames
-// carry the same bytes behind a 4-byte length.
+// carry the same bytes behind a 4-byte length. Receivers read the index and
+// the timestamp with an OnRaw("*") handler and Event.Scan (--handler=raw, the
+// default: no []any per event) or an On("*") handler and Event.Args
+// (--handler=args).
 //
 // Concurrency and lifecycle: everything runs from run(); each phase builds
 // its nodes (or sockets), measures, and closes them before the next one, so

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/verbosemesh/verbose/mesh"
 )
 
 func TestMain(m *testing.M) {
@@ -105,10 +107,44 @@ func TestJSONAndPhases(t *testing.T) {
 	}
 }
 
+// Both handler kinds count every event, and the config line says which.
+func TestHandlerKinds(t *testing.T) {
+	for _, h := range []string{"raw", "args"} {
+		o, err := parseOptions([]string{"--nodes=2", "--network=mem", "--phases=blast", "--duration=100ms", "--handler=" + h}, &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stdout, stderr bytes.Buffer
+		rep, err := run(o, &stdout, &stderr)
+		if err != nil {
+			t.Fatalf("run: %v\n%s", err, stderr.String())
+		}
+		if !strings.Contains(rep.Config, "handler="+h) {
+			t.Errorf("config line %q does not say handler=%s", rep.Config, h)
+		}
+		if f := parseResult(t, stdout.String()); f["loss"] != "0" || f["dups"] != "0" {
+			t.Errorf("--handler=%s: loss=%s dups=%s", h, f["loss"], f["dups"])
+		}
+	}
+}
+
+// A raw tracker counts an event whose args do not Scan as malformed.
+func TestTrackerMalformed(t *testing.T) {
+	tr := newTracker(false, 0)
+	tr.onRaw(mesh.Event{Origin: "o", Seq: 1, Args: []any{int64(0), int64(5)}})
+	tr.onRaw(mesh.Event{Origin: "o", Seq: 2, Args: []any{"not an index", int64(5)}})
+	tr.onRaw(mesh.Event{Origin: "o", Seq: 3, Args: []any{int64(1)}})
+	tr.on(mesh.Event{Origin: "o", Seq: 4, Args: []any{int64(1), int64(5)}})
+	tr.on(mesh.Event{Origin: "o", Seq: 5, Args: []any{1.5, int64(5)}})
+	if r := tr.result(2); r.Distinct != 2 || r.Malformed != 3 || r.Loss != 0 {
+		t.Errorf("result %+v, want 2 distinct, 3 malformed", r)
+	}
+}
+
 func TestOptionsRejected(t *testing.T) {
 	for _, args := range [][]string{
 		{"--nodes=1"}, {"--size=8"}, {"--topology=star"}, {"--network=udp"},
-		{"--phases=tcp,bogus"}, {"--tree=maybe"}, {"--converge=1"},
+		{"--phases=tcp,bogus"}, {"--tree=maybe"}, {"--converge=1"}, {"--handler=json"},
 		{"--duration=0s"}, {"extra"},
 	} {
 		if _, err := parseOptions(args, &bytes.Buffer{}); err == nil {

@@ -34,6 +34,7 @@ type options struct {
 	MemProfile   string
 	JSON         bool
 	Tree         string // Plumtree routing: on (mesh's default) or off (Config.Flood)
+	Handler      string // raw (OnRaw + Scan) or args (On + Event.Args)
 	BufferMax    int
 	HandlerQueue int
 	AckInterval  time.Duration
@@ -57,6 +58,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.MemProfile, "memprofile", "", "write a heap profile (allocations up to the end of the blast) to this file")
 	fs.BoolVar(&o.JSON, "json", false, "print one JSON document instead of the table and the RESULT line")
 	fs.StringVar(&o.Tree, "tree", "on", "Plumtree routing: on (mesh's default) or off (flooding, mesh Config.Flood)")
+	fs.StringVar(&o.Handler, "handler", "raw", "receivers' handler: raw (OnRaw, Scan of index and timestamp) or args (On, Event.Args)")
 	fs.IntVar(&o.BufferMax, "buffer-max", 4096, "mesh Config.BufferMax: unacknowledged events per peer")
 	fs.IntVar(&o.HandlerQueue, "handler-queue", 1<<16, "mesh Config.HandlerQueue: events waiting for handlers")
 	fs.DurationVar(&o.AckInterval, "ack-interval", 0, "mesh Config.AcknowledgeInterval (0: the default)")
@@ -115,6 +117,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	default:
 		return bad("--tree must be on or off, got %q", o.Tree)
 	}
+	if o.Handler != "raw" && o.Handler != "args" {
+		return bad("--handler must be raw or args, got %q", o.Handler)
+	}
 	if hclog.LevelFromString(o.LogLevel) == hclog.NoLevel {
 		return bad("--log-level: unknown level %q", o.LogLevel)
 	}
@@ -143,6 +148,6 @@ func (o options) configLine() string {
 	if timeout == 0 {
 		timeout = mesh.DefaultTimeout
 	}
-	return fmt.Sprintf("BufferMax=%d HandlerQueue=%d AcknowledgeInterval=%v Timeout=%v tree=%s",
-		o.BufferMax, o.HandlerQueue, ack, timeout, o.Tree)
+	return fmt.Sprintf("BufferMax=%d HandlerQueue=%d AcknowledgeInterval=%v Timeout=%v tree=%s handler=%s",
+		o.BufferMax, o.HandlerQueue, ack, timeout, o.Tree, o.Handler)
 }

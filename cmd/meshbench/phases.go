@@ -66,12 +66,17 @@ func eventArgs(pad []byte, idx int64, ts int64) []any {
 }
 
 // attach registers a tracker on every node but the emitter (node 0).
+// With --handler=raw (c.raw) it is an OnRaw handler that Scans.
 func attach(c *cluster, latency bool, expect int) (ts []*tracker, off func()) {
 	var offs []func()
 	for _, n := range c.nodes[1:] {
 		t := newTracker(latency, expect)
 		ts = append(ts, t)
-		offs = append(offs, n.On("*", t.on))
+		if c.raw {
+			offs = append(offs, n.OnRaw("*", t.onRaw))
+		} else {
+			offs = append(offs, n.On("*", t.on))
+		}
 	}
 	return ts, func() {
 		for _, f := range offs {

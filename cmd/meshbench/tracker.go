@@ -38,21 +38,37 @@ func newTracker(latency bool, expect int) *tracker {
 	return t
 }
 
-// on is the node's On("*") handler: cheap, no allocation in the steady state.
+// on is the node's On("*") handler (--handler=args): the index and the
+// timestamp from e.Args.
 func (t *tracker) on(e mesh.Event) {
+	var idx, ts int64
+	ok := len(e.Args) >= 2
+	if ok {
+		var ok1, ok2 bool
+		idx, ok1 = asInt(e.Args[0])
+		ts, ok2 = asInt(e.Args[1])
+		ok = ok1 && ok2
+	}
+	t.record(e, idx, ts, ok)
+}
+
+// onRaw is the node's OnRaw("*") handler (--handler=raw, the default): the
+// index and the timestamp by Scan, without the []any of e.Args.
+func (t *tracker) onRaw(e mesh.Event) {
+	var idx, ts int64
+	err := e.Scan(&idx, &ts)
+	t.record(e, idx, ts, err == nil)
+}
+
+// record counts one event: cheap, no allocation in the steady state.
+func (t *tracker) record(e mesh.Event, idx, ts int64, ok bool) {
 	var now int64
 	if t.latency {
 		now = time.Now().UnixNano()
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(e.Args) < 2 {
-		t.malformed++
-		return
-	}
-	idx, ok1 := asInt(e.Args[0])
-	ts, ok2 := asInt(e.Args[1])
-	if !ok1 || !ok2 || idx < 0 {
+	if !ok || idx < 0 {
 		t.malformed++
 		return
 	}

@@ -1,0 +1,346 @@
+package mesh
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"reflect"
+	"sync"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+
+	"github.com/verbosemesh/verbose/internal/msgp"
+)
+
+// Scan decodes the event's arguments into dst, in order, converting as
+// go-msgpack does when it decodes the argument into that type (an integer
+// into an *int if it fits, a map into a struct pointer). A nil dst skips
+// its argument. It fails if there are fewer args than destinations, or if
+// a destination is not a non-nil pointer.
+//
+//	var a string; var b int
+//	err := e.Scan(&a, &b)
+//
+// Scan reads the args' msgpack bytes directly, without Args: it works in
+// OnRaw handlers and costs no allocation for numbers, bools and a []byte
+// into a destination with the capacity (its backing array is reused). A
+// *string always gets a new string, and an *any a new value. For an Event
+// with no wire bytes (built by hand, as in a test) it decodes from Args.
+func (e Event) Scan(dst ...any) error {
+	if len(e.raw) == 0 {
+		return e.scanArgs(dst)
+	}
+	r := msgp.Reader{B: e.raw}
+	n := r.ArrayHeader()
+	if r.Err == nil && n > len(e.raw) {
+		r.Err = msgp.ErrShort // each arg takes a byte at least
+	}
+	if r.Err != nil {
+		return fmt.Errorf("mesh: scan %q: bad args: %w", e.Name, r.Err)
+	}
+	if len(dst) > n {
+		return fmt.Errorf("mesh: scan %q: %d destinations for %d args", e.Name, len(dst), n)
+	}
+	for i, d := range dst {
+		start := r.I
+		if r.Skip(0); r.Err != nil {
+			// Deeper than msgp allows (go-msgpack's limit is higher), or
+			// malformed: let go-msgpack decide, as the dispatcher did.
+			return e.scanCodec(dst, n)
+		}
+		if d == nil {
+			continue
+		}
+		if err := scanValue(e.raw[start:r.I], d); err != nil {
+			return e.scanError(i, d, err)
+		}
+	}
+	return nil
+}
+
+// scanArgs is Scan of an Event without wire bytes: each arg is encoded and
+// decoded into its destination by go-msgpack.
+func (e Event) scanArgs(dst []any) error {
+	if len(dst) > len(e.Args) {
+		return fmt.Errorf("mesh: scan %q: %d destinations for %d args", e.Name, len(dst), len(e.Args))
+	}
+	var buf []byte
+	for i, d := range dst {
+		if d == nil {
+			continue
+		}
+		if !isPointer(d) {
+			return e.scanError(i, d, errNotPointer)
+		}
+		buf = buf[:0]
+		if err := codec.NewEncoderBytes(&buf, wireHandle).Encode(e.Args[i]); err != nil {
+			return fmt.Errorf("mesh: scan %q arg %d: %w", e.Name, i, err)
+		}
+		if err := decodeWithCodec(buf, d); err != nil {
+			return e.scanError(i, d, err)
+		}
+	}
+	return nil
+}
+
+// scanCodec is Scan for args msgp cannot split: go-msgpack splits them.
+func (e Event) scanCodec(dst []any, n int) error {
+	var args []codec.Raw
+	if err := decodeWithCodec(e.raw, &args); err != nil {
+		return fmt.Errorf("mesh: scan %q: bad args: %w", e.Name, err)
+	}
+	if len(args) != n || len(dst) > n {
+		return fmt.Errorf("mesh: scan %q: %d destinations for %d args", e.Name, len(dst), len(args))
+	}
+	for i, d := range dst {
+		if d == nil {
+			continue
+		}
+		if err := scanValue(args[i], d); err != nil {
+			return e.scanError(i, d, err)
+		}
+	}
+	return nil
+}
+
+// errNotPointer is scanValue's refusal of a destination it cannot set; the
+// message Scan gives names the event and the index.
+var errNotPointer = errors.New("mesh: not a non-nil pointer")
+
+func (e Event) scanError(i int, d any, err error) error {
+	if err == errNotPointer {
+		return fmt.Errorf("mesh: scan %q: destination %d is not a non-nil pointer", e.Name, i)
+	}
+	return fmt.Errorf("mesh: scan %q arg %d into %T: %w", e.Name, i, d, err)
+}
+
+func isPointer(d any) bool {
+	rv := reflect.ValueOf(d)
+	return rv.Kind() == reflect.Pointer && !rv.IsNil()
+}
+
+// scanValue decodes one msgpack value b into d. The common destinations
+// are decoded by hand when b is what go-msgpack would accept without
+// question; everything else, errors included, is go-msgpack's decoding of
+// b, so that results and errors are always its own (FuzzScan holds the
+// hand-written part to that).
+func scanValue(b []byte, d any) error {
+	var ok bool // decoded by hand; a nil pointer is never ok
+	switch v := d.(type) {
+	case *int64:
+		ok = setInt(v, b, 64)
+	case *int:
+		ok = setInt(v, b, bits.UintSize)
+	case *int32:
+		ok = setInt(v, b, 32)
+	case *int16:
+		ok = setInt(v, b, 16)
+	case *int8:
+		ok = setInt(v, b, 8)
+	case *uint64:
+		ok = setUint(v, b, 64)
+	case *uint:
+		ok = setUint(v, b, bits.UintSize)
+	case *uint32:
+		ok = setUint(v, b, 32)
+	case *uint16:
+		ok = setUint(v, b, 16)
+	case *uint8:
+		ok = setUint(v, b, 8)
+	case *float64:
+		var x float64
+		if x, ok = scanFloat(b); ok && v != nil {
+			*v = x
+		}
+	case *float32:
+		// go-msgpack refuses a finite value beyond float32's range.
+		x, isFloat := scanFloat(b)
+		if ok = isFloat && (math.Abs(x) <= math.MaxFloat32 || math.IsInf(x, 0) || math.IsNaN(x)) && v != nil; ok {
+			*v = float32(x)
+		}
+	case *bool:
+		switch b[0] {
+		case 0xc0, 0xc2, 0x00: // go-msgpack takes fixints 0 and 1 as bools
+			ok = setBool(v, false)
+		case 0xc3, 0x01:
+			ok = setBool(v, true)
+		}
+	case *string:
+		var s []byte
+		if s, ok = scanBytes(b); ok && v != nil {
+			*v = string(s)
+		}
+	case *[]byte:
+		var s []byte
+		if s, ok = scanBytes(b); ok && v != nil {
+			switch {
+			case b[0] == 0xc0:
+				*v = nil
+			case len(s) == 0:
+				// go-msgpack gives an empty, non-nil slice.
+				if *v = (*v)[:0]; *v == nil {
+					*v = []byte{}
+				}
+			default:
+				*v = append((*v)[:0], s...)
+			}
+		}
+	case *any:
+		// A non-nil *v is decoded into by go-msgpack, by its own rules.
+		if v != nil && *v == nil {
+			p := parser{Reader: msgp.Reader{B: b}}
+			var x any
+			if x, ok = p.value(0); ok && p.I == len(b) {
+				*v = x
+			} else {
+				ok = false
+			}
+		}
+	}
+	switch {
+	case ok:
+		return nil
+	case !isPointer(d):
+		return errNotPointer
+	}
+	return decodeArgCodec(b, d)
+}
+
+func setInt[T ~int | ~int8 | ~int16 | ~int32 | ~int64](p *T, b []byte, width uint) bool {
+	x, ok := scanInt(b, width)
+	if ok && p != nil {
+		*p = T(x)
+		return true
+	}
+	return false
+}
+
+func setUint[T ~uint | ~uint8 | ~uint16 | ~uint32 | ~uint64](p *T, b []byte, width uint) bool {
+	x, ok := scanUint(b, width)
+	if ok && p != nil {
+		*p = T(x)
+		return true
+	}
+	return false
+}
+
+func setBool(p *bool, x bool) bool {
+	if p == nil {
+		return false
+	}
+	*p = x
+	return true
+}
+
+// scanInt reads an integer as go-msgpack's DecodeInt64 does (a uint 64
+// above MaxInt64 wraps, as there) and checks that it fits width bits; nil
+// is the zero value, as go-msgpack sets it. ok is false for anything else.
+func scanInt(b []byte, width uint) (int64, bool) {
+	c := b[0]
+	var x int64
+	switch {
+	case c <= 0x7f || c >= 0xe0:
+		return int64(int8(c)), true // fits every width
+	case c == 0xc0:
+		return 0, true
+	case c >= 0xcc && c <= 0xcf:
+		x = int64(be(b[1:], 1<<(c-0xcc)))
+	case c >= 0xd0 && c <= 0xd3:
+		n := 1 << (c - 0xd0)
+		shift := 64 - 8*n
+		x = int64(be(b[1:], n)<<shift) >> shift
+	default:
+		return 0, false
+	}
+	if width < 64 && x != x<<(64-width)>>(64-width) {
+		return 0, false // overflow: go-msgpack's error
+	}
+	return x, true
+}
+
+// scanUint reads an unsigned integer as go-msgpack's DecodeUint64 does: a
+// negative signed value is refused.
+func scanUint(b []byte, width uint) (uint64, bool) {
+	c := b[0]
+	var x uint64
+	switch {
+	case c <= 0x7f:
+		return uint64(c), true
+	case c == 0xc0:
+		return 0, true
+	case c >= 0xcc && c <= 0xcf:
+		x = be(b[1:], 1<<(c-0xcc))
+	case c >= 0xd0 && c <= 0xd3:
+		n := 1 << (c - 0xd0)
+		shift := 64 - 8*n
+		i := int64(be(b[1:], n)<<shift) >> shift
+		if i < 0 {
+			return 0, false
+		}
+		x = uint64(i)
+	default:
+		return 0, false
+	}
+	if width < 64 && x>>width != 0 {
+		return 0, false
+	}
+	return x, true
+}
+
+// scanFloat reads a float32, a float64 or, as go-msgpack does, an integer
+// by DecodeInt64's rules.
+func scanFloat(b []byte) (float64, bool) {
+	switch b[0] {
+	case 0xca:
+		return float64(math.Float32frombits(uint32(be(b[1:], 4)))), true
+	case 0xcb:
+		return math.Float64frombits(be(b[1:], 8)), true
+	}
+	x, ok := scanInt(b, 64)
+	return float64(x), ok
+}
+
+// scanBytes returns the payload of a str or bin (nil for msgpack nil); ok
+// is false for anything else (go-msgpack also reads an array of small
+// integers as bytes: it decides those).
+func scanBytes(b []byte) ([]byte, bool) {
+	c := b[0]
+	var n, hdr int
+	switch {
+	case c == 0xc0:
+		return nil, true
+	case c&0xe0 == 0xa0:
+		n, hdr = int(c&0x1f), 1
+	case c == 0xc4 || c == 0xd9:
+		n, hdr = int(be(b[1:], 1)), 2
+	case c == 0xc5 || c == 0xda:
+		n, hdr = int(be(b[1:], 2)), 3
+	case c == 0xc6 || c == 0xdb:
+		n, hdr = int(be(b[1:], 4)), 5
+	default:
+		return nil, false
+	}
+	return b[hdr : hdr+n], true
+}
+
+// be reads an n-byte big-endian integer. b holds a value msgp's Skip
+// measured, so it is long enough.
+func be(b []byte, n int) uint64 {
+	var x uint64
+	for _, c := range b[:n] {
+		x = x<<8 | uint64(c)
+	}
+	return x
+}
+
+var decPool = sync.Pool{New: func() any { return codec.NewDecoderBytes(nil, wireHandle) }}
+
+// decodeArgCodec is go-msgpack's decoding of one argument into d.
+func decodeArgCodec(b []byte, d any) error {
+	dec := decPool.Get().(*codec.Decoder)
+	dec.ResetBytes(b)
+	err := dec.Decode(d)
+	decPool.Put(dec)
+	return err
+}
