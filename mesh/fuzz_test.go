@@ -127,10 +127,12 @@ func validPayload(f *testing.F) []byte {
 // payloadSink is a relay.Handler that keeps the payloads it receives.
 type payloadSink struct{ ch chan []byte }
 
-func (s *payloadSink) Receive(_ *relay.Link, p []byte, _ time.Time) {
-	select {
-	case s.ch <- p:
-	default:
+func (s *payloadSink) Receive(_ *relay.Link, ps [][]byte, _ time.Time) {
+	for _, p := range ps {
+		select {
+		case s.ch <- bytes.Clone(p): // the link reuses p once Receive returns
+		default:
+		}
 	}
 }
 func (s *payloadSink) Control(*relay.Link, []byte)             {}

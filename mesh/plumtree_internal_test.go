@@ -13,10 +13,10 @@ import (
 
 type nopHandler struct{}
 
-func (nopHandler) Receive(*relay.Link, []byte, time.Time)  {}
-func (nopHandler) Control(*relay.Link, []byte)             {}
-func (nopHandler) Event(*relay.Link, relay.Event)          {}
-func (nopHandler) Identify(*relay.Link, relay.Hello) error { return nil }
+func (nopHandler) Receive(*relay.Link, [][]byte, time.Time) {}
+func (nopHandler) Control(*relay.Link, []byte)              {}
+func (nopHandler) Event(*relay.Link, relay.Event)           {}
+func (nopHandler) Identify(*relay.Link, relay.Hello) error  { return nil }
 
 // testTree is a tree of node "me" (boot 100) with a store of storeMax
 // events, and an unattached link whose buffer shows what the tree sent.

@@ -1,9 +1,11 @@
 package mesh
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"time"
 
 	"github.com/verbosemesh/verbose/relay"
@@ -13,45 +15,67 @@ import (
 // link goroutines and never block on anything but short locks.
 type linkHandler struct{ n *Node }
 
-// Receive routes one payload: an event, or a message of the tree.
-func (h linkHandler) Receive(l *relay.Link, payload []byte, at time.Time) {
+// Receive routes a batch of payloads: events, and messages of the tree. A
+// run of events is routed under one hold of the router's lock. A bad
+// payload drops its link (and is counted and reported); the payloads after
+// it in the batch are still routed, as they would have been had they come
+// in a later read.
+func (h linkHandler) Receive(l *relay.Link, payloads [][]byte, at time.Time) {
 	n := h.n
-	kind, err := payloadKind(payload)
-	if err == nil {
-		switch kind {
-		case kindEvent:
-			err = n.receiveEvent(l, payload, at)
-		case kindIHave, kindGraft, kindPrune:
-			err = n.receiveTree(l, kind, payload)
-		default:
-			err = fmt.Errorf("mesh: unknown payload kind %d", kind)
+	for len(payloads) > 0 {
+		events := 0
+		for events < len(payloads) && isEvent(payloads[events]) {
+			events++
 		}
-	}
-	if err != nil {
-		n.stats.badPayloads.Add(1)
-		n.log.Warn("dropping a link that sent a bad payload", "peer", l.RemoteID(), "addr", l.Addr(), "error", err)
-		n.pdisp.peerEvent(PeerEvent{Kind: Rejected, Peer: n.peerOf(l), PeerID: l.RemoteID(), Addr: l.Addr(), Err: err})
-		l.Drop(err)
+		var err error
+		if events > 0 {
+			err = n.receiveEvents(l, payloads[:events], at)
+			payloads = payloads[events:]
+		} else {
+			err = n.receiveOther(l, payloads[0], at)
+			payloads = payloads[1:]
+		}
+		if err != nil {
+			n.reject(l, err)
+		}
 	}
 }
 
-// receiveEvent dedups and orders one event, then delivers what the orderer
-// releases and forwards it along the tree. A duplicate prunes its link.
-// The link acknowledges the frame when this returns.
-func (n *Node) receiveEvent(l *relay.Link, payload []byte, now time.Time) error {
-	n.routeMu.Lock()
-	defer n.routeMu.Unlock()
-	in := n.nextInbound()
-	env := &in.env
-	if err := parseEnvelopeInto(env, in.path[:0], payload, &n.strs); err != nil {
+// isEvent is a cheap look at a payload's kind (payloadKind checks it
+// whole): [kind, …] with kind 1 starts 0x97 0x01.
+func isEvent(p []byte) bool {
+	return len(p) > 1 && p[0] == 0x97 && p[1] == kindEvent
+}
+
+// receiveOther routes a payload that does not look like an event.
+func (n *Node) receiveOther(l *relay.Link, payload []byte, at time.Time) error {
+	kind, err := payloadKind(payload)
+	if err != nil {
 		return err
 	}
-	in.from, in.raw = l, payload
-	n.stats.received.Add(1)
-	if env.Origin == n.id && env.Boot == n.boot {
-		n.stats.duplicates.Add(1) // our own event came back round a cycle
-		return nil
+	switch kind {
+	case kindEvent:
+		return n.receiveEvents(l, [][]byte{payload}, at)
+	case kindIHave, kindGraft, kindPrune:
+		return n.receiveTree(l, kind, payload)
 	}
+	return fmt.Errorf("mesh: unknown payload kind %d", kind)
+}
+
+// reject drops a link that sent a bad payload.
+func (n *Node) reject(l *relay.Link, err error) {
+	n.stats.badPayloads.Add(1)
+	n.log.Warn("dropping a link that sent a bad payload", "peer", l.RemoteID(), "addr", l.Addr(), "error", err)
+	n.pdisp.peerEvent(PeerEvent{Kind: Rejected, Peer: n.peerOf(l), PeerID: l.RemoteID(), Addr: l.Addr(), Err: err})
+	l.Drop(err)
+}
+
+// receiveEvents routes a run of event payloads under one hold of the
+// router's lock; the first bad one's error is returned (the others are
+// counted).
+func (n *Node) receiveEvents(l *relay.Link, payloads [][]byte, now time.Time) error {
+	n.routeMu.Lock()
+	defer n.routeMu.Unlock()
 	// The link's reading of the clock: one per read from the connection.
 	// The router only needs it for timers of milliseconds and more (a
 	// gap's grace, idle origins, the store's age bound, prune retries), and
@@ -60,6 +84,35 @@ func (n *Node) receiveEvent(l *relay.Link, payload []byte, now time.Time) error 
 		now = n.routeNow // links read the clock at different moments: never go back
 	}
 	n.routeNow = now
+	var first error
+	for _, p := range payloads {
+		if err := n.receiveEvent(l, p, now); err != nil {
+			if first == nil {
+				first = err
+			} else {
+				n.stats.badPayloads.Add(1)
+			}
+		}
+	}
+	return first
+}
+
+// receiveEvent dedups and orders one event, then delivers what the orderer
+// releases and forwards it along the tree. A duplicate prunes its link.
+// payload is the link's (valid during the call): what outlives it is copied
+// (see inbound). Called with routeMu held.
+func (n *Node) receiveEvent(l *relay.Link, payload []byte, now time.Time) error {
+	in := n.nextInbound()
+	env := &in.env
+	if err := parseEnvelopeInto(env, in.path[:0], payload, &n.strs); err != nil {
+		return err
+	}
+	in.from, in.raw = l, payload
+	n.stats.received.Add(1)
+	if env.Boot == n.boot && env.Origin == n.id {
+		n.stats.duplicates.Add(1) // our own event came back round a cycle
+		return nil
+	}
 	ready, fresh := n.order.Offer(env.Origin, env.Boot, env.Seq, in, now, n.ready[:0])
 	if !fresh {
 		if late := n.order.Stats().Late; late != n.lateSeen {
@@ -76,6 +129,9 @@ func (n *Node) receiveEvent(l *relay.Link, payload []byte, now time.Time) error 
 	}
 	n.takeInbound() // in is taken: the orderer holds or releases it
 	n.tree.fresh(env.Origin, l, now)
+	if !slices.Contains(ready, in) {
+		in.own() // held behind a gap, beyond this call
+	}
 	n.release(ready, now)
 	if len(ready) == 0 {
 		// Held behind a gap: make sure the tick loop has a timer for it.
@@ -91,13 +147,22 @@ func (n *Node) receiveEvent(l *relay.Link, payload []byte, now time.Time) error 
 // encoding as it came (env.Args aliases it), and the room for a path of up
 // to three ids (the origin, a forwarder, this node). The router reuses
 // inbounds: one is taken per fresh event and free again once the event is
-// released (forwarded, stored as bytes, queued for the handlers as a copy),
-// so that a steady stream of events allocates none.
+// released (forwarded, stored, queued for the handlers: each keeps a copy
+// of what it needs), so that a steady stream of events allocates none.
+// raw is the link's read buffer, valid while the link's Receive runs; an
+// event held behind a gap outlives it and owns a copy (own).
 type inbound struct {
 	env  envelope
 	from *relay.Link
 	raw  []byte
 	path [3]string
+}
+
+// own copies raw, which env.Args ends, out of the link's buffer.
+func (in *inbound) own() {
+	raw := bytes.Clone(in.raw)
+	in.env.Args = raw[len(raw)-len(in.env.Args):]
+	in.raw = raw
 }
 
 // inboundChunk inbounds are allocated at once when none is spare.

@@ -27,10 +27,12 @@ type recorder struct {
 
 func newRecorder() *recorder { return &recorder{got: map[string][]string{}} }
 
-func (r *recorder) Receive(l *relay.Link, p []byte, _ time.Time) {
+func (r *recorder) Receive(l *relay.Link, ps [][]byte, _ time.Time) {
 	id := l.RemoteID()
 	r.mu.Lock()
-	r.got[id] = append(r.got[id], string(p))
+	for _, p := range ps {
+		r.got[id] = append(r.got[id], string(p))
+	}
 	r.mu.Unlock()
 }
 

@@ -15,6 +15,10 @@ import (
 // written in several batches instead of one huge allocation.
 const batchLimit = 256 << 10
 
+// maxBatch bounds the payloads of one Handler.Receive, so that a handler's
+// lock is never held for a whole read buffer of tiny frames.
+const maxBatch = 128
+
 var errReplaced = errors.New("relay: connection replaced by a newer one")
 
 // Link carries payloads to one remote node exactly once and in order, across

@@ -267,84 +267,81 @@ func (l *Link) write(conn net.Conn, cause *firstErr, readerDone <-chan struct{})
 // On error it records the cause and closes conn, which also unblocks a
 // writer stuck on a peer that stopped reading.
 //
-// It takes the link's lock once per frame: a delivered seq is recorded
-// under the lock of the next frame's Receive, or before the reader blocks
-// for more bytes, so acks are no later than before in time. Frame bodies
-// are regions of the frameReader's slabs, never reused, so the Handler owns
-// its payload.
+// It works in batches: one frame, read as needed, then every frame already
+// buffered behind it (up to maxBatch), judged under one hold of the link's
+// lock and handed to the Handler in one Receive. A batch's payloads are
+// regions of the read buffer, valid until the next read, which only comes
+// after Receive has returned; the frames are acknowledgeable once it has.
+// The clock is read once per batch.
 func (l *Link) read(conn net.Conn, fr *frameReader, cause *firstErr, done chan<- struct{}) {
 	defer close(done)
-	var (
-		now       time.Time
-		delivered uint64 // handled, not yet recorded with the machine
-	)
 	fail := func(err error) {
-		if delivered != 0 {
-			l.mu.Lock()
-			l.m.Delivered(delivered)
-			l.mu.Unlock()
-		}
 		cause.set(err)
 		conn.Close()
 	}
+	var batch [][]byte
 	for {
-		if fr.buffered() == 0 {
-			// About to block: record what was handled so that its ack
-			// does not wait for the next frame.
-			if delivered != 0 {
-				l.mu.Lock()
-				l.m.Delivered(delivered)
-				due := l.m.Pending()
-				l.mu.Unlock()
-				delivered = 0
-				if due {
-					l.poke()
-				}
-			}
-			if err := fr.fill(1); err != nil {
-				fail(fmt.Errorf("relay: read: %w", err))
-				return
-			}
-			now = time.Time{}
-		}
-		if now.IsZero() {
-			// The clock is read once per read from the connection, not per
-			// frame: a frame's arrival time only feeds the inactivity timeout.
-			// (Bytes left buffered by the handshake also start a read.)
-			now = time.Now()
-		}
 		body, err := fr.next(l.cfg.MaxFrameSize)
 		if err != nil {
 			fail(fmt.Errorf("relay: read: %w", err))
 			return
 		}
-		f, err := DecodeFrame(body)
-		if err != nil {
-			fail(fmt.Errorf("relay: read: %w", err))
-			return
-		}
-		due := false
+		now := time.Now()
+		var (
+			last uint64 // seq of the batch's last payload
+			ctl  []byte // a control frame ends a batch: it is handled after it
+			bad  error
+		)
+		batch = batch[:0]
 		l.mu.Lock()
-		if delivered != 0 {
-			l.m.Delivered(delivered)
-			delivered = 0
-			due = l.m.Pending()
+		for {
+			f, err := DecodeFrame(body)
+			if err != nil {
+				bad = fmt.Errorf("relay: read: %w", err)
+				break
+			}
+			p, seq, c, err := l.m.Receive(f, now)
+			if err != nil {
+				bad = err
+				break
+			}
+			if seq != 0 {
+				batch, last = append(batch, p), seq
+			} else if c != nil {
+				ctl = c
+				break
+			}
+			if len(batch) == maxBatch {
+				break
+			}
+			var ok bool
+			if body, ok, err = fr.take(l.cfg.MaxFrameSize); err != nil {
+				bad = fmt.Errorf("relay: read: %w", err)
+				break
+			} else if !ok {
+				break
+			}
 		}
-		p, seq, ctl, err := l.m.Receive(f, now)
 		evs := l.takeEventsLocked()
 		l.mu.Unlock()
-		if due {
-			l.poke()
-		}
 		l.report(evs)
-		if err != nil {
-			fail(err)
+		if len(batch) > 0 {
+			// Frames before a bad one are delivered, as they would have
+			// been had they arrived in an earlier read.
+			l.h.Receive(l, batch, now)
+			l.mu.Lock()
+			l.m.Delivered(last)
+			due := l.m.Pending()
+			l.mu.Unlock()
+			if due {
+				l.poke()
+			}
+		}
+		if bad != nil {
+			fail(bad)
 			return
 		}
-		if seq != 0 {
-			l.h.Receive(l, p, now)
-			delivered = seq
-		} else if ctl != nil {
+		if ctl != nil {
 			l.h.Control(l, ctl)
 		}
 	}

@@ -31,15 +31,15 @@ func lengthPrefixed(bodies ...[]byte) []byte {
 }
 
 // Frames come out whole and in order whatever the read boundaries, bodies
-// larger than a slab included; each body is capped to its length and stays
-// as it was while later frames are read (no region is written twice).
+// larger than the buffer included, each capped to its length; the bodies
+// taken since the last read stay as they were until the next one.
 func TestFrameReaderReassemblesAnyChunking(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var bodies [][]byte
 	for i := range 400 {
 		n := rng.IntN(300)
 		if i%50 == 7 {
-			n = slabSize + rng.IntN(3*slabSize) // larger than a slab
+			n = readSize + rng.IntN(3*readSize) // larger than the buffer
 		}
 		body := make([]byte, n)
 		for j := range body {
@@ -51,26 +51,70 @@ func TestFrameReaderReassemblesAnyChunking(t *testing.T) {
 	for _, maxChunk := range []int{1, 7, 4096, 1 << 20} {
 		pending := stream[:min(10, len(stream))] // as if the handshake read them
 		fr := newFrameReader(&chunkReader{r: bytes.NewReader(stream[len(pending):]), rng: rng, max: maxChunk}, pending)
-		var got [][]byte
-		for range bodies {
+		for i := 0; i < len(bodies); {
 			b, err := fr.next(1 << 30)
 			if err != nil {
-				t.Fatalf("chunks of %d: frame %d: %v", maxChunk, len(got), err)
+				t.Fatalf("chunks of %d: frame %d: %v", maxChunk, i, err)
 			}
-			if cap(b) != len(b) {
-				t.Fatalf("chunks of %d: body cap %d > len %d", maxChunk, cap(b), len(b))
+			batch := [][]byte{b}
+			for {
+				b, ok, err := fr.take(1 << 30)
+				if err != nil {
+					t.Fatalf("chunks of %d: take after frame %d: %v", maxChunk, i, err)
+				}
+				if !ok {
+					break
+				}
+				batch = append(batch, b)
 			}
-			got = append(got, b)
-		}
-		for i := range bodies {
-			if !bytes.Equal(got[i], bodies[i]) {
-				t.Fatalf("chunks of %d: frame %d differs (len %d, want %d)", maxChunk, i, len(got[i]), len(bodies[i]))
+			for _, b := range batch { // all of them still intact
+				if cap(b) != len(b) {
+					t.Fatalf("chunks of %d: body cap %d > len %d", maxChunk, cap(b), len(b))
+				}
+				if i >= len(bodies) || !bytes.Equal(b, bodies[i]) {
+					t.Fatalf("chunks of %d: frame %d differs (len %d)", maxChunk, i, len(b))
+				}
+				i++
 			}
 		}
 		if _, err := fr.next(1 << 30); err != io.EOF {
 			t.Fatalf("chunks of %d: after the last frame: %v, want EOF", maxChunk, err)
 		}
+		if len(fr.buf) != readSize {
+			t.Fatalf("chunks of %d: buffer of %d bytes after the large frames, want %d", maxChunk, len(fr.buf), readSize)
+		}
 	}
+}
+
+// A busy connection reads into the same buffer: no allocation per read.
+func TestFrameReaderReusesItsBuffer(t *testing.T) {
+	frame := lengthPrefixed(make([]byte, 200))
+	r := &repeatReader{frame: frame}
+	fr := newFrameReader(r, nil)
+	allocs := testing.AllocsPerRun(1000, func() {
+		if _, err := fr.next(1 << 20); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.2f allocations per frame, want 0", allocs)
+	}
+}
+
+// repeatReader returns frame over and over, in whatever room Read is given.
+type repeatReader struct {
+	frame []byte
+	off   int
+}
+
+func (r *repeatReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) {
+		c := copy(p[n:], r.frame[r.off:])
+		n += c
+		r.off = (r.off + c) % len(r.frame)
+	}
+	return n, nil
 }
 
 func TestFrameReaderErrors(t *testing.T) {
@@ -101,7 +145,10 @@ func FuzzFrameReader(f *testing.F) {
 		fr := newFrameReader(&chunkReader{r: bytes.NewReader(stream), rng: rng, max: int(chunk%64) + 1}, nil)
 		ref := bytes.NewReader(stream)
 		for {
-			body, err := fr.next(limit)
+			body, ok, err := fr.take(limit) // what is buffered, then read more
+			if !ok && err == nil {
+				body, err = fr.next(limit)
+			}
 			n, rerr := readLength(ref)
 			if rerr == nil && uint64(n) > limit {
 				rerr = ErrFrameTooLarge

@@ -96,10 +96,13 @@ type Event struct {
 
 // Handler receives a link's outputs. Receive and Control are called on the
 // link's reader goroutine, in link-seq order; they must not block (short
-// locks only). The link acknowledges a frame only after Receive returns.
-// payload is owned by the callee (not reused by the link); at is when the
-// link read it (the clock is read once per read from the connection, so the
-// frames of one read share it and the callee need not read it per frame).
+// locks only). Receive gets the payloads of consecutive DATA frames, in
+// order (a batch: what one read from the connection brought, at most
+// maxBatch); the link acknowledges them only after Receive returns. The
+// payloads are regions of the link's read buffer, valid only until Receive
+// returns: a callee that keeps a payload copies it. at is when the link read
+// them (the clock is read once per batch, so the callee need not read it
+// per payload).
 // Event may be called from any of the link's goroutines and must not block
 // either.
 // Identify is called on the dialing side when the remote HELLO arrives,
@@ -107,7 +110,7 @@ type Event struct {
 // REJECT frame with err's text is sent, the link reports Rejected and backs
 // off). No Handler method may call the link's Close.
 type Handler interface {
-	Receive(l *Link, payload []byte, at time.Time)
+	Receive(l *Link, payloads [][]byte, at time.Time)
 	Control(l *Link, payload []byte)
 	Event(l *Link, ev Event)
 	Identify(l *Link, remote Hello) error
