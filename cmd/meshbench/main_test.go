@@ -141,6 +141,24 @@ func TestTrackerMalformed(t *testing.T) {
 	}
 }
 
+// Reorders are counted per origin, across changes of origin; a repeated
+// index is a duplicate.
+func TestTrackerReordersAndDups(t *testing.T) {
+	tr := newTracker(false, 0)
+	ev := func(origin string, seq uint64, idx int64) {
+		tr.on(mesh.Event{Origin: origin, Seq: seq, Args: []any{idx, int64(0)}})
+	}
+	ev("a", 10, 0)
+	ev("b", 5, 1)
+	ev("a", 11, 2)
+	ev("b", 4, 3) // b went back: a reorder, though a came in between
+	ev("a", 12, 4)
+	ev("a", 12, 4) // the same event again: a duplicate
+	if r := tr.result(5); r.Distinct != 5 || r.Reordered != 1 || r.Dups != 1 || r.Loss != 0 {
+		t.Errorf("result %+v, want 5 distinct, 1 reordered, 1 dup", r)
+	}
+}
+
 func TestOptionsRejected(t *testing.T) {
 	for _, args := range [][]string{
 		{"--nodes=1"}, {"--size=8"}, {"--topology=star"}, {"--network=udp"},

@@ -25,7 +25,10 @@ type tracker struct {
 	dups      int64
 	reordered int64
 	malformed int64
-	lastSeq   map[string]uint64
+	lastSeq   map[string]uint64 // by origin, but for cur's
+	cur       string            // the origin of the previous event (one hash per change of origin, not per event)
+	curSeq    uint64
+	curSeen   bool
 	latency   bool
 	samples   []int64 // ns, when latency is on
 }
@@ -72,11 +75,6 @@ func (t *tracker) record(e mesh.Event, idx, ts int64, ok bool) {
 		t.malformed++
 		return
 	}
-	if last, ok := t.lastSeq[e.Origin]; ok && e.Seq <= last {
-		t.reordered++
-	} else {
-		t.lastSeq[e.Origin] = e.Seq
-	}
 	w := int(idx / 64)
 	if w >= len(t.seen) {
 		t.seen = append(t.seen, make([]uint64, w-len(t.seen)+1+len(t.seen))...)
@@ -87,6 +85,18 @@ func (t *tracker) record(e mesh.Event, idx, ts int64, ok bool) {
 		return
 	}
 	t.seen[w] |= bit
+	if e.Origin != t.cur {
+		if t.curSeen {
+			t.lastSeq[t.cur] = t.curSeq
+		}
+		t.cur = e.Origin
+		t.curSeq, t.curSeen = t.lastSeq[e.Origin]
+	}
+	if t.curSeen && e.Seq <= t.curSeq {
+		t.reordered++
+	} else {
+		t.curSeq, t.curSeen = e.Seq, true
+	}
 	t.distinct.Add(1)
 	if t.latency {
 		t.samples = append(t.samples, now-ts)

@@ -220,7 +220,59 @@ func (r *Reader) ArrayHeader() int {
 }
 
 // Skip moves past one well-formed msgpack value.
+//
+// It is on the path of every event (the envelope's args are skipped, not
+// decoded), so the values that hold no others and declare their size in
+// their first byte or two (ints, floats, bools, nil, strs and bins of up to
+// 255 bytes) are skipped through a table; the rest take skipValue.
 func (r *Reader) Skip(depth int) {
+	if i := r.I; i < len(r.B) {
+		n := int(skipFixed[r.B[i]])
+		if n == skipLen8 && i+1 < len(r.B) {
+			n = 1 + int(r.B[i+1])
+		}
+		if n >= 0 && n < len(r.B)-i {
+			r.I = i + 1 + n
+			return
+		}
+	}
+	r.skipValue(depth)
+}
+
+// skipFixed is, for a value's first byte, the bytes that follow it when
+// that is known from the first byte (skipLen8: from the next one, str8 and
+// bin8), or skipOther.
+var skipFixed = func() (t [256]int8) {
+	for c := range t {
+		switch {
+		case c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3:
+			t[c] = 0
+		case c&0xe0 == 0xa0:
+			t[c] = int8(c & 0x1f)
+		case c == 0xcc || c == 0xd0:
+			t[c] = 1
+		case c == 0xcd || c == 0xd1:
+			t[c] = 2
+		case c == 0xca || c == 0xce || c == 0xd2:
+			t[c] = 4
+		case c == 0xcb || c == 0xcf || c == 0xd3:
+			t[c] = 8
+		case c == 0xc4 || c == 0xd9:
+			t[c] = skipLen8
+		default:
+			t[c] = skipOther
+		}
+	}
+	return t
+}()
+
+const (
+	skipOther = -1
+	skipLen8  = -2
+)
+
+// skipValue is Skip for any value, and for a value cut short.
+func (r *Reader) skipValue(depth int) {
 	if depth > 64 {
 		r.Err = errors.New("nested more than 64 deep")
 		return

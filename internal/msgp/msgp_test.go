@@ -42,3 +42,22 @@ func TestReaderRefusesWhatWouldRunAway(t *testing.T) {
 		t.Fatal("70000 accepted with max 1000")
 	}
 }
+
+// Skip's table takes the scalars; skipValue, the switch it replaced on the
+// hot path, is the reference: both end at the same place, or both fail.
+func FuzzSkip(f *testing.F) {
+	f.Add([]byte{0xc4, 3, 1, 2, 3, 0x01})
+	f.Add([]byte{0xd9, 2, 'a'})
+	f.Add([]byte{0x93, 0xd3, 0, 0, 0, 0, 0, 0, 0, 1, 0xa1, 'x', 0xc4, 0})
+	f.Add([]byte{0xcb, 1, 2})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fast, slow := Reader{B: b}, Reader{B: b}
+		for fast.Err == nil && fast.I < len(b) {
+			fast.Skip(0)
+			slow.skipValue(0)
+			if (fast.Err == nil) != (slow.Err == nil) || fast.Err == nil && fast.I != slow.I {
+				t.Fatalf("% x: Skip at %d (%v), skipValue at %d (%v)", b, fast.I, fast.Err, slow.I, slow.Err)
+			}
+		}
+	})
+}
