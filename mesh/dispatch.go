@@ -146,7 +146,10 @@ type dispatcher struct {
 	done      chan struct{}
 
 	slab argSlab // Args are cut from it (decodeArgsFast); run's own
-	copy rawSlab // queued args bytes are copied into it; deliver's own, under mu
+	// The router's side (stage, commit), guarded by its lock: the events
+	// staged for the next commit, and the slab their args are copied into.
+	staged []dispatchItem
+	copy   rawSlab
 
 	handlerDropped atomic.Uint64
 	delivered      atomic.Uint64
@@ -172,41 +175,64 @@ func newDispatchers(max int, t *handlerTable, log hclog.Logger) (events, peers *
 	return events, peers
 }
 
-// deliver queues env's event for the handlers. It keeps nothing of env
-// itself: the router reuses it.
-func (d *dispatcher) deliver(env *envelope) {
+// stage prepares env's event for the handlers, to be queued by the next
+// commit: the router stages what one batch from a link releases and commits
+// it with one hold of the queue's lock. A staged event is a copy: the router
+// reuses env, whose args are a region of the link's read buffer. stage and
+// commit are the router's: they run under its lock, in release order.
+func (d *dispatcher) stage(env *envelope) {
 	if named, all := d.table.snap.Load().handlers(env.Name); len(named)+len(all) == 0 {
-		d.delivered.Add(1) // nobody listens: delivered to no one, without decoding
+		d.delivered.Add(1) // nobody listens: delivered to no one, without a copy
+		return
+	}
+	// Cut from a slab that is never written again: handlers may keep the
+	// bytes (RawArgs).
+	d.staged = append(d.staged, dispatchItem{name: env.Name, origin: env.Origin, seq: env.Seq, args: d.copy.clone(env.Args)})
+}
+
+// commit queues the staged events, as many as the queue has room for; the
+// others are dropped, counted and reported (the slow-handler policy above).
+func (d *dispatcher) commit() {
+	if len(d.staged) == 0 {
 		return
 	}
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
+		d.unstage()
 		return
 	}
-	if d.events >= d.max {
-		d.dropped++
-		d.handlerDropped.Add(1)
-		report := time.Since(d.reported) >= time.Second
-		var n uint64
-		if report {
-			n, d.dropped, d.reported = d.dropped, 0, time.Now()
+	k := min(len(d.staged), max(d.max-d.events, 0))
+	d.q = append(d.q, d.staged[:k]...)
+	d.events += k
+	dropped := len(d.staged) - k
+	d.unstage()
+	var report uint64
+	if dropped > 0 {
+		d.dropped += uint64(dropped)
+		d.handlerDropped.Add(uint64(dropped))
+		if time.Since(d.reported) >= time.Second {
+			report, d.dropped, d.reported = d.dropped, 0, time.Now()
 		} else if d.flush == nil {
 			d.flushDone = make(chan struct{})
 			d.flush = time.AfterFunc(time.Second-time.Since(d.reported), d.flushDropped)
 		}
-		d.mu.Unlock()
-		if report {
-			d.log.Warn("handlers too slow: dropped deliveries", "dropped", n, "queue", d.max)
-			d.peers.peerEvent(PeerEvent{Kind: Overflow, Dropped: int(n), Err: ErrSlowConsumer})
-		}
-		return
 	}
-	// The payload is valid only while the link's reader is in Receive:
-	// the handlers get a copy, cut from a slab that is never written again.
-	d.q = append(d.q, dispatchItem{name: env.Name, origin: env.Origin, seq: env.Seq, args: d.copy.clone(env.Args)})
-	d.events++
-	d.wakeLocked()
+	if k > 0 {
+		d.wakeLocked()
+	} else {
+		d.mu.Unlock()
+	}
+	if report > 0 {
+		d.log.Warn("handlers too slow: dropped deliveries", "dropped", report, "queue", d.max)
+		d.peers.peerEvent(PeerEvent{Kind: Overflow, Dropped: int(report), Err: ErrSlowConsumer})
+	}
+}
+
+// unstage empties the staging slice, keeping its room.
+func (d *dispatcher) unstage() {
+	clear(d.staged)
+	d.staged = d.staged[:0]
 }
 
 // flushDropped reports the drops not reported yet, a second after the

@@ -94,6 +94,7 @@ func (n *Node) receiveEvents(l *relay.Link, payloads [][]byte, now time.Time) er
 			}
 		}
 	}
+	n.disp.commit() // what the batch released, queued for the handlers at once
 	return first
 }
 
@@ -252,9 +253,9 @@ func (n *Node) release(ready []*inbound, now time.Time) {
 			due = true
 		}
 		if in.env.Origin != n.id {
-			n.disp.deliver(&in.env)
+			n.disp.stage(&in.env)
 		}
-		n.reuse(in) // the dispatcher keeps a copy of what handlers see
+		n.reuse(in) // the dispatcher staged a copy of what handlers see
 		ready[i] = nil
 	}
 	n.ready = ready[:0]
@@ -432,6 +433,7 @@ func (n *Node) tickLoop() {
 		now := time.Now()
 		before := n.order.Stats().Skipped
 		n.release(n.order.Tick(now, n.ready[:0]), now)
+		n.disp.commit()
 		if skipped := n.order.Stats().Skipped - before; skipped > 0 {
 			n.log.Debug("skipped events declared lost", "count", skipped)
 		}
