@@ -200,6 +200,24 @@ func DecodeFrame(body []byte) (Frame, error) {
 	return f, nil
 }
 
+// decodeData decodes a DATA frame body as DecodeFrame does, for the one
+// shape a busy link reads per event (fixarray, fixint type), without
+// building a Frame (a Hello's worth of fields, copied twice per frame). ok
+// is false for anything else: the caller then takes DecodeFrame, which
+// decodes the other shapes and says what is wrong with a bad one.
+func decodeData(body []byte) (seq uint64, payload []byte, ok bool) {
+	if len(body) < 2 || body[0] != 0x90|byte(frameFields[FrameData]) || body[1] != byte(FrameData) {
+		return 0, nil, false
+	}
+	d := decoder{msgp.Reader{B: body, I: 2}}
+	seq = d.uint()
+	payload = d.bytes()
+	if d.Err != nil || d.I != len(body) {
+		return 0, nil, false
+	}
+	return seq, payload, true
+}
+
 // decoder reads the fields of a frame: msgp's reader, with the frames'
 // rules for integers, strings and payloads.
 type decoder struct{ msgp.Reader }

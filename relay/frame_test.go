@@ -231,6 +231,25 @@ func BenchmarkDecodeData(b *testing.B) {
 	}
 }
 
+// The link reader's decoding of a DATA body: the shortcut, and DecodeFrame.
+func BenchmarkDecodeDataBody(b *testing.B) {
+	body := appendData(nil, 1<<20, benchPayload)[4:]
+	b.Run("decodeData", func(b *testing.B) {
+		for b.Loop() {
+			if _, _, ok := decodeData(body); !ok {
+				b.Fatal("not a DATA body")
+			}
+		}
+	})
+	b.Run("DecodeFrame", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := DecodeFrame(body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
 // The go-msgpack baselines the hand-rolled codec is measured against.
 func BenchmarkEncodeDataCodec(b *testing.B) {
 	h := &codec.MsgpackHandle{WriteExt: true}
@@ -258,4 +277,23 @@ func BenchmarkDecodeDataCodec(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// decodeData, the reader's shortcut for DATA frames, accepts only what
+// DecodeFrame decodes as DATA, with the same seq and payload.
+func FuzzDecodeData(f *testing.F) {
+	f.Add(appendData(nil, 7, []byte("payload"))[4:])
+	f.Add(appendData(nil, 1<<40, nil)[4:])
+	f.Add(AppendFrame(nil, Frame{Type: FrameAck, Seq: 3})[4:])
+	f.Add([]byte{0x93, 3, 0xcf, 0, 0, 0, 0, 0, 0, 0, 1, 0xa1, 'x'}) // an old-spec str payload
+	f.Fuzz(func(t *testing.T, body []byte) {
+		seq, p, ok := decodeData(body)
+		if !ok {
+			return
+		}
+		fr, err := DecodeFrame(body)
+		if err != nil || fr.Type != FrameData || fr.Seq != seq || !bytes.Equal(fr.Payload, p) || (fr.Payload == nil) != (p == nil) {
+			t.Fatalf("% x: decodeData (%d, %x), DecodeFrame (%+v, %v)", body, seq, p, fr, err)
+		}
+	})
 }

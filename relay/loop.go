@@ -295,12 +295,18 @@ func (l *Link) read(conn net.Conn, fr *frameReader, cause *firstErr, done chan<-
 		batch = batch[:0]
 		l.mu.Lock()
 		for {
-			f, err := DecodeFrame(body)
-			if err != nil {
-				bad = fmt.Errorf("relay: read: %w", err)
+			var (
+				p, c []byte
+				seq  uint64
+			)
+			if dseq, payload, ok := decodeData(body); ok {
+				p, seq, err = l.m.ReceiveData(dseq, payload, now)
+			} else if f, derr := DecodeFrame(body); derr != nil {
+				bad = fmt.Errorf("relay: read: %w", derr)
 				break
+			} else {
+				p, seq, c, err = l.m.Receive(f, now)
 			}
-			p, seq, c, err := l.m.Receive(f, now)
 			if err != nil {
 				bad = err
 				break

@@ -214,13 +214,8 @@ func (m *machine) Receive(f Frame, now time.Time) (deliver []byte, seq uint64, c
 	m.lastRx = now
 	switch f.Type {
 	case FrameData:
-		if f.Seq <= m.received {
-			return nil, 0, nil, nil // a resent duplicate
-		}
-		// A jump over missing seqs is accepted: the sender dropped them by
-		// overflow or expiry and has reported it.
-		m.received = f.Seq
-		return f.Payload, f.Seq, nil, nil
+		deliver, seq, err = m.ReceiveData(f.Seq, f.Payload, now)
+		return deliver, seq, nil, err
 	case FrameAck:
 		if f.Seq > m.lastSeq {
 			return nil, 0, nil, fmt.Errorf("%w: ack %d beyond last sent seq %d", ErrBadFrame, f.Seq, m.lastSeq)
@@ -233,6 +228,22 @@ func (m *machine) Receive(f Frame, now time.Time) (deliver []byte, seq uint64, c
 		return nil, 0, nil, fmt.Errorf("%w: %s", ErrRejected, f.Reason)
 	}
 	return nil, 0, nil, fmt.Errorf("%w: unexpected %s after the handshake", ErrBadFrame, f.Type)
+}
+
+// ReceiveData is Receive of a DATA frame: the link's reader decodes those
+// without a Frame.
+func (m *machine) ReceiveData(seq uint64, payload []byte, now time.Time) (deliver []byte, _ uint64, err error) {
+	if !m.up {
+		return nil, 0, ErrClosed
+	}
+	m.lastRx = now
+	if seq <= m.received {
+		return nil, 0, nil // a resent duplicate
+	}
+	// A jump over missing seqs is accepted: the sender dropped them by
+	// overflow or expiry and has reported it.
+	m.received = seq
+	return payload, seq, nil
 }
 
 // Delivered records that the handler has returned for seq: it becomes
