@@ -203,10 +203,18 @@ func (d *dispatcher) commit() {
 		return
 	}
 	k := min(len(d.staged), max(d.max-d.events, 0))
-	d.q = append(d.q, d.staged[:k]...)
-	d.events += k
 	dropped := len(d.staged) - k
-	d.unstage()
+	if len(d.q) == 0 && k == len(d.staged) {
+		// The dispatcher has taken everything queued (the common case when
+		// it keeps up): swap instead of copying the items, whose pointers
+		// would each pay a write barrier while the GC runs. Both slices
+		// keep their room; run cleared the one it gave back.
+		d.q, d.staged = d.staged, d.q[:0]
+	} else {
+		d.q = append(d.q, d.staged[:k]...)
+		d.unstage()
+	}
+	d.events += k
 	var report uint64
 	if dropped > 0 {
 		d.dropped += uint64(dropped)

@@ -25,8 +25,11 @@ import (
 // Scan reads the args' msgpack bytes directly, without Args: it works in
 // OnRaw handlers and costs no allocation for numbers, bools and a []byte
 // into a destination with the capacity (its backing array is reused). A
-// *string always gets a new string, and an *any a new value. For an Event
-// with no wire bytes (built by hand, as in a test) it decodes from Args.
+// *string always gets a new string, and an *any a new value. The
+// destinations escape (they may be handed to go-msgpack), so &local costs
+// an allocation per call: a hot handler scans into variables that outlive
+// it, such as its own struct's fields. For an Event with no wire bytes
+// (built by hand, as in a test) it decodes from Args.
 func (e Event) Scan(dst ...any) error {
 	if len(e.raw) == 0 {
 		return e.scanArgs(dst)
