@@ -52,6 +52,9 @@ func parseEnvelope(b []byte, strs *interner) (*envelope, error) {
 // in pathBuf when it has room for the path and one more id (the router's
 // own, when forwarding): the router allocates all three at once.
 func parseEnvelopeInto(env *envelope, pathBuf []string, b []byte, strs *interner) error {
+	if strs != nil && strs.last.parseAgain(env, pathBuf, b) {
+		return nil
+	}
 	p := parser{Reader: msgp.Reader{B: b}, strs: strs}
 	if n := p.ArrayHeader(); n != 7 && p.Err == nil {
 		p.Err = fmt.Errorf("an array of %d elements, want 7", n)
@@ -62,36 +65,24 @@ func parseEnvelopeInto(env *envelope, pathBuf []string, b []byte, strs *interner
 	}
 	env.Origin = p.str()
 	env.Boot = p.Uint(math.MaxUint64)
+	seqStart := p.I
 	env.Seq = p.Uint(math.MaxUint64)
+	seqEnd := p.I
 	env.Name = p.str()
 	if n := p.ArrayHeader(); p.Err == nil {
 		if n > len(p.B)-p.I { // each id takes at least one byte
 			p.Err = fmt.Errorf("a path of %d ids in %d bytes", n, len(p.B)-p.I)
 		} else {
-			if n < cap(pathBuf) {
-				env.Path = pathBuf[:n:cap(pathBuf)]
-			} else {
-				env.Path = make([]string, n, n+1) // room for our id when forwarding
-			}
+			env.Path = pathIn(pathBuf, n)
 			for i := range env.Path {
-				env.Path[i] = p.str()
+				env.Path[i] = p.strOr(env.Origin)
 			}
 		}
 	}
+	argsStart := p.I
 	if p.Err == nil {
-		start := p.I
-		if n := p.ArrayHeader(); p.Err == nil {
-			if n > len(p.B)-p.I { // each value takes at least one byte
-				p.Err = msgp.ErrShort
-			}
-			for ; n > 0 && p.Err == nil; n-- {
-				p.Skip(0)
-			}
-		}
-		if p.Err == nil && p.I != len(p.B) {
-			p.Err = fmt.Errorf("%d bytes after the args", len(p.B)-p.I)
-		}
-		env.Args = b[start:p.I]
+		p.Err = skipArgs(&p.Reader)
+		env.Args = b[argsStart:p.I]
 	}
 	if p.Err != nil {
 		return fmt.Errorf("mesh: bad event payload: %w", p.Err)
@@ -99,7 +90,85 @@ func parseEnvelopeInto(env *envelope, pathBuf []string, b []byte, strs *interner
 	if env.Origin == "" || env.Boot == 0 || env.Seq < env.Boot {
 		return fmt.Errorf("mesh: bad event identity (origin %q, boot %d, seq %d)", env.Origin, env.Boot, env.Seq)
 	}
+	if strs != nil {
+		strs.last.remember(env, b, seqStart, seqEnd, argsStart)
+	}
 	return nil
+}
+
+// pathIn is a path of n ids in pathBuf, or allocated, with room for one more
+// (the router's own id, when it forwards).
+func pathIn(pathBuf []string, n int) []string {
+	if n < cap(pathBuf) {
+		return pathBuf[:n:cap(pathBuf)]
+	}
+	return make([]string, n, n+1)
+}
+
+// skipArgs moves r past the args array, which ends the envelope: it must be
+// well formed, with nothing after it. Args are never decoded on the way
+// through, only for a handler.
+func skipArgs(r *msgp.Reader) error {
+	n := r.ArrayHeader()
+	if r.Err != nil {
+		return r.Err
+	}
+	if n > len(r.B)-r.I { // each value takes at least one byte
+		return msgp.ErrShort
+	}
+	for ; n > 0 && r.Err == nil; n-- {
+		r.Skip(0)
+	}
+	if r.Err == nil && r.I != len(r.B) {
+		return fmt.Errorf("%d bytes after the args", len(r.B)-r.I)
+	}
+	return r.Err
+}
+
+// lastEnvelope is what the router's last full parse learnt: the bytes before
+// the seq (array header, kind, origin, boot) and between the seq and the
+// args (name, path), and what they parsed to. An origin's consecutive events
+// mostly share both, and comparing ~40 bytes costs half of parsing them and
+// interning three strings again. Parsing is a function of the bytes, so
+// equal bytes parse to equal values; FuzzParseEnvelopeAgain holds the
+// shortcut to the full parse.
+type lastEnvelope struct {
+	pre, mid     []byte
+	origin, name string
+	boot         uint64
+	path         []string
+}
+
+// parseAgain parses b into env if b shares the last envelope's bytes around
+// its seq and is valid; false sends the caller to the full parse (which
+// also says what is wrong with a bad payload).
+func (h *lastEnvelope) parseAgain(env *envelope, pathBuf []string, b []byte) bool {
+	if len(h.pre) == 0 || len(b) <= len(h.pre) || string(b[:len(h.pre)]) != string(h.pre) {
+		return false
+	}
+	r := msgp.Reader{B: b, I: len(h.pre)}
+	seq := r.Uint(math.MaxUint64)
+	if r.Err != nil || seq < h.boot || len(b)-r.I < len(h.mid) || string(b[r.I:r.I+len(h.mid)]) != string(h.mid) {
+		return false
+	}
+	r.I += len(h.mid)
+	start := r.I
+	if skipArgs(&r) != nil {
+		return false
+	}
+	env.Kind, env.Origin, env.Boot, env.Seq, env.Name = kindEvent, h.origin, h.boot, seq, h.name
+	env.Path = pathIn(pathBuf, len(h.path))
+	copy(env.Path, h.path)
+	env.Args = b[start:]
+	return true
+}
+
+// remember keeps what a full parse of b into env learnt, for parseAgain.
+func (h *lastEnvelope) remember(env *envelope, b []byte, seqStart, seqEnd, argsStart int) {
+	h.pre = append(h.pre[:0], b[:seqStart]...)
+	h.mid = append(h.mid[:0], b[seqEnd:argsStart]...)
+	h.origin, h.name, h.boot = env.Origin, env.Name, env.Boot
+	h.path = append(h.path[:0], env.Path...)
 }
 
 // parser reads an envelope or args: msgp's reader, interning strings and
@@ -120,6 +189,21 @@ func (p *parser) str() string {
 	return s
 }
 
+// strOr is str for a string that is most often known: the path's first id
+// is the origin's, compared without the interner's hashing.
+func (p *parser) strOr(known string) string {
+	n := p.StrLen(p.Byte())
+	if !p.Need(n) {
+		return ""
+	}
+	b := p.B[p.I : p.I+n]
+	p.I += n
+	if string(b) == known {
+		return known
+	}
+	return p.strs.intern(b)
+}
+
 // interner keeps one copy of the strings that recur on the event path
 // (origins, names, path ids). It is bounded: when full it is reset, which
 // costs allocations for a while, never correctness.
@@ -129,6 +213,7 @@ func (p *parser) str() string {
 type interner struct {
 	m     map[string]string
 	cache [internCache]string
+	last  lastEnvelope // the parser's memory of the previous envelope
 }
 
 const (

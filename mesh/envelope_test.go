@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -109,6 +110,59 @@ func FuzzParseEnvelope(f *testing.F) {
 	})
 }
 
+// The router parses with a memory of the previous envelope (parseAgain):
+// whatever came before, b parses to what a parser without that memory makes
+// of it, or both fail.
+func FuzzParseEnvelopeAgain(f *testing.F) {
+	samples := sampleEnvelopes(f)
+	for i, env := range samples {
+		a := appendEnvelope(nil, env)
+		next := *env
+		next.Seq++
+		f.Add(a, appendEnvelope(nil, &next))
+		next.Args = samples[(i+1)%len(samples)].Args
+		f.Add(a, appendEnvelope(nil, &next))
+		next.Seq = env.Boot - 1 // below the boot: refused
+		f.Add(a, appendEnvelope(nil, &next))
+	}
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		strs := &interner{}
+		var env envelope
+		var path [3]string
+		_ = parseEnvelopeInto(&env, path[:0], a, strs)
+		err := parseEnvelopeInto(&env, path[:0], b, strs)
+		want, werr := parseEnvelope(b, nil)
+		if (err == nil) != (werr == nil) {
+			t.Fatalf("after %x, %x: %v; without the memory: %v", a, b, err, werr)
+		}
+		if err == nil && (env.Origin != want.Origin || env.Boot != want.Boot || env.Seq != want.Seq ||
+			env.Name != want.Name || !slices.Equal(env.Path, want.Path) || !bytes.Equal(env.Args, want.Args) || env.Kind != want.Kind) {
+			t.Fatalf("after %x, %x: %+v; without the memory: %+v", a, b, env, *want)
+		}
+	})
+}
+
+// The router's shortcut for an origin's next event.
+func BenchmarkParseEnvelopeAgain(b *testing.B) {
+	env := sampleEnvelopes(b)[1]
+	bufs := [2][]byte{appendEnvelope(nil, env), nil}
+	env.Seq++
+	bufs[1] = appendEnvelope(nil, env)
+	var (
+		out  envelope
+		path [3]string
+		strs interner
+	)
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := parseEnvelopeInto(&out, path[:0], bufs[i&1], &strs); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
 func BenchmarkParseEnvelope(b *testing.B) {
 	buf := appendEnvelope(nil, sampleEnvelopes(b)[1])
 	strs := &interner{}
@@ -153,4 +207,28 @@ func decodeEnvelope(b []byte) (*envelope, error) {
 		return nil, fmt.Errorf("mesh: bad event identity (origin %q, boot %d, seq %d)", env.Origin, env.Boot, env.Seq)
 	}
 	return env, nil
+}
+
+// The envelope of meshbench's blast, parsed as the router does: into a
+// reused envelope and path, strings interned.
+func BenchmarkParseEnvelopeBlast(b *testing.B) {
+	args, release, err := encodeArgs([]any{int64(1) << 40, int64(1) << 60, make([]byte, 112)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer release()
+	buf := appendEnvelope(nil, &envelope{Kind: kindEvent, Origin: "bench-00", Boot: 1 << 60, Seq: 1<<60 + 12345,
+		Name: "blast", Path: []string{"bench-00"}, Args: args})
+	var (
+		env  envelope
+		path [3]string
+		strs interner
+	)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(buf)))
+	for b.Loop() {
+		if err := parseEnvelopeInto(&env, path[:0], buf, &strs); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
