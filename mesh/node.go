@@ -45,8 +45,10 @@ type Node struct {
 	rcfg relay.Config
 	h    linkHandler
 
-	emitMu sync.Mutex
-	seq    uint64 // next seq to stamp; guarded by emitMu
+	emitMu   sync.Mutex
+	seq      uint64      // next seq to stamp; guarded by emitMu
+	payloads payloadSlab // own events' payloads; guarded by emitMu
+	clock    monoClock   // Emit's reading of the time, for the router
 	// selfPath is the Path of this node's own events, shared by all of
 	// them: read-only, and its capacity of 1 makes any append copy.
 	selfPath []string
@@ -118,6 +120,7 @@ func New(cfg Config) (*Node, error) {
 		stop:     make(chan struct{}),
 	}
 	n.seq = n.boot
+	n.clock = newMonoClock()
 	n.selfPath = []string{n.id}
 	n.h = linkHandler{n}
 	n.rcfg = relay.Config{
@@ -330,15 +333,18 @@ func (n *Node) EmitContext(ctx context.Context, name string, args ...any) error 
 		return err
 	}
 	env := &envelope{Kind: kindEvent, Origin: n.id, Boot: n.boot, Seq: n.seq, Name: name, Path: n.selfPath, Args: raw}
-	payload := encodeEnvelope(env)
-	if len(payload)+64 > n.cfg.MaxFrameSize {
-		return fmt.Errorf("%w: %q: %d bytes encoded, MaxFrameSize is %d", ErrBadEvent, name, len(payload), n.cfg.MaxFrameSize)
+	if size := envelopeSize(env); size+64 > n.cfg.MaxFrameSize {
+		// size is an upper bound: encode to know.
+		if p := encodeEnvelope(env); len(p)+64 > n.cfg.MaxFrameSize {
+			return fmt.Errorf("%w: %q: %d bytes encoded, MaxFrameSize is %d", ErrBadEvent, name, len(p), n.cfg.MaxFrameSize)
+		}
 	}
+	payload := n.payloads.envelope(env)
 	n.seq++
 	// Under routeMu, so that a GRAFT for our own events sees each one either
 	// stored or not yet sent, never half-way.
 	n.routeMu.Lock()
-	due := n.tree.emit(env, payload, links, time.Now())
+	due := n.tree.emit(env, payload, links, n.clock.now())
 	n.routeMu.Unlock()
 	if due {
 		n.kickTree()
@@ -349,11 +355,16 @@ func (n *Node) EmitContext(ctx context.Context, name string, args ...any) error 
 
 // waitSpace is Emit's back-pressure: it waits while a connected peer's
 // buffer is full, at most Timeout per peer; a peer stuck that long is dropped.
+//
+// The check per link is two atomic loads (relay keeps Buffered lock-free
+// for this); only a full buffer takes the link's lock, in WaitSpace.
 func (n *Node) waitSpace(ctx context.Context, links []*relay.Link) error {
+	waited := false
 	for _, l := range links {
 		if l.State() != relay.Connected || l.Buffered() < n.cfg.BufferMax {
 			continue
 		}
+		waited = true
 		wctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
 		err := l.WaitSpace(wctx)
 		cancel()
@@ -366,10 +377,45 @@ func (n *Node) waitSpace(ctx context.Context, links []*relay.Link) error {
 		n.log.Warn("dropping a stuck peer", "peer", l.RemoteID(), "addr", l.Addr(), "buffered", l.Buffered())
 		l.Drop(ErrPeerStuck)
 	}
-	if n.isClosed() {
+	// EmitContext checked before the wait; Close may have come during it.
+	if waited && n.isClosed() {
 		return ErrClosed
 	}
 	return nil
+}
+
+// payloadSlab cuts the payloads of this node's own events from chunks, in
+// place of one allocation each (a blast-sized payload is ~180 bytes: one
+// chunk serves ~180 events). Each link keeps a payload until the peer
+// acknowledges it, so a payload is owned: a region never reused nor written
+// again once cut, capped to its length so that no append can reach its
+// neighbour. A chunk is freed by the collector once no link buffer holds any
+// of its regions. Links free payloads in emit order and a link that is down
+// gets every event, so the chunks pinned are those spanning the buffers'
+// contents, plus one; only a connected link that skips our events (lazy)
+// holds a sparse subset, and its acks free that within AckInterval. The
+// recent-event store copies what it keeps and pins nothing.
+type payloadSlab struct{ chunk []byte }
+
+const (
+	payloadSlabChunk = 32 << 10
+	payloadSlabMax   = 4 << 10 // larger payloads get an allocation of their own
+)
+
+// envelope encodes env into a region of the slab (or a buffer of its own).
+func (s *payloadSlab) envelope(env *envelope) []byte {
+	size := envelopeSize(env) // an upper bound
+	if size > payloadSlabMax {
+		p := encodeEnvelope(env)
+		return p[:len(p):len(p)]
+	}
+	if len(s.chunk) < size {
+		s.chunk = make([]byte, payloadSlabChunk)
+	}
+	p := appendEnvelope(s.chunk[:0:size], env)
+	p = p[:len(p):len(p)]
+	s.chunk = s.chunk[len(p):]
+	return p
 }
 
 func (n *Node) isClosed() bool {

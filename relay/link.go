@@ -41,8 +41,12 @@ type Link struct {
 	m  *machine
 	// state and remoteID are written under mu but read without it: the
 	// router asks every link for them on every event it forwards.
-	state       atomic.Int32 // a State
-	remoteID    atomic.Pointer[string]
+	state    atomic.Int32 // a State
+	remoteID atomic.Pointer[string]
+	// buffered mirrors m.buffered(), stored under mu after every input
+	// that can change it (each ends in takeEventsLocked), so that Emit's
+	// back-pressure check of every link per event takes no lock.
+	buffered    atomic.Int64
 	closed      bool
 	conn        net.Conn // current connection (handshaking or live)
 	connAddr    string
@@ -147,12 +151,9 @@ func (l *Link) WaitSpace(ctx context.Context) error {
 	}
 }
 
-// Buffered is the number of unacknowledged payloads held.
-func (l *Link) Buffered() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.m.buffered()
-}
+// Buffered is the number of unacknowledged payloads held, as of the last
+// Send, acknowledgement, disconnection or expiry; it takes no lock.
+func (l *Link) Buffered() int { return int(l.buffered.Load()) }
 
 // State is the link's connection state.
 func (l *Link) State() State { return State(l.state.Load()) }
@@ -249,8 +250,13 @@ func (l *Link) poke() {
 	}
 }
 
-// takeEventsLocked drains the machine's events, stamped with the address.
+// takeEventsLocked drains the machine's events, stamped with the address,
+// and publishes the buffered count: every input to the machine ends here.
 func (l *Link) takeEventsLocked() []Event {
+	l.buffered.Store(int64(l.m.buffered()))
+	if len(l.m.events) == 0 {
+		return nil // the common case, as for every Send of a healthy link
+	}
 	evs := l.m.takeEvents()
 	addr := l.addr
 	if addr == "" {
