@@ -58,10 +58,11 @@ type recentStore struct {
 	byOrigin map[originBoot]int32 // into ixs
 	ixs      []seqSlots
 	freeIxs  []int32 // ixs not in use
-	// The index of the previous add: consecutive events mostly share their
-	// (origin, boot), and the lookup hashes the origin.
-	lastOB originBoot
-	lastIx int32
+	// recent caches index numbers (plus one; 0: none) by a cheap hash of
+	// their (origin, boot): the map hashes the whole origin, and events of
+	// a few busy origins interleave. A hit is checked against the index's
+	// own ob (a freed index has none), so nothing invalidates it.
+	recent [8]int32
 
 	// repathed holds, by ring slot, the encodings a GRAFT made of unpathed
 	// entries (with this node on the path). They are longer than the bytes
@@ -118,7 +119,6 @@ func newRecentStore(capacity int, maxAge time.Duration) *recentStore {
 		buf:      make([]byte, storeMinBytes),
 		maxBytes: storeMaxBytes,
 		byOrigin: make(map[originBoot]int32),
-		lastIx:   noIndex,
 	}
 }
 
@@ -150,7 +150,7 @@ func (s *recentStore) add(env *envelope, payload []byte, pathed bool, now time.T
 		s.evictOldest()
 	}
 	off := s.alloc(len(payload)) // may evict too
-	if s.lastIx != ixn {         // an eviction emptied the index and dropped it
+	if s.ixs[ixn].ob != ob {     // an eviction emptied the index and freed it
 		ixn = s.index(ob, env.Seq)
 	}
 	ix := &s.ixs[ixn]
@@ -233,8 +233,9 @@ func (s *recentStore) grow(n int) {
 
 // index returns the seq index of ob, made (starting at seq) if there is none.
 func (s *recentStore) index(ob originBoot, seq uint64) int32 {
-	if s.lastIx != noIndex && ob == s.lastOB {
-		return s.lastIx
+	h := recentHash(ob)
+	if c := s.recent[h]; c > 0 && s.ixs[c-1].ob == ob {
+		return c - 1
 	}
 	ixn, ok := s.byOrigin[ob]
 	if !ok {
@@ -248,8 +249,19 @@ func (s *recentStore) index(ob originBoot, seq uint64) int32 {
 		ix.ob, ix.first, ix.start, ix.slots = ob, seq, 0, ix.slots[:0] // the slots' array is reused
 		s.byOrigin[ob] = ixn
 	}
-	s.lastOB, s.lastIx = ob, ixn
+	s.recent[h] = ixn + 1
 	return ixn
+}
+
+// recentHash is ob's slot in recent: its boot (a clock reading) and the
+// origin's length and last bytes, where ids mostly differ.
+func recentHash(ob originBoot) int {
+	o := ob.origin
+	h := ob.boot ^ uint64(len(o))
+	if len(o) > 0 {
+		h ^= uint64(o[len(o)-1]) ^ uint64(o[len(o)/2])<<2
+	}
+	return int(h & 7)
 }
 
 // find returns the ring slot of k, -1 if it is not there or too old.
@@ -351,9 +363,6 @@ func (s *recentStore) unindex(ixn int32, seq uint64, slot int32) {
 	}
 	if got, ok := s.byOrigin[ix.ob]; ok && got == ixn {
 		delete(s.byOrigin, ix.ob)
-	}
-	if s.lastIx == ixn {
-		s.lastOB, s.lastIx = originBoot{}, noIndex
 	}
 	ix.ob, ix.slots = originBoot{}, ix.slots[:0]
 	s.freeIxs = append(s.freeIxs, ixn)
