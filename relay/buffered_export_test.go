@@ -13,3 +13,6 @@ func (l *Link) HoldLock() (unlock func()) {
 	l.mu.Lock()
 	return l.mu.Unlock
 }
+
+// MaxBatch is the most payloads one Handler.Receive gets.
+const MaxBatch = maxBatch

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -131,6 +132,47 @@ func TestLinkDropsPeerSendingGarbage(t *testing.T) {
 			})
 		})
 	}
+}
+
+// Frames that one read brings are handed over in batches, in order, a
+// control frame between DATA frames included; the frames before a bad one
+// are delivered before the link drops.
+func TestLinkBatchesInOrderUpToABadFrame(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, h, p := startRawPeer(t, memnet.New(10), 77)
+		var wire []byte
+		var want []string
+		for seq := uint64(1); seq <= 3*relay.MaxBatch; seq++ {
+			payload := fmt.Sprintf("e%d", seq)
+			wire = relay.AppendFrame(wire, relay.Frame{Type: relay.FrameData, Seq: seq, Payload: []byte(payload)})
+			want = append(want, "data "+payload)
+			if seq == 5 {
+				wire = relay.AppendFrame(wire, relay.Frame{Type: relay.FrameControl, Payload: []byte("c")})
+				want = append(want, "ctrl c")
+			}
+		}
+		wire = append(wire, 0, 0, 0, 2, 0x91, 0x09)   // an unknown frame type
+		if _, err := p.conn.Write(wire); err != nil { // one write: the reader gets it in few reads
+			t.Fatal(err)
+		}
+		waitFor(t, time.Second, "disconnect", func() bool { return h.count(relay.EventDisconnect) > 0 })
+		if err := h.eventsOf(relay.EventDisconnect)[0].Err; !errors.Is(err, relay.ErrBadFrame) {
+			t.Fatalf("disconnected by %v, want ErrBadFrame", err)
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if fmt.Sprint(h.order) != fmt.Sprint(want) {
+			t.Fatalf("handler got %v\nwant %v", h.order, want)
+		}
+		for _, n := range h.batches {
+			if n < 1 || n > relay.MaxBatch {
+				t.Fatalf("batches of %v: each must hold 1 to %d payloads", h.batches, relay.MaxBatch)
+			}
+		}
+		if len(h.batches) >= 3*relay.MaxBatch/2 {
+			t.Fatalf("%d batches for %d frames: the reader does not batch", len(h.batches), 3*relay.MaxBatch)
+		}
+	})
 }
 
 func TestWaitSpace(t *testing.T) {
