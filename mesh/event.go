@@ -37,7 +37,7 @@ type Event struct {
 // origin encoded it (nil for an Event built without one, as in a test).
 // The bytes are the handler's to keep: the node never overwrites them (a
 // region of a dispatcher buffer shared with neighbouring events, so keeping
-// them keeps up to 32 KiB alive). They must not be modified: the handlers
+// them keeps up to 16 KiB alive). They must not be modified: the handlers
 // of the same event share them, and Scan reads them.
 func (e Event) RawArgs() []byte {
 	if len(e.raw) == 0 {

@@ -386,7 +386,7 @@ func (n *Node) waitSpace(ctx context.Context, links []*relay.Link) error {
 
 // payloadSlab cuts the payloads of this node's own events from chunks, in
 // place of one allocation each (a blast-sized payload is ~180 bytes: one
-// chunk serves ~180 events). Each link keeps a payload until the peer
+// chunk serves ~90 events). Each link keeps a payload until the peer
 // acknowledges it, so a payload is owned: a region never reused nor written
 // again once cut, capped to its length so that no append can reach its
 // neighbour. A chunk is freed by the collector once no link buffer holds any
@@ -398,8 +398,8 @@ func (n *Node) waitSpace(ctx context.Context, links []*relay.Link) error {
 type payloadSlab struct{ chunk []byte }
 
 const (
-	payloadSlabChunk = 32 << 10
-	payloadSlabMax   = 4 << 10 // larger payloads get an allocation of their own
+	payloadSlabChunk = 16 << 10 // a small size class, as rawSlabChunk
+	payloadSlabMax   = 4 << 10  // larger payloads get an allocation of their own
 )
 
 // envelope encodes env into a region of the slab (or a buffer of its own).
