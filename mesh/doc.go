@@ -30,7 +30,11 @@
 // non-blocking append) and queues for delivery; nothing on that path waits
 // for the network or for handlers. Handlers run on one dispatcher goroutine
 // per node, in delivery order; see Config.HandlerQueue for the slow-handler
-// policy. Emit alone applies back-pressure (see Node.Emit).
+// policy. On handlers get Args decoded; OnRaw handlers read the args from
+// their wire bytes (Event.Scan, Event.RawArgs), and an event that reaches
+// only those is never decoded. A link hands the router payloads that are
+// regions of its read buffer, valid during the call: what outlives it (an
+// event held behind a gap, the graft store, the handlers' queue) is copied. Emit alone applies back-pressure (see Node.Emit).
 //
 // # Lifecycle
 //

@@ -4,7 +4,8 @@
 // reads values from a byte slice with a sticky first error. The bytes it
 // writes are go-msgpack's for the same values (relay's and mesh's codec
 // tests hold both packages to that); go-msgpack itself serves everything
-// else (handshake-free control payloads, tree messages, Event.Scan).
+// else (control payloads, tree messages, the destinations Event.Scan does
+// not decode by hand).
 package msgp
 
 import (
