@@ -114,7 +114,7 @@ func FuzzParseEnvelope(f *testing.F) {
 // whatever came before, b parses to what a parser without that memory makes
 // of it, or both fail.
 func FuzzParseEnvelopeAgain(f *testing.F) {
-	samples := sampleEnvelopes(f)
+	samples := sampleEnvelopes(f)[:2] // the third, ~70 KB, slows every mutation of it
 	for i, env := range samples {
 		a := appendEnvelope(nil, env)
 		next := *env
