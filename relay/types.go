@@ -100,7 +100,8 @@ type Event struct {
 // order (a batch: what one read from the connection brought, at most
 // maxBatch); the link acknowledges them only after Receive returns. The
 // payloads are regions of the link's read buffer, valid only until Receive
-// returns: a callee that keeps a payload copies it. at is when the link read
+// returns: a callee that keeps a payload copies it (Control's payload
+// likewise, until Control returns). at is when the link read
 // them (the clock is read once per batch, so the callee need not read it
 // per payload).
 // Event may be called from any of the link's goroutines and must not block
