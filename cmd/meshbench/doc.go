@@ -4,7 +4,10 @@
 //
 //   - the raw-TCP baseline of the same shape: one writer, length-prefixed
 //     frames through bufio, N-1 reader connections, frames/s per reader and
-//     p50/p99/p999 latency at a fixed rate;
+//     p50/p99/p999 latency at a fixed rate; with the blast, its throughput
+//     is measured again after it, and the ratio taken against the faster
+//     of the two runs (the machine's speed drifts; a slow baseline must not
+//     flatter the ratio);
 //   - blast throughput: events/s delivered per receiver with one emitter
 //     emitting as fast as Emit returns, plus loss, duplicates and reorders
 //     counted per (origin, index) at every receiver;

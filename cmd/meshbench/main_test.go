@@ -159,6 +159,18 @@ func TestTrackerReordersAndDups(t *testing.T) {
 	}
 }
 
+// The ratio is taken against the faster of the two baselines, whichever
+// came first; both are kept for the report.
+func TestTCPBaselineKeepsTheFaster(t *testing.T) {
+	before := &tcpResult{EvPerSec: 3e6, CPUPerDelivery: 120, Runs: []float64{3e6}}
+	after := &tcpResult{EvPerSec: 4e6, CPUPerDelivery: 95, Runs: []float64{4e6}}
+	for _, got := range []*tcpResult{before.faster(after), after.faster(before)} {
+		if got.EvPerSec != 4e6 || got.CPUPerDelivery != 95 || len(got.Runs) != 2 {
+			t.Errorf("kept %+v, want the 4e6 run with both runs listed", got)
+		}
+	}
+}
+
 func TestOptionsRejected(t *testing.T) {
 	for _, args := range [][]string{
 		{"--nodes=1"}, {"--size=8"}, {"--topology=star"}, {"--network=udp"},

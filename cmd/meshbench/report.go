@@ -85,6 +85,13 @@ func (r *report) writeTable(w io.Writer) {
 		}
 	}
 	tw.Flush()
+	if t := r.TCP; t != nil && len(t.Runs) > 1 {
+		runs := make([]string, len(t.Runs))
+		for i, v := range t.Runs {
+			runs[i] = fmtF(v, 0)
+		}
+		fmt.Fprintf(w, "  raw tcp: %s ev/s before and after the blast; the ratio is against the faster\n", strings.Join(runs, " and "))
+	}
 	if b := r.Blast; b != nil {
 		fmt.Fprintf(w, "  blast: emit phase %.2fs (%.0f Emit/s), forwarded frames %d, handler drops %d, overflowed %d, emit errors %d\n",
 			b.EmitSeconds, float64(b.Events)/b.EmitSeconds, b.Forwarded, b.HandlerDropped, b.Overflowed, b.EmitErrors)

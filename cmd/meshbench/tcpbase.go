@@ -28,6 +28,35 @@ type tcpResult struct {
 	// delivered to a reader, in ns: unlike ev/s, it does not move with
 	// what else the machine runs.
 	CPUPerDelivery float64 `json:"cpu_ns_per_delivery"`
+	// Runs are the frames/s per receiver of each throughput run: before
+	// the blast and, when the blast ran, again after it. The figures above
+	// are the faster run's, so that a slow moment of the machine during
+	// one baseline cannot flatter the ratio.
+	Runs []float64 `json:"runs"`
+}
+
+// tcpThroughput runs the baseline's blast and returns its figures.
+func tcpThroughput(receivers, size int, d time.Duration) (*tcpResult, error) {
+	cpu0 := processCPU()
+	sent, elapsed, _, err := tcpRun(receivers, size, d, 0)
+	if err != nil {
+		return nil, err
+	}
+	ev := float64(sent) / elapsed.Seconds()
+	return &tcpResult{Receivers: receivers, Frames: sent, Seconds: elapsed.Seconds(), EvPerSec: ev,
+		CPUPerDelivery: cpuPerDelivery(processCPU()-cpu0, sent*int64(receivers)), Runs: []float64{ev}}, nil
+}
+
+// faster keeps the faster of two baseline runs, with both in Runs.
+func (t *tcpResult) faster(again *tcpResult) *tcpResult {
+	runs := append(append([]float64(nil), t.Runs...), again.Runs...)
+	best := t
+	if again.EvPerSec > t.EvPerSec {
+		best = again
+	}
+	out := *best
+	out.Runs = runs
+	return &out
 }
 
 // tcpPair is the writer side of each connection and its reader's end.
