@@ -384,40 +384,6 @@ func (n *Node) waitSpace(ctx context.Context, links []*relay.Link) error {
 	return nil
 }
 
-// payloadSlab cuts the payloads of this node's own events from chunks, in
-// place of one allocation each (a blast-sized payload is ~180 bytes: one
-// chunk serves ~90 events). Each link keeps a payload until the peer
-// acknowledges it, so a payload is owned: a region never reused nor written
-// again once cut, capped to its length so that no append can reach its
-// neighbour. A chunk is freed by the collector once no link buffer holds any
-// of its regions. Links free payloads in emit order and a link that is down
-// gets every event, so the chunks pinned are those spanning the buffers'
-// contents, plus one; only a connected link that skips our events (lazy)
-// holds a sparse subset, and its acks free that within AckInterval. The
-// recent-event store copies what it keeps and pins nothing.
-type payloadSlab struct{ chunk []byte }
-
-const (
-	payloadSlabChunk = 16 << 10 // a small size class, as rawSlabChunk
-	payloadSlabMax   = 4 << 10  // larger payloads get an allocation of their own
-)
-
-// envelope encodes env into a region of the slab (or a buffer of its own).
-func (s *payloadSlab) envelope(env *envelope) []byte {
-	size := envelopeSize(env) // an upper bound
-	if size > payloadSlabMax {
-		p := encodeEnvelope(env)
-		return p[:len(p):len(p)]
-	}
-	if len(s.chunk) < size {
-		s.chunk = make([]byte, payloadSlabChunk)
-	}
-	p := appendEnvelope(s.chunk[:0:size], env)
-	p = p[:len(p):len(p)]
-	s.chunk = s.chunk[len(p):]
-	return p
-}
-
 func (n *Node) isClosed() bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()

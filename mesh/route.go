@@ -2,9 +2,7 @@ package mesh
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"time"
 
@@ -317,103 +315,6 @@ func (h linkHandler) Event(l *relay.Link, ev relay.Event) {
 		n.log.Info("peer "+pe.Kind.String(), "peer", ev.PeerID, "addr", ev.Addr, "dropped", ev.Dropped, "error", ev.Err)
 	}
 	n.pdisp.peerEvent(pe)
-}
-
-func (n *Node) acceptLoop(ln net.Listener) {
-	defer n.wg.Done()
-	var delay time.Duration
-	for {
-		conn, err := ln.Accept()
-		if err != nil {
-			if n.isClosed() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// A transient accept error (out of descriptors): back off a little.
-			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
-			n.log.Warn("accept failed", "error", err, "retry_in", delay)
-			select {
-			case <-time.After(delay):
-				continue
-			case <-n.stop:
-				return
-			}
-		}
-		delay = 0
-		n.mu.Lock()
-		if n.closed {
-			n.mu.Unlock()
-			conn.Close()
-			return
-		}
-		n.pending[conn] = struct{}{}
-		n.wg.Add(1)
-		n.mu.Unlock()
-		go n.handleConn(conn)
-	}
-}
-
-// handleConn runs the acceptor's half of the handshake and hands the
-// connection to the link of that remote node, resuming its buffer.
-func (n *Node) handleConn(conn net.Conn) {
-	defer n.wg.Done()
-	hello, err := relay.Accept(n.rcfg, conn)
-	n.mu.Lock()
-	delete(n.pending, conn)
-	n.mu.Unlock()
-	addr := conn.RemoteAddr().String()
-	if err != nil {
-		if n.isClosed() {
-			return
-		}
-		n.log.Warn("refused a connection", "addr", addr, "error", err)
-		n.pdisp.peerEvent(PeerEvent{Kind: Rejected, Addr: addr, Err: err})
-		return
-	}
-	if hello.NodeID == n.id {
-		relay.Refuse(conn, "connected to self")
-		return
-	}
-	n.mu.Lock()
-	if n.closed {
-		n.mu.Unlock()
-		conn.Close()
-		return
-	}
-	p := n.inbound[hello.NodeID]
-	if p == nil {
-		if len(n.peers) >= n.cfg.MaxPeers {
-			n.mu.Unlock()
-			err := fmt.Errorf("%w: MaxPeers is %d", ErrMaxPeers, n.cfg.MaxPeers)
-			relay.Refuse(conn, err.Error())
-			n.pdisp.peerEvent(PeerEvent{Kind: Rejected, PeerID: hello.NodeID, Addr: addr, Err: err})
-			return
-		}
-		link, err := relay.NewInbound(n.rcfg, n.h)
-		if err != nil { // the config was validated in New
-			n.mu.Unlock()
-			conn.Close()
-			return
-		}
-		p = &Peer{node: n, link: link}
-		n.peers[link] = p
-		n.peersChangedLocked()
-		n.inbound[hello.NodeID] = p
-		n.wg.Add(1)
-		go n.watchInbound(p)
-	}
-	n.mu.Unlock()
-	p.link.Attach(conn, hello)
-}
-
-// watchInbound forgets an accepted link once it stops for good (its peer
-// was gone for BufferTimeout, or the node closed).
-func (n *Node) watchInbound(p *Peer) {
-	defer n.wg.Done()
-	select {
-	case <-p.link.Done():
-		n.removePeer(p)
-	case <-n.stop:
-	}
 }
 
 // tickLoop releases events held behind a gap once ReorderTimeout passes.
