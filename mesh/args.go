@@ -16,12 +16,11 @@ import (
 // cut from it, alive.
 type argSlab struct {
 	vals  []any
-	bytes []byte
+	bytes chunks
 }
 
 const (
 	argSlabVals   = 64
-	argSlabBytes  = 16 << 10
 	argSlabMaxBin = 512 // larger []byte args get their own allocation
 )
 
@@ -131,11 +130,7 @@ func (p *parser) value(depth int) (any, bool) {
 		}
 		var bs []byte
 		if s := p.slab; s != nil && n > 0 && n <= argSlabMaxBin {
-			if len(s.bytes) < n {
-				s.bytes = make([]byte, argSlabBytes)
-			}
-			bs, s.bytes = s.bytes[:n:n], s.bytes[n:]
-			copy(bs, p.B[p.I:])
+			bs = s.bytes.clone(p.B[p.I:p.I+n], argSlabMaxBin)
 		} else {
 			bs = append([]byte{}, p.B[p.I:p.I+n]...)
 		}
@@ -148,10 +143,8 @@ func (p *parser) value(depth int) (any, bool) {
 	case 0xcc, 0xcd, 0xce, 0xcf:
 		return p.BE(1 << (c - 0xcc)), p.Err == nil
 	case 0xd0, 0xd1, 0xd2, 0xd3:
-		n := 1 << (c - 0xd0)
-		v := p.BE(n)
-		shift := 64 - 8*n
-		return int64(v<<shift) >> shift, p.Err == nil
+		v := p.Int(c)
+		return v, p.Err == nil
 	}
 	return nil, false // extensions and the unused 0xc1: go-msgpack decides
 }
@@ -171,36 +164,58 @@ func decodeArgs(raw []byte, slab *argSlab) ([]any, error) {
 	return args, nil
 }
 
-// rawSlab holds the dispatcher's copies of queued args arrays: regions cut
-// from chunks, each capped to its length, never reused nor written again
-// once cut (the garbage collector frees a chunk when no event or handler
-// holds a region of it). One allocation serves ~120 blast-sized events.
-// Chunks stay within the allocator's small size classes (up to 32 KiB less
-// a header): a 32 KiB chunk took the large-object path, a span per chunk,
-// and cost ~40% more per event (BenchmarkRawSlabClone).
-type rawSlab struct{ chunk []byte }
+// chunks hands out byte regions cut from 16 KiB chunks: each region capped
+// to its length (an append copies rather than reach a neighbour) and never
+// reused nor written again once cut; the garbage collector frees a chunk
+// when nothing holds a region of it. One allocation serves many small
+// pieces instead of one each. Chunks stay within the allocator's small size
+// classes (up to 32 KiB less a header): a 32 KiB chunk took the
+// large-object path, a span per chunk, and cost ~40% more per event
+// (BenchmarkRawSlabClone).
+type chunks struct{ chunk []byte }
 
-const (
-	rawSlabChunk = 16 << 10
-	rawSlabMax   = 4 << 10 // larger args get an allocation of their own
-)
+const chunkSize = 16 << 10
 
-// clone returns a copy of b (nil for an empty b).
-func (s *rawSlab) clone(b []byte) []byte {
-	n := len(b)
-	switch {
+// room returns the next n bytes of the current chunk, not handed out yet (a
+// new chunk when it has fewer): a caller may write up to n bytes, then cut
+// what it wrote.
+func (c *chunks) room(n int) []byte {
+	if len(c.chunk) < n {
+		c.chunk = make([]byte, chunkSize)
+	}
+	return c.chunk[:n:n]
+}
+
+// cut hands out the next n bytes, capped to them.
+func (c *chunks) cut(n int) []byte {
+	r := c.room(n)
+	c.chunk = c.chunk[n:]
+	return r
+}
+
+// clone returns a copy of b (nil for an empty b), cut from the chunks, or an
+// allocation of its own when b is longer than max.
+func (c *chunks) clone(b []byte, max int) []byte {
+	switch n := len(b); {
 	case n == 0:
 		return nil
-	case n > rawSlabMax:
+	case n > max:
 		return append([]byte(nil), b...)
-	case len(s.chunk) < n:
-		s.chunk = make([]byte, rawSlabChunk)
+	default:
+		r := c.cut(n)
+		copy(r, b)
+		return r
 	}
-	c := s.chunk[:n:n]
-	s.chunk = s.chunk[n:]
-	copy(c, b)
-	return c
 }
+
+// rawSlab holds the dispatcher's copies of queued args arrays (one chunk
+// serves ~120 blast-sized events).
+type rawSlab struct{ chunks }
+
+const rawSlabMax = 4 << 10 // larger args get an allocation of their own
+
+// clone returns a copy of b (nil for an empty b).
+func (s *rawSlab) clone(b []byte) []byte { return s.chunks.clone(b, rawSlabMax) }
 
 // payloadSlab cuts the payloads of this node's own events from chunks, in
 // place of one allocation each (a blast-sized payload is ~180 bytes: one
@@ -213,25 +228,17 @@ func (s *rawSlab) clone(b []byte) []byte {
 // contents, plus one; only a connected link that skips our events (lazy)
 // holds a sparse subset, and its acks free that within AckInterval. The
 // recent-event store copies what it keeps and pins nothing.
-type payloadSlab struct{ chunk []byte }
+type payloadSlab struct{ chunks }
 
-const (
-	payloadSlabChunk = 16 << 10 // a small size class, as rawSlabChunk
-	payloadSlabMax   = 4 << 10  // larger payloads get an allocation of their own
-)
+const payloadSlabMax = 4 << 10 // larger payloads get an allocation of their own
 
 // envelope encodes env into a region of the slab (or a buffer of its own).
 func (s *payloadSlab) envelope(env *envelope) []byte {
 	size := envelopeSize(env) // an upper bound
 	if size > payloadSlabMax {
-		p := encodeEnvelope(env)
+		p := appendEnvelope(make([]byte, 0, size), env)
 		return p[:len(p):len(p)]
 	}
-	if len(s.chunk) < size {
-		s.chunk = make([]byte, payloadSlabChunk)
-	}
-	p := appendEnvelope(s.chunk[:0:size], env)
-	p = p[:len(p):len(p)]
-	s.chunk = s.chunk[len(p):]
-	return p
+	p := appendEnvelope(s.room(size)[:0], env)
+	return s.cut(len(p)) // size is an upper bound: the slack stays in the chunk
 }

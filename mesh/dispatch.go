@@ -19,9 +19,11 @@ type handlerSnap struct {
 	byName map[string][]*eventHandler
 	peer   []*peerHandler
 	// all is byName["*"] and named counts the other names, so that the
-	// common case, catch-all handlers only, costs no map lookup per event.
-	all   []*eventHandler
-	named int
+	// common case, catch-all handlers only, costs no map lookup per event;
+	// allArgs says whether some of all are On handlers (Args needed).
+	all     []*eventHandler
+	named   int
+	allArgs bool
 }
 
 // eventHandler is an On handler or, raw, an OnRaw one: a raw handler's
@@ -58,6 +60,7 @@ func (t *handlerTable) update(f func(s *handlerSnap)) {
 	}
 	f(s)
 	s.all, s.named = s.byName["*"], len(s.byName)
+	s.allArgs = needArgs(s.all)
 	if len(s.all) > 0 {
 		s.named--
 	}
@@ -333,7 +336,7 @@ func (d *dispatcher) dispatch(it *dispatchItem) {
 		return
 	}
 	ev := Event{Name: it.name, Origin: it.origin, Seq: it.seq, raw: it.args}
-	if needArgs(named) || needArgs(all) {
+	if snap.allArgs || needArgs(named) {
 		var err error
 		if ev.Args, err = decodeArgs(it.args, &d.slab); err != nil {
 			d.log.Warn("undecodable event args", "origin", it.origin, "seq", it.seq, "name", it.name, "error", err)

@@ -179,25 +179,12 @@ type parser struct {
 	slab *argSlab // where decoded args are cut from; nil: allocate each
 }
 
-func (p *parser) str() string {
-	n := p.StrLen(p.Byte())
-	if !p.Need(n) {
-		return ""
-	}
-	s := p.strs.intern(p.B[p.I : p.I+n])
-	p.I += n
-	return s
-}
+func (p *parser) str() string { return p.strs.intern(p.Take(p.StrLen(p.Byte()))) }
 
 // strOr is str for a string that is most often known: the path's first id
 // is the origin's, compared without the interner's hashing.
 func (p *parser) strOr(known string) string {
-	n := p.StrLen(p.Byte())
-	if !p.Need(n) {
-		return ""
-	}
-	b := p.B[p.I : p.I+n]
-	p.I += n
+	b := p.Take(p.StrLen(p.Byte()))
 	if string(b) == known {
 		return known
 	}

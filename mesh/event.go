@@ -193,8 +193,16 @@ func encodeEnvelope(env *envelope) []byte {
 	return appendEnvelope(make([]byte, 0, envelopeSize(env)), env)
 }
 
+var decPool = sync.Pool{New: func() any { return codec.NewDecoderBytes(nil, wireHandle) }}
+
+// decodeWithCodec is go-msgpack's decoding of raw into v, with a pooled
+// decoder (Scan takes it for every destination it does not decode by hand).
 func decodeWithCodec(raw []byte, v any) error {
-	return codec.NewDecoderBytes(raw, wireHandle).Decode(v)
+	dec := decPool.Get().(*codec.Decoder)
+	dec.ResetBytes(raw)
+	err := dec.Decode(v)
+	decPool.Put(dec)
+	return err
 }
 
 // checkArgs refuses what msgpack would encode wrongly or not at all:

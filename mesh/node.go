@@ -333,13 +333,10 @@ func (n *Node) EmitContext(ctx context.Context, name string, args ...any) error 
 		return err
 	}
 	env := &envelope{Kind: kindEvent, Origin: n.id, Boot: n.boot, Seq: n.seq, Name: name, Path: n.selfPath, Args: raw}
-	if size := envelopeSize(env); size+64 > n.cfg.MaxFrameSize {
-		// size is an upper bound: encode to know.
-		if p := encodeEnvelope(env); len(p)+64 > n.cfg.MaxFrameSize {
-			return fmt.Errorf("%w: %q: %d bytes encoded, MaxFrameSize is %d", ErrBadEvent, name, len(p), n.cfg.MaxFrameSize)
-		}
-	}
 	payload := n.payloads.envelope(env)
+	if len(payload)+64 > n.cfg.MaxFrameSize {
+		return fmt.Errorf("%w: %q: %d bytes encoded, MaxFrameSize is %d", ErrBadEvent, name, len(payload), n.cfg.MaxFrameSize)
+	}
 	n.seq++
 	// Under routeMu, so that a GRAFT for our own events sees each one either
 	// stored or not yet sent, never half-way.

@@ -201,6 +201,9 @@ func (ot *originTree) isLazy(l *relay.Link) bool {
 	if ot.relayed {
 		return !ot.eager[l]
 	}
+	if len(ot.lazy) == 0 {
+		return false // this node's own events are eager on every link until a PRUNE
+	}
 	_, ok := ot.lazy[l]
 	return ok
 }
@@ -235,11 +238,8 @@ func (ot *originTree) skip(l *relay.Link) bool {
 // on lazy ones. It reports whether notices became due.
 func (t *tree) emit(env *envelope, payload []byte, links []*relay.Link, now time.Time) bool {
 	ot := t.origin(t.self, now)
-	// Own events are eager on every link until a PRUNE makes one lazy,
-	// which the origin's star (a full mesh's steady state) never does.
-	allEager := len(ot.lazy) == 0
 	for _, l := range links {
-		if allEager || !ot.skip(l) {
+		if !ot.skip(l) {
 			l.Send(payload)
 		}
 	}

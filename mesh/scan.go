@@ -6,7 +6,6 @@ import (
 	"math"
 	"math/bits"
 	"reflect"
-	"sync"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 
@@ -207,7 +206,7 @@ func scanValue(b []byte, d any) error {
 	case !isPointer(d):
 		return errNotPointer
 	}
-	return decodeArgCodec(b, d)
+	return decodeWithCodec(b, d)
 }
 
 func setInt[T ~int | ~int8 | ~int16 | ~int32 | ~int64](p *T, b []byte, width uint) bool {
@@ -240,7 +239,8 @@ func setBool(p *bool, x bool) bool {
 // above MaxInt64 wraps, as there) and checks that it fits width bits; nil
 // is the zero value, as go-msgpack sets it. ok is false for anything else.
 func scanInt(b []byte, width uint) (int64, bool) {
-	c := b[0]
+	r := msgp.Reader{B: b}
+	c := r.Byte()
 	var x int64
 	switch {
 	case c <= 0x7f || c >= 0xe0:
@@ -248,11 +248,9 @@ func scanInt(b []byte, width uint) (int64, bool) {
 	case c == 0xc0:
 		return 0, true
 	case c >= 0xcc && c <= 0xcf:
-		x = int64(be(b[1:], 1<<(c-0xcc)))
+		x = int64(r.BE(1 << (c - 0xcc)))
 	case c >= 0xd0 && c <= 0xd3:
-		n := 1 << (c - 0xd0)
-		shift := 64 - 8*n
-		x = int64(be(b[1:], n)<<shift) >> shift
+		x = r.Int(c)
 	default:
 		return 0, false
 	}
@@ -262,43 +260,26 @@ func scanInt(b []byte, width uint) (int64, bool) {
 	return x, true
 }
 
-// scanUint reads an unsigned integer as go-msgpack's DecodeUint64 does: a
-// negative signed value is refused.
+// scanUint reads an unsigned integer as go-msgpack's DecodeUint64 does
+// (msgp's Uint: a negative signed value is refused); nil is zero.
 func scanUint(b []byte, width uint) (uint64, bool) {
-	c := b[0]
-	var x uint64
-	switch {
-	case c <= 0x7f:
-		return uint64(c), true
-	case c == 0xc0:
+	if b[0] == 0xc0 {
 		return 0, true
-	case c >= 0xcc && c <= 0xcf:
-		x = be(b[1:], 1<<(c-0xcc))
-	case c >= 0xd0 && c <= 0xd3:
-		n := 1 << (c - 0xd0)
-		shift := 64 - 8*n
-		i := int64(be(b[1:], n)<<shift) >> shift
-		if i < 0 {
-			return 0, false
-		}
-		x = uint64(i)
-	default:
-		return 0, false
 	}
-	if width < 64 && x>>width != 0 {
-		return 0, false
-	}
-	return x, true
+	r := msgp.Reader{B: b}
+	x := r.Uint(math.MaxUint64 >> (64 - width))
+	return x, r.Err == nil
 }
 
 // scanFloat reads a float32, a float64 or, as go-msgpack does, an integer
 // by DecodeInt64's rules.
 func scanFloat(b []byte) (float64, bool) {
+	r := msgp.Reader{B: b, I: 1}
 	switch b[0] {
 	case 0xca:
-		return float64(math.Float32frombits(uint32(be(b[1:], 4)))), true
+		return float64(math.Float32frombits(uint32(r.BE(4)))), true
 	case 0xcb:
-		return math.Float64frombits(be(b[1:], 8)), true
+		return math.Float64frombits(r.BE(8)), true
 	}
 	x, ok := scanInt(b, 64)
 	return float64(x), ok
@@ -308,42 +289,7 @@ func scanFloat(b []byte) (float64, bool) {
 // is false for anything else (go-msgpack also reads an array of small
 // integers as bytes: it decides those).
 func scanBytes(b []byte) ([]byte, bool) {
-	c := b[0]
-	var n, hdr int
-	switch {
-	case c == 0xc0:
-		return nil, true
-	case c&0xe0 == 0xa0:
-		n, hdr = int(c&0x1f), 1
-	case c == 0xc4 || c == 0xd9:
-		n, hdr = int(be(b[1:], 1)), 2
-	case c == 0xc5 || c == 0xda:
-		n, hdr = int(be(b[1:], 2)), 3
-	case c == 0xc6 || c == 0xdb:
-		n, hdr = int(be(b[1:], 4)), 5
-	default:
-		return nil, false
-	}
-	return b[hdr : hdr+n], true
-}
-
-// be reads an n-byte big-endian integer. b holds a value msgp's Skip
-// measured, so it is long enough.
-func be(b []byte, n int) uint64 {
-	var x uint64
-	for _, c := range b[:n] {
-		x = x<<8 | uint64(c)
-	}
-	return x
-}
-
-var decPool = sync.Pool{New: func() any { return codec.NewDecoderBytes(nil, wireHandle) }}
-
-// decodeArgCodec is go-msgpack's decoding of one argument into d.
-func decodeArgCodec(b []byte, d any) error {
-	dec := decPool.Get().(*codec.Decoder)
-	dec.ResetBytes(b)
-	err := dec.Decode(d)
-	decPool.Put(dec)
-	return err
+	r := msgp.Reader{B: b}
+	s := r.Bytes()
+	return s, r.Err == nil
 }

@@ -275,7 +275,7 @@ func TestRawSlabClone(t *testing.T) {
 	if string(b) != "abcdef" {
 		t.Fatalf("append to one copy changed the next: %q", b)
 	}
-	for range 2 * rawSlabChunk / 100 { // across chunks
+	for range 2 * chunkSize / 100 { // across chunks
 		s.clone(make([]byte, 100))
 	}
 	if string(a) != "abcdef" || string(b) != "abcdef" {

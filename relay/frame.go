@@ -231,36 +231,12 @@ func (d *decoder) uint() uint64 { return d.Uint(math.MaxUint64) }
 
 func (d *decoder) int() int { return int(d.Uint(math.MaxInt32)) }
 
-// raw reads a str or bin header and returns the bytes; old-spec encoders
-// (go-msgpack without WriteExt) write []byte as str, so both are accepted,
-// and nil as an empty value.
-func (d *decoder) raw() []byte {
-	c := d.Byte()
-	var n int
-	switch {
-	case d.Err != nil:
-		return nil
-	case c == 0xc0:
-		return nil
-	case c&0xe0 == 0xa0:
-		n = int(c & 0x1f)
-	case c == 0xd9 || c == 0xc4:
-		n = int(d.BE(1))
-	case c == 0xda || c == 0xc5:
-		n = int(d.BE(2))
-	case c == 0xdb || c == 0xc6:
-		n = int(d.BE(4))
-	default:
-		d.Err = fmt.Errorf("type 0x%02x, want a str or bin", c)
-		return nil
-	}
-	return d.Take(n)
-}
-
-func (d *decoder) str() string { return string(d.raw()) }
+// str and bytes read a str or a bin (msgp's Bytes): old-spec encoders
+// write []byte as str; nil is an empty value.
+func (d *decoder) str() string { return string(d.Bytes()) }
 
 func (d *decoder) bytes() []byte {
-	p := d.raw()
+	p := d.Bytes()
 	if p == nil && d.Err == nil {
 		return []byte{}
 	}

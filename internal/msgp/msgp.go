@@ -185,6 +185,38 @@ func (r *Reader) Uint(max uint64) uint64 {
 	return v
 }
 
+// Bytes reads a str or a bin and returns its bytes, a capped region of B;
+// msgpack nil reads as nil. Both kinds are taken: old-spec encoders
+// (go-msgpack without WriteExt) write []byte as str.
+func (r *Reader) Bytes() []byte {
+	c := r.Byte()
+	var n int
+	switch {
+	case r.Err != nil, c == 0xc0:
+		return nil
+	case c&0xe0 == 0xa0:
+		n = int(c & 0x1f)
+	case c == 0xd9 || c == 0xc4:
+		n = int(r.BE(1))
+	case c == 0xda || c == 0xc5:
+		n = int(r.BE(2))
+	case c == 0xdb || c == 0xc6:
+		n = int(r.BE(4))
+	default:
+		r.Err = fmt.Errorf("type 0x%02x, want a str or bin", c)
+		return nil
+	}
+	return r.Take(n)
+}
+
+// Int reads the body of a signed integer whose type byte c (0xd0 to
+// 0xd3: int 8, 16, 32, 64) was just read.
+func (r *Reader) Int(c byte) int64 {
+	n := 1 << (c - 0xd0)
+	shift := 64 - 8*n
+	return int64(r.BE(n)<<shift) >> shift
+}
+
 // StrLen reads the length of a str whose type byte c was just read.
 func (r *Reader) StrLen(c byte) int {
 	switch {
