@@ -116,9 +116,7 @@ func skipArgs(r *msgp.Reader) error {
 	if n > len(r.B)-r.I { // each value takes at least one byte
 		return msgp.ErrShort
 	}
-	for ; n > 0 && r.Err == nil; n-- {
-		r.Skip(0)
-	}
+	r.SkipN(n)
 	if r.Err == nil && r.I != len(r.B) {
 		return fmt.Errorf("%d bytes after the args", len(r.B)-r.I)
 	}

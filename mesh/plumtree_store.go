@@ -172,7 +172,10 @@ func (s *recentStore) add(env *envelope, payload []byte, pathed bool, now time.T
 	for uint64(len(ix.slots)-ix.start) <= d {
 		ix.slots = append(ix.slots, -1)
 	}
-	slot := (s.head + s.size) % len(s.ring)
+	slot := s.head + s.size // mod len(s.ring), without a division
+	if slot >= len(s.ring) {
+		slot -= len(s.ring)
+	}
 	copy(s.buf[off:], payload)
 	s.ring[slot] = storeEntry{seq: env.Seq, at: at, off: uint32(off), n: uint32(len(payload)), ix: ixn, pathed: pathed}
 	ix.slots[ix.start+int(d)] = int32(slot)
@@ -335,7 +338,9 @@ func (s *recentStore) evictOldest() {
 		e.repathed = false
 	}
 	s.live -= int(e.n)
-	s.head = (s.head + 1) % len(s.ring)
+	if s.head++; s.head == len(s.ring) {
+		s.head = 0
+	}
 	s.size--
 	if s.size > 0 {
 		s.rd = int(s.ring[s.head].off)

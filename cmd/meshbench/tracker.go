@@ -14,25 +14,32 @@ import (
 // tracker is one receiver's bookkeeping for a phase: which event indexes
 // arrived (a bitmap: indexes of the one emitter are contiguous from 0, so a
 // bit per event is exact and compact), duplicates, reorders against the
-// origin's Seq, and latency samples. Its handler runs on the node's single
-// dispatcher goroutine; the mutex is uncontended there and only makes the
-// final read race-free.
+// origin's Seq, and latency samples.
+//
+// Its handler runs on the node's single dispatcher goroutine, and costs one
+// atomic add per event: what only the handler reads (the bitmap, the
+// origins' last seqs) is plain, the counts that result reads from another
+// goroutine are atomic (all but distinct are rare), and the latency samples,
+// taken at a paced rate only, are under a mutex. A receiver's bookkeeping
+// is measurement, not delivery: the raw-TCP readers only count.
 type tracker struct {
-	distinct atomic.Int64 // polled by the phase while events flow
+	distinct  atomic.Int64 // polled by the phase while events flow
+	dups      atomic.Int64
+	reordered atomic.Int64
+	malformed atomic.Int64
 
-	mu        sync.Mutex
-	seen      []uint64 // bit i: index i arrived
-	dups      int64
-	reordered int64
-	malformed int64
-	lastSeq   map[string]uint64 // by origin, but for cur's
-	cur       string            // the origin of the previous event (one hash per change of origin, not per event)
-	curSeq    uint64
-	curSeen   bool
-	latency   bool
-	scanIdx   int64 // onRaw's Scan destinations
-	scanTS    int64
-	samples   []int64 // ns, when latency is on
+	// The handler's own.
+	seen    []uint64          // bit i: index i arrived
+	lastSeq map[string]uint64 // by origin, but for cur's
+	cur     string            // the origin of the previous event (one hash per change of origin, not per event)
+	curSeq  uint64
+	curSeen bool
+	latency bool
+	scanIdx int64 // onRaw's Scan destinations
+	scanTS  int64
+
+	mu      sync.Mutex
+	samples []int64 // ns, when latency is on
 }
 
 func newTracker(latency bool, expect int) *tracker {
@@ -70,14 +77,8 @@ func (t *tracker) onRaw(e mesh.Event) {
 
 // record counts one event: cheap, no allocation in the steady state.
 func (t *tracker) record(e mesh.Event, idx, ts int64, ok bool) {
-	var now int64
-	if t.latency {
-		now = time.Now().UnixNano()
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	if !ok || idx < 0 {
-		t.malformed++
+		t.malformed.Add(1)
 		return
 	}
 	w := int(idx / 64)
@@ -86,7 +87,7 @@ func (t *tracker) record(e mesh.Event, idx, ts int64, ok bool) {
 	}
 	bit := uint64(1) << (idx % 64)
 	if t.seen[w]&bit != 0 {
-		t.dups++
+		t.dups.Add(1)
 		return
 	}
 	t.seen[w] |= bit
@@ -98,14 +99,17 @@ func (t *tracker) record(e mesh.Event, idx, ts int64, ok bool) {
 		t.curSeq, t.curSeen = t.lastSeq[e.Origin]
 	}
 	if t.curSeen && e.Seq <= t.curSeq {
-		t.reordered++
+		t.reordered.Add(1)
 	} else {
 		t.curSeq, t.curSeen = e.Seq, true
 	}
-	t.distinct.Add(1)
 	if t.latency {
+		now := time.Now().UnixNano()
+		t.mu.Lock()
 		t.samples = append(t.samples, now-ts)
+		t.mu.Unlock()
 	}
+	t.distinct.Add(1)
 }
 
 // result is a tracker's final figures for sent events (indexes 0..sent-1).
@@ -118,8 +122,8 @@ func (t *tracker) result(sent int64) trackerResult {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	d := t.distinct.Load()
-	return trackerResult{Distinct: d, Loss: sent - d, Dups: t.dups, Reordered: t.reordered,
-		Malformed: t.malformed, Samples: slices.Clone(t.samples)}
+	return trackerResult{Distinct: d, Loss: sent - d, Dups: t.dups.Load(), Reordered: t.reordered.Load(),
+		Malformed: t.malformed.Load(), Samples: slices.Clone(t.samples)}
 }
 
 // asInt accepts the integer types msgpack decodes to.

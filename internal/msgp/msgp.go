@@ -272,6 +272,26 @@ func (r *Reader) Skip(depth int) {
 	r.skipValue(depth)
 }
 
+// SkipN skips n values, as n calls of Skip(0) do, in one loop: the
+// envelope's args, on the path of every event, are mostly a few scalars.
+func (r *Reader) SkipN(n int) {
+	b, i := r.B, r.I
+	for ; n > 0 && i < len(b); n-- {
+		k := int(skipFixed[b[i]])
+		if k == skipLen8 && i+1 < len(b) {
+			k = 1 + int(b[i+1])
+		}
+		if k < 0 || k >= len(b)-i {
+			break
+		}
+		i += 1 + k
+	}
+	r.I = i
+	for ; n > 0 && r.Err == nil; n-- {
+		r.skipValue(0)
+	}
+}
+
 // skipFixed is, for a value's first byte, the bytes that follow it when
 // that is known from the first byte (skipLen8: from the next one, str8 and
 // bin8), or skipOther.

@@ -61,3 +61,22 @@ func FuzzSkip(f *testing.F) {
 		}
 	})
 }
+
+// SkipN's loop is n calls of skipValue: the same place, or both fail.
+func FuzzSkipN(f *testing.F) {
+	f.Add(uint8(3), []byte{0xcf, 0, 0, 0, 0, 0, 0, 0, 1, 0x05, 0xc4, 2, 1, 2})
+	f.Add(uint8(2), []byte{0x91, 0x01, 0xd9, 2, 'a'})
+	f.Add(uint8(1), []byte{0xc4, 200, 1})
+	f.Fuzz(func(t *testing.T, n uint8, b []byte) {
+		fast, slow := Reader{B: b}, Reader{B: b}
+		fast.SkipN(int(n % 16))
+		for range n % 16 {
+			if slow.Err == nil {
+				slow.skipValue(0)
+			}
+		}
+		if (fast.Err == nil) != (slow.Err == nil) || fast.Err == nil && fast.I != slow.I {
+			t.Fatalf("%d of % x: SkipN at %d (%v), skipValue at %d (%v)", n%16, b, fast.I, fast.Err, slow.I, slow.Err)
+		}
+	})
+}
