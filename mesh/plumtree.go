@@ -199,7 +199,9 @@ func (t *tree) released(origin string, boot uint64) (uint64, bool) {
 // grace), which builds the tree from the origin outward.
 func (ot *originTree) isLazy(l *relay.Link) bool {
 	if ot.relayed {
-		return !ot.eager[l]
+		// A leaf of the origin's tree (the common case: every receiver of
+		// a star) has no eager link, and asks the map nothing.
+		return len(ot.eager) == 0 || !ot.eager[l]
 	}
 	if len(ot.lazy) == 0 {
 		return false // this node's own events are eager on every link until a PRUNE

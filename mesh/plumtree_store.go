@@ -42,9 +42,13 @@ type eventKey struct {
 type recentStore struct {
 	maxAge time.Duration
 	epoch  time.Time // entries' at is measured from it
-	ring   []storeEntry
-	head   int // oldest entry
-	size   int
+	// The last since: a batch of events from a link shares one reading of
+	// the clock, and Time.Sub costs more than comparing the readings.
+	lastNow time.Time
+	lastAt  time.Duration
+	ring    []storeEntry
+	head    int // oldest entry
+	size    int
 
 	// buf holds the entries' bytes, each contiguous, in the ring's order:
 	// the live bytes are [rd, wr) or, once wrapped, [rd, len) and [0, wr),
@@ -124,10 +128,14 @@ func newRecentStore(capacity int, maxAge time.Duration) *recentStore {
 
 // since is now as an entry's at.
 func (s *recentStore) since(now time.Time) time.Duration {
+	if now == s.lastNow {
+		return s.lastAt
+	}
 	if s.epoch.IsZero() {
 		s.epoch = now
 	}
-	return now.Sub(s.epoch)
+	s.lastNow, s.lastAt = now, now.Sub(s.epoch)
+	return s.lastAt
 }
 
 // add stores a copy of env's payload, evicting the oldest entries when full
