@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -150,22 +151,32 @@ type dispatcher struct {
 
 	slab argSlab // Args are cut from it (decodeArgsFast); run's own
 	// The router's side (stage, commit), guarded by its lock: the events
-	// staged for the next commit, and the slab their args are copied into.
-	staged []dispatchItem
-	copy   rawSlab
+	// staged for the next commit (stagedEvents of them events, the others
+	// markers), the slab On handlers' args are copied into, and the chunks
+	// OnRaw handlers' args are lent from (lend.go).
+	staged       []dispatchItem
+	stagedEvents int
+	copy         rawSlab
+	lend         lender
+	// Lent chunks given back: returned by run as it runs their markers,
+	// free under mu for commit to hand to lend.
+	returned, free []*lentChunk
 
 	handlerDropped atomic.Uint64
 	delivered      atomic.Uint64
 }
 
 // dispatchItem is an event (what its handlers see of it, copied out of
-// the router's envelope, which the router reuses at once) or a peer event
-// (rare: a pointer keeps the items small).
+// the router's envelope, which the router reuses at once), a peer event
+// (rare: a pointer keeps the items small) or the marker of a lent chunk
+// whose events are all queued before it.
 type dispatchItem struct {
 	name, origin string
 	seq          uint64
-	args         []byte // the msgpack args array, the dispatcher's copy (rawSlab)
+	args         []byte // the msgpack args array, the dispatcher's copy (rawSlab) or lent (lend.go)
+	lent         bool
 	peer         *PeerEvent
+	done         *lentChunk // a marker's chunk
 }
 
 // newDispatchers starts the event dispatcher (bounded by max) and the
@@ -184,13 +195,24 @@ func newDispatchers(max int, t *handlerTable, log hclog.Logger) (events, peers *
 // reuses env, whose args are a region of the link's read buffer. stage and
 // commit are the router's: they run under its lock, in release order.
 func (d *dispatcher) stage(env *envelope) {
-	if named, all := d.table.snap.Load().handlers(env.Name); len(named)+len(all) == 0 {
+	snap := d.table.snap.Load()
+	named, all := snap.handlers(env.Name)
+	if len(named)+len(all) == 0 {
 		d.delivered.Add(1) // nobody listens: delivered to no one, without a copy
 		return
 	}
-	// Cut from a slab that is never written again: handlers may keep the
-	// bytes (RawArgs).
-	d.staged = append(d.staged, dispatchItem{name: env.Name, origin: env.Origin, seq: env.Seq, args: d.copy.clone(env.Args)})
+	d.stagedEvents++
+	if len(env.Args) == 0 || mustOwn(env.Args, snap, named) {
+		// Cut from a slab that is never written again: On handlers may
+		// keep the Event.
+		d.staged = append(d.staged, dispatchItem{name: env.Name, origin: env.Origin, seq: env.Seq, args: d.copy.clone(env.Args)})
+		return
+	}
+	args, full := d.lend.lend(env.Args)
+	if full != nil {
+		d.staged = append(d.staged, dispatchItem{done: full})
+	}
+	d.staged = append(d.staged, dispatchItem{name: env.Name, origin: env.Origin, seq: env.Seq, args: args, lent: true})
 }
 
 // commit queues the staged events, as many as the queue has room for; the
@@ -205,19 +227,20 @@ func (d *dispatcher) commit() {
 		d.unstage()
 		return
 	}
-	k := min(len(d.staged), max(d.max-d.events, 0))
-	dropped := len(d.staged) - k
+	d.takeFree()
+	k, queued := d.fits(max(d.max-d.events, 0))
+	dropped := d.stagedEvents - queued
 	if len(d.q) == 0 && k == len(d.staged) {
 		// The dispatcher has taken everything queued (the common case when
 		// it keeps up): swap instead of copying the items, whose pointers
 		// would each pay a write barrier while the GC runs. Both slices
 		// keep their room; run cleared the one it gave back.
-		d.q, d.staged = d.staged, d.q[:0]
+		d.q, d.staged, d.stagedEvents = d.staged, d.q[:0], 0
 	} else {
 		d.q = append(d.q, d.staged[:k]...)
 		d.unstage()
 	}
-	d.events += k
+	d.events += queued
 	var report uint64
 	if dropped > 0 {
 		d.dropped += uint64(dropped)
@@ -229,7 +252,7 @@ func (d *dispatcher) commit() {
 			d.flush = time.AfterFunc(time.Second-time.Since(d.reported), d.flushDropped)
 		}
 	}
-	if k > 0 {
+	if queued > 0 {
 		d.wakeLocked()
 	} else {
 		d.mu.Unlock()
@@ -240,10 +263,26 @@ func (d *dispatcher) commit() {
 	}
 }
 
+// fits returns how many staged items the queue takes when it has room for
+// more events, and how many events they are: the staged items up to the
+// room-th event, and the markers just after it.
+func (d *dispatcher) fits(room int) (items, events int) {
+	if d.stagedEvents <= room {
+		return len(d.staged), d.stagedEvents
+	}
+	for items < len(d.staged) && (events < room || d.staged[items].done != nil) {
+		if d.staged[items].done == nil {
+			events++
+		}
+		items++
+	}
+	return items, events
+}
+
 // unstage empties the staging slice, keeping its room.
 func (d *dispatcher) unstage() {
 	clear(d.staged)
-	d.staged = d.staged[:0]
+	d.staged, d.stagedEvents = d.staged[:0], 0
 }
 
 // flushDropped reports the drops not reported yet, a second after the
@@ -301,6 +340,7 @@ func (d *dispatcher) run() {
 		d.mu.Lock()
 		clear(batch) // let the dispatched events' bytes go
 		batch = batch[:0]
+		d.freeReturned()
 		for len(d.q) == 0 && !d.closed {
 			d.asleep = true
 			d.mu.Unlock()
@@ -323,6 +363,10 @@ func (d *dispatcher) run() {
 }
 
 func (d *dispatcher) dispatch(it *dispatchItem) {
+	if it.done != nil {
+		d.giveBack(it.done)
+		return
+	}
 	snap := d.table.snap.Load()
 	if it.peer != nil {
 		for _, h := range snap.peer {
@@ -337,6 +381,11 @@ func (d *dispatcher) dispatch(it *dispatchItem) {
 	}
 	ev := Event{Name: it.name, Origin: it.origin, Seq: it.seq, raw: it.args}
 	if snap.allArgs || needArgs(named) {
+		if it.lent {
+			// An On handler registered since the event was staged: its
+			// Event is its to keep.
+			ev.raw = slices.Clone(ev.raw)
+		}
 		var err error
 		if ev.Args, err = decodeArgs(it.args, &d.slab); err != nil {
 			d.log.Warn("undecodable event args", "origin", it.origin, "seq", it.seq, "name", it.name, "error", err)

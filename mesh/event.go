@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"sync"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
@@ -35,15 +36,24 @@ type Event struct {
 
 // RawArgs returns the msgpack array of the event's args exactly as the
 // origin encoded it (nil for an Event built without one, as in a test).
-// The bytes are the handler's to keep: the node never overwrites them (a
-// region of a dispatcher buffer shared with neighbouring events, so keeping
-// them keeps up to 16 KiB alive). They must not be modified: the handlers
-// of the same event share them, and Scan reads them.
+// The bytes must not be modified: the handlers of the same event share
+// them, and Scan reads them. In an On handler they are the handler's to
+// keep (a region of a dispatcher buffer shared with neighbouring events, so
+// keeping them keeps up to 16 KiB alive). In an OnRaw handler they are lent
+// for the call: the node reuses them once the handler returns, so a handler
+// that keeps them copies them (or keeps e.Clone()).
 func (e Event) RawArgs() []byte {
 	if len(e.raw) == 0 {
 		return nil
 	}
 	return e.raw
+}
+
+// Clone returns a copy of e that owns its args' bytes: an OnRaw handler
+// keeps an event past its return, to Scan it later, by keeping e.Clone().
+func (e Event) Clone() Event {
+	e.raw = slices.Clone(e.raw)
+	return e
 }
 
 // wireHandle is the msgpack configuration of every mesh payload: new-spec

@@ -398,8 +398,11 @@ func (n *Node) On(name string, fn func(Event)) (off func()) {
 // same dispatcher with the same guarantees, ordered with the On handlers as
 // On handlers are among themselves (named ones, then "*" ones, each in
 // registration order). An event that reaches only raw handlers is never
-// decoded into []any, which saves the decoding and its garbage on a hot
-// path.
+// decoded into []any, and its args are lent to the handlers: the Event
+// (its RawArgs' bytes, what Scan reads) is valid until fn returns, and
+// the node reuses the bytes after that, which saves a copy's allocation on
+// a hot path. A handler that keeps the event keeps e.Clone(); what Scan
+// decoded is the handler's.
 func (n *Node) OnRaw(name string, fn func(Event)) (off func()) {
 	return n.handlers.onRaw(name, fn)
 }

@@ -27,8 +27,10 @@ import (
 // *string always gets a new string, and an *any a new value. The
 // destinations escape (they may be handed to go-msgpack), so &local costs
 // an allocation per call: a hot handler scans into variables that outlive
-// it, such as its own struct's fields. For an Event with no wire bytes
-// (built by hand, as in a test) it decodes from Args.
+// it, such as its own struct's fields. What it decodes never shares the
+// args' bytes, so it is the caller's to keep, also in an OnRaw handler
+// (whose Event is valid only until the handler returns). For an Event with
+// no wire bytes (built by hand, as in a test) it decodes from Args.
 func (e Event) Scan(dst ...any) error {
 	if len(e.raw) == 0 {
 		return e.scanArgs(dst)
