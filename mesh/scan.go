@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -47,6 +48,13 @@ func (e Event) Scan(dst ...any) error {
 		return fmt.Errorf("mesh: scan %q: %d destinations for %d args", e.Name, len(dst), n)
 	}
 	for i, d := range dst {
+		if p, ok := d.(*int64); ok && p != nil {
+			// The commonest destination, read where it is: no Skip first.
+			if x, n := int64At(e.raw[r.I:]); n > 0 {
+				*p, r.I = x, r.I+n
+				continue
+			}
+		}
 		start := r.I
 		if r.Skip(0); r.Err != nil {
 			// Deeper than msgp allows (go-msgpack's limit is higher), or
@@ -260,6 +268,34 @@ func scanInt(b []byte, width uint) (int64, bool) {
 		return 0, false // overflow: go-msgpack's error
 	}
 	return x, true
+}
+
+// int64At reads the integer at the start of b as scanInt does into an
+// int64, and returns its length; 0 for anything else (nil included), which
+// Scan then reads the general way.
+func int64At(b []byte) (int64, int) {
+	if len(b) == 0 {
+		return 0, 0
+	}
+	switch c := b[0]; {
+	case c <= 0x7f || c >= 0xe0:
+		return int64(int8(c)), 1
+	case (c == 0xcf || c == 0xd3) && len(b) >= 9:
+		return int64(binary.BigEndian.Uint64(b[1:9])), 9 // a uint 64 above MaxInt64 wraps, as in scanInt
+	case c == 0xcc && len(b) >= 2:
+		return int64(b[1]), 2
+	case c == 0xd0 && len(b) >= 2:
+		return int64(int8(b[1])), 2
+	case c == 0xcd && len(b) >= 3:
+		return int64(binary.BigEndian.Uint16(b[1:3])), 3
+	case c == 0xd1 && len(b) >= 3:
+		return int64(int16(binary.BigEndian.Uint16(b[1:3]))), 3
+	case c == 0xce && len(b) >= 5:
+		return int64(binary.BigEndian.Uint32(b[1:5])), 5
+	case c == 0xd2 && len(b) >= 5:
+		return int64(int32(binary.BigEndian.Uint32(b[1:5]))), 5
+	}
+	return 0, 0
 }
 
 // scanUint reads an unsigned integer as go-msgpack's DecodeUint64 does
