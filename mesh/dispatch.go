@@ -134,9 +134,10 @@ type dispatcher struct {
 	max   int
 
 	mu       sync.Mutex
-	q        []dispatchItem
-	events   int  // event items in q
-	asleep   bool // run is waiting for wake: the next item must send it
+	q        [][]dispatchItem // batches, in order: each commit's staged items, or one peer event
+	spare    [][]dispatchItem // emptied batches, for commit to stage into
+	events   int              // event items in q
+	asleep   bool             // run is waiting for wake: the next item must send it
 	closed   bool
 	dropped  uint64 // since the last report
 	reported time.Time
@@ -230,14 +231,19 @@ func (d *dispatcher) commit() {
 	d.takeFree()
 	k, queued := d.fits(max(d.max-d.events, 0))
 	dropped := d.stagedEvents - queued
-	if len(d.q) == 0 && k == len(d.staged) {
-		// The dispatcher has taken everything queued (the common case when
-		// it keeps up): swap instead of copying the items, whose pointers
-		// would each pay a write barrier while the GC runs. Both slices
-		// keep their room; run cleared the one it gave back.
-		d.q, d.staged, d.stagedEvents = d.staged, d.q[:0], 0
+	if k > 0 {
+		// The staged slice itself joins the queue, and the router stages
+		// into an emptied one: no copy of the items, whose pointers would
+		// each pay a write barrier while the GC runs.
+		clear(d.staged[k:])
+		d.q = append(d.q, d.staged[:k])
+		d.stagedEvents = 0
+		if n := len(d.spare); n > 0 {
+			d.staged, d.spare = d.spare[n-1], d.spare[:n-1]
+		} else {
+			d.staged = make([]dispatchItem, 0, 64)
+		}
 	} else {
-		d.q = append(d.q, d.staged[:k]...)
 		d.unstage()
 	}
 	d.events += queued
@@ -311,7 +317,7 @@ func (d *dispatcher) peerEvent(pe PeerEvent) {
 		d.mu.Unlock()
 		return
 	}
-	d.q = append(d.q, dispatchItem{peer: &pe})
+	d.q = append(d.q, []dispatchItem{{peer: &pe}})
 	d.wakeLocked()
 }
 
@@ -335,11 +341,17 @@ func (d *dispatcher) signal() {
 
 func (d *dispatcher) run() {
 	defer close(d.done)
-	var batch []dispatchItem
+	var batches [][]dispatchItem
 	for {
 		d.mu.Lock()
-		clear(batch) // let the dispatched events' bytes go
-		batch = batch[:0]
+		for _, b := range batches {
+			clear(b) // let the dispatched events' bytes go
+			if len(d.spare) < maxSpareBatches {
+				d.spare = append(d.spare, b[:0])
+			}
+		}
+		clear(batches)
+		batches = batches[:0]
 		d.freeReturned()
 		for len(d.q) == 0 && !d.closed {
 			d.asleep = true
@@ -351,16 +363,21 @@ func (d *dispatcher) run() {
 			d.mu.Unlock()
 			return
 		}
-		// Swap the queue and the drained batch: no copy, and both keep
-		// their capacity.
-		batch, d.q = d.q, batch[:0]
-		d.events = 0 // every queued event is in batch now
+		// Take every queued batch: both lists keep their capacity.
+		batches, d.q = d.q, batches
+		d.events = 0 // every queued event is in batches now
 		d.mu.Unlock()
-		for i := range batch {
-			d.dispatch(&batch[i])
+		for _, b := range batches {
+			for i := range b {
+				d.dispatch(&b[i])
+			}
 		}
 	}
 }
+
+// maxSpareBatches bounds the emptied batches kept for staging (each holds up to a
+// link batch's events, 128 and a few markers).
+const maxSpareBatches = 64
 
 func (d *dispatcher) dispatch(it *dispatchItem) {
 	if it.done != nil {

@@ -207,11 +207,13 @@ func TestCommitCountsEventsNotMarkers(t *testing.T) {
 	}
 	r.events.mu.Lock()
 	events, markers := 0, 0
-	for _, it := range r.events.q {
-		if it.done != nil {
-			markers++
-		} else {
-			events++
+	for _, b := range r.events.q {
+		for _, it := range b {
+			if it.done != nil {
+				markers++
+			} else {
+				events++
+			}
 		}
 	}
 	counted := r.events.events
