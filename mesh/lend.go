@@ -26,7 +26,7 @@ type lentChunk [chunkSize]byte
 
 const (
 	lentMax  = 4 << 10 // larger args are copied into memory of their own
-	lentKeep = 16      // chunks kept for reuse beyond those queued (256 KiB)
+	lentKeep = 64      // chunks kept for reuse beyond those queued (1 MiB)
 )
 
 // lender is the router's side: the chunk being filled and the chunks the
