@@ -365,8 +365,12 @@ func (d *dispatcher) run() {
 		}
 		// Take every queued batch: both lists keep their capacity.
 		batches, d.q = d.q, batches
+		taken := d.events
 		d.events = 0 // every queued event is in batches now
 		d.mu.Unlock()
+		if taken > 0 {
+			d.delivered.Add(uint64(taken)) // once per batch, before their handlers run
+		}
 		for _, b := range batches {
 			for i := range b {
 				d.dispatch(&b[i])
@@ -392,7 +396,6 @@ func (d *dispatcher) dispatch(it *dispatchItem) {
 		return
 	}
 	named, all := snap.handlers(it.name)
-	d.delivered.Add(1)
 	if len(named)+len(all) == 0 {
 		return
 	}

@@ -73,6 +73,7 @@ type Node struct {
 	inbounds []inbound  // the chunk arrivals are parsed into; guarded by routeMu
 	spare    []*inbound // released inbounds to parse into again; guarded by routeMu
 	routeNow time.Time  // the router's latest clock reading; guarded by routeMu
+	received uint64     // events parsed in the batch being received, for stats.received; guarded by routeMu
 	tree     *tree      // guarded by routeMu
 
 	handlers *handlerTable

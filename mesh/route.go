@@ -92,6 +92,8 @@ func (n *Node) receiveEvents(l *relay.Link, payloads [][]byte, now time.Time) er
 			}
 		}
 	}
+	n.stats.received.Add(n.received) // once per batch: an atomic add per event cost ~2%
+	n.received = 0
 	n.disp.commit() // what the batch released, queued for the handlers at once
 	return first
 }
@@ -107,7 +109,7 @@ func (n *Node) receiveEvent(l *relay.Link, payload []byte, now time.Time) error 
 		return err
 	}
 	in.from, in.raw = l, payload
-	n.stats.received.Add(1)
+	n.received++
 	if env.Boot == n.boot && env.Origin == n.id {
 		n.stats.duplicates.Add(1) // our own event came back round a cycle
 		return nil
