@@ -55,6 +55,7 @@ type Node struct {
 
 	mu      sync.Mutex
 	closed  bool
+	shut    atomic.Bool // closed, for isClosed without mu (Emit asks per event)
 	peers   map[*relay.Link]*Peer
 	inbound map[string]*Peer // remote NodeID → accepted link, so a reconnect resumes its buffer
 	members map[string]*Peer // remote NodeID → link dialled because membership found it
@@ -382,11 +383,7 @@ func (n *Node) waitSpace(ctx context.Context, links []*relay.Link) error {
 	return nil
 }
 
-func (n *Node) isClosed() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.closed
-}
+func (n *Node) isClosed() bool { return n.shut.Load() }
 
 // On registers fn for every remote event named name ("*" for all). It
 // returns a function that removes the registration.
@@ -419,6 +416,7 @@ func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.mu.Lock()
 		n.closed = true
+		n.shut.Store(true)
 		ln := n.ln
 		peers := make([]*Peer, 0, len(n.peers))
 		for _, p := range n.peers {
