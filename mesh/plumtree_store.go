@@ -177,16 +177,20 @@ func (s *recentStore) add(env *envelope, payload []byte, pathed bool, now time.T
 		n := copy(ix.slots, ix.slots[ix.start:])
 		ix.slots, ix.start = ix.slots[:n], 0
 	}
-	for uint64(len(ix.slots)-ix.start) <= d {
-		ix.slots = append(ix.slots, -1)
-	}
 	slot := s.head + s.size // mod len(s.ring), without a division
 	if slot >= len(s.ring) {
 		slot -= len(s.ring)
 	}
+	if uint64(len(ix.slots)-ix.start) == d {
+		ix.slots = append(ix.slots, int32(slot)) // the next seq: the common case
+	} else {
+		for uint64(len(ix.slots)-ix.start) <= d {
+			ix.slots = append(ix.slots, -1)
+		}
+		ix.slots[ix.start+int(d)] = int32(slot)
+	}
 	copy(s.buf[off:], payload)
 	s.ring[slot] = storeEntry{seq: env.Seq, at: at, off: uint32(off), n: uint32(len(payload)), ix: ixn, pathed: pathed}
-	ix.slots[ix.start+int(d)] = int32(slot)
 	s.size++
 	s.live += len(payload)
 }
@@ -362,10 +366,13 @@ func (s *recentStore) evictOldest() {
 // number (and slots' array) are reused.
 func (s *recentStore) unindex(ixn int32, seq uint64, slot int32) {
 	ix := &s.ixs[ixn]
-	if ix.slot(seq) == slot {
+	n := ix.start
+	switch {
+	case seq == ix.first && n < len(ix.slots) && ix.slots[n] == slot:
+		n++ // the oldest seq, evicted first: the common case, no write
+	case ix.slot(seq) == slot:
 		ix.slots[ix.start+int(seq-ix.first)] = -1
 	}
-	n := ix.start
 	for n < len(ix.slots) && ix.slots[n] < 0 {
 		n++
 	}
