@@ -399,12 +399,17 @@ func (d *dispatcher) dispatch(it *dispatchItem) {
 	if len(named)+len(all) == 0 {
 		return
 	}
-	ev := Event{Name: it.name, Origin: it.origin, Seq: it.seq, raw: it.args}
+	// raw is what OnRaw handlers see, ev what On handlers see: a raw
+	// handler sees no Args, even when other handlers of the event made the
+	// dispatcher decode them. Each is passed as it is, not copied per call.
+	raw := Event{Name: it.name, Origin: it.origin, Seq: it.seq, raw: it.args}
+	ev := raw
 	if snap.allArgs || needArgs(named) {
 		if it.lent {
 			// An On handler registered since the event was staged: its
 			// Event is its to keep.
 			ev.raw = slices.Clone(ev.raw)
+			raw.raw = ev.raw
 		}
 		var err error
 		if ev.Args, err = decodeArgs(it.args, &d.slab); err != nil {
@@ -412,10 +417,18 @@ func (d *dispatcher) dispatch(it *dispatchItem) {
 		}
 	}
 	for _, h := range named {
-		h.call(ev)
+		if h.raw {
+			h.fn(raw)
+		} else {
+			h.fn(ev)
+		}
 	}
 	for _, h := range all {
-		h.call(ev)
+		if h.raw {
+			h.fn(raw)
+		} else {
+			h.fn(ev)
+		}
 	}
 }
 
@@ -427,15 +440,6 @@ func needArgs(hs []*eventHandler) bool {
 		}
 	}
 	return false
-}
-
-// call runs the handler; a raw one sees no Args, even when other handlers
-// of the event made the dispatcher decode them.
-func (h *eventHandler) call(ev Event) {
-	if h.raw {
-		ev.Args = nil
-	}
-	h.fn(ev)
 }
 
 // close stops the dispatcher; queued items are discarded.
