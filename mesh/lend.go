@@ -26,7 +26,7 @@ type lentChunk [chunkSize]byte
 
 const (
 	lentMax  = 4 << 10 // larger args are copied into memory of their own
-	lentKeep = 64      // chunks kept for reuse beyond those queued (1 MiB)
+	lentKeep = 32      // chunks the router keeps for reuse, and as many on their way back (1 MiB in all)
 )
 
 // lender is the router's side: the chunk being filled and the chunks the
@@ -80,12 +80,16 @@ func (d *dispatcher) freeReturned() {
 	d.returned = d.returned[:0]
 }
 
-// takeFree gives the router the free chunks when it has none left. Under
-// d.mu, by commit.
+// takeFree gives the router the free chunks, up to lentKeep spare ones in
+// all (the others go to the collector). Under d.mu, by commit.
 func (d *dispatcher) takeFree() {
-	if len(d.lend.spare) == 0 && len(d.free) > 0 {
-		d.lend.spare, d.free = d.free, d.lend.spare
+	if len(d.free) == 0 {
+		return
 	}
+	room := max(lentKeep-len(d.lend.spare), 0)
+	d.lend.spare = append(d.lend.spare, d.free[:min(room, len(d.free))]...)
+	clear(d.free)
+	d.free = d.free[:0]
 }
 
 // mustOwn reports whether an event's args must be copied into memory of
