@@ -403,18 +403,24 @@ func (d *dispatcher) dispatch(it *dispatchItem) {
 	// handler sees no Args, even when other handlers of the event made the
 	// dispatcher decode them. Each is passed as it is, not copied per call.
 	raw := Event{Name: it.name, Origin: it.origin, Seq: it.seq, raw: it.args}
+	if !snap.allArgs && !needArgs(named) {
+		for _, h := range named {
+			h.fn(raw)
+		}
+		for _, h := range all {
+			h.fn(raw)
+		}
+		return
+	}
+	if it.lent {
+		// An On handler registered since the event was staged: its Event
+		// is its to keep.
+		raw.raw = slices.Clone(raw.raw)
+	}
 	ev := raw
-	if snap.allArgs || needArgs(named) {
-		if it.lent {
-			// An On handler registered since the event was staged: its
-			// Event is its to keep.
-			ev.raw = slices.Clone(ev.raw)
-			raw.raw = ev.raw
-		}
-		var err error
-		if ev.Args, err = decodeArgs(it.args, &d.slab); err != nil {
-			d.log.Warn("undecodable event args", "origin", it.origin, "seq", it.seq, "name", it.name, "error", err)
-		}
+	var err error
+	if ev.Args, err = decodeArgs(it.args, &d.slab); err != nil {
+		d.log.Warn("undecodable event args", "origin", it.origin, "seq", it.seq, "name", it.name, "error", err)
 	}
 	for _, h := range named {
 		if h.raw {
