@@ -49,6 +49,7 @@ type tree struct {
 	dirty   map[originBoot]uint64 // released since the last notice round: highest seq
 	missing map[originBoot]*missing
 	store   *recentStore
+	own     *ownStore // this node's own events, for GRAFTs
 
 	bufferMax   int // a link's retransmit buffer bound
 	idleTimeout time.Duration
@@ -122,6 +123,7 @@ func newTree(n *Node, flood bool, storeMax int) *tree {
 		// the events for an absent peer: a lazy link's peer that was cut
 		// off must be able to graft what it missed once it is back.
 		store:       newRecentStore(storeMax, max(storeMaxAge, n.cfg.BufferTimeout)),
+		own:         newOwnStore(storeMax, max(storeMaxAge, n.cfg.BufferTimeout)),
 		bufferMax:   n.cfg.BufferMax,
 		idleTimeout: 4 * max(n.cfg.BufferTimeout, n.cfg.ReorderTimeout),
 		// As long as the orderer waits for a gap: after that, what is
@@ -246,7 +248,7 @@ func (t *tree) emit(env *envelope, payload []byte, links []*relay.Link, now time
 		}
 	}
 	t.ownNext = env.Seq + 1
-	t.store.add(env, payload, true, now)
+	t.own.add(env.Seq, payload, now)
 	return t.advanced(ot, env, now)
 }
 
@@ -361,6 +363,16 @@ func (t *tree) graft(m *graftMsg, l *relay.Link, now time.Time) {
 	// grafter asks again (this link or another) for what is still missing.
 	room := t.bufferMax - l.Buffered()
 	for seq := lo; seq <= hi && room > 0; seq++ {
+		if m.Origin == t.self { // released says the boot is this one
+			if p := t.own.get(seq, now); p != nil {
+				l.Send(p)
+				room--
+				t.stats.graftResent.Add(1)
+			} else {
+				t.stats.graftMisses.Add(1)
+			}
+			continue
+		}
 		k := eventKey{m.Origin, m.Boot, seq}
 		e := t.store.get(k, now) // a copy: the link keeps what it is sent
 		if e == nil {

@@ -209,4 +209,5 @@ func (t *tree) sweep(links []*relay.Link, now time.Time) {
 		}
 	}
 	t.store.expireAt(now)
+	t.own.expireAt(now)
 }
