@@ -202,7 +202,7 @@ func (ch Chaos) Run(t *testing.T) {
 		r.count[i] = map[int]int{}
 	}
 	r.c = NewWith(t, ch.Nodes, Options{
-		Topology: ch.Topology, Join: ch.Join, Seed: ch.Seed, KeepEvents: true,
+		Topology: ch.Topology, Join: ch.Join, Seed: ch.Seed, KeepEvents: true, RawHandlers: true,
 		LogLevel:    hclog.Error,
 		WaitTimeout: 10 * time.Minute,
 		Configure: func(i int, c *mesh.Config) {

@@ -41,6 +41,12 @@ type Options struct {
 	Configure func(i int, c *mesh.Config)
 	// KeepEvents makes every Recorder keep the events themselves.
 	KeepEvents bool
+	// RawHandlers makes the odd-numbered nodes record with an OnRaw
+	// handler (the args lent for the call, read with Scan and RawArgs)
+	// instead of On: their Recorders hold events decoded from what the
+	// handler read during the call, so a check of the events' args also
+	// checks the bytes lent to raw handlers.
+	RawHandlers bool
 	// WaitTimeout bounds every Wait helper. Default 20s (virtual inside synctest).
 	WaitTimeout time.Duration
 	// LogLevel for the nodes' loggers. Default: Warn, to the test log.
@@ -158,7 +164,11 @@ func (c *Cluster) start(i int) {
 	rec := newRecorder(c.opts.KeepEvents)
 	c.mu.Lock()
 	m.node, m.rec, m.alive = node, rec, true
-	m.offs = []func(){node.On("*", rec.record)}
+	if c.opts.RawHandlers && i%2 == 1 {
+		m.offs = []func(){node.OnRaw("*", rec.recordRaw)}
+	} else {
+		m.offs = []func(){node.On("*", rec.record)}
+	}
 	c.mu.Unlock()
 }
 
