@@ -227,7 +227,9 @@ func (s *rawSlab) clone(b []byte) []byte { return s.chunks.clone(b, rawSlabMax) 
 // gets every event, so the chunks pinned are those spanning the buffers'
 // contents, plus one; only a connected link that skips our events (lazy)
 // holds a sparse subset, and its acks free that within AckInterval. The
-// recent-event store copies what it keeps and pins nothing.
+// own-event store (plumtree_own.go) keeps the payloads of this node's last
+// events for GRAFTs, and so pins the chunks that hold them: as many bytes
+// as it keeps, within its bounds.
 type payloadSlab struct{ chunks }
 
 const payloadSlabMax = 4 << 10 // larger payloads get an allocation of their own
