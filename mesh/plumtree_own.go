@@ -15,6 +15,7 @@ import "time"
 type ownStore struct {
 	maxAge   time.Duration
 	maxBytes int
+	capacity int       // the count bound; the ring grows to it as events come
 	epoch    time.Time // entries' at is measured from it
 	ring     []ownEntry
 	head     int    // slot of seq first
@@ -23,13 +24,27 @@ type ownStore struct {
 	bytes    int // of the stored payloads
 }
 
+// ownStoreMin is the ring's first size: a node that emits little keeps a
+// small one (the full ring is 32 bytes per event of the count bound).
+const ownStoreMin = 64
+
 type ownEntry struct {
 	payload []byte
 	at      time.Duration // since epoch
 }
 
 func newOwnStore(capacity int, maxAge time.Duration) *ownStore {
-	return &ownStore{maxAge: maxAge, maxBytes: storeMaxBytes, ring: make([]ownEntry, capacity)}
+	return &ownStore{maxAge: maxAge, maxBytes: storeMaxBytes, capacity: capacity,
+		ring: make([]ownEntry, min(capacity, ownStoreMin))}
+}
+
+// grow doubles the ring, up to capacity, keeping the entries in order from
+// slot 0.
+func (s *ownStore) grow() {
+	ring := make([]ownEntry, min(2*len(s.ring), s.capacity))
+	n := copy(ring, s.ring[s.head:])
+	copy(ring[n:], s.ring[:s.head])
+	s.ring, s.head = ring, 0
 }
 
 func (s *ownStore) since(now time.Time) time.Duration {
@@ -55,6 +70,9 @@ func (s *ownStore) add(seq uint64, payload []byte, now time.Time) {
 	}
 	if s.size == 0 {
 		s.first = seq
+	}
+	if s.size == len(s.ring) && len(s.ring) < s.capacity {
+		s.grow()
 	}
 	for s.size == len(s.ring) || s.size > 0 && s.bytes+len(payload) > s.maxBytes {
 		s.evictOldest() // first moves on with it: to seq once all are gone

@@ -47,6 +47,42 @@ func TestOwnStoreKeepsTheLastByCount(t *testing.T) {
 	}
 }
 
+// The ring starts small and grows, keeping its entries in order across the
+// wrap, up to the count bound.
+func TestOwnStoreGrows(t *testing.T) {
+	s := newOwnStore(200, time.Minute)
+	if len(s.ring) != ownStoreMin {
+		t.Fatalf("a new store's ring has %d slots, want %d", len(s.ring), ownStoreMin)
+	}
+	now := time.Unix(1000, 0)
+	check := func(from, to uint64) {
+		t.Helper()
+		for seq := from - 3; seq < to+3; seq++ {
+			got := s.get(seq, now)
+			if in := seq >= from && seq < to; in != (got != nil) || in && got[0] != byte(seq) {
+				t.Fatalf("seq %d of [%d, %d): got %v", seq, from, to, got)
+			}
+		}
+	}
+	for seq := uint64(10); seq < 50; seq++ {
+		s.add(seq, ownPayload(seq, 3), now)
+	}
+	// They expire: the ring's oldest entry is now at slot 40, and the ring
+	// is full (64) across its end when it grows.
+	now = now.Add(time.Minute + time.Second)
+	for seq := uint64(50); seq < 160; seq++ {
+		s.add(seq, ownPayload(seq, 3), now)
+	}
+	check(50, 160)
+	for seq := uint64(160); seq < 500; seq++ {
+		s.add(seq, ownPayload(seq, 3), now)
+	}
+	if len(s.ring) != 200 {
+		t.Fatalf("the ring grew to %d slots, want the bound, 200", len(s.ring))
+	}
+	check(300, 500)
+}
+
 // The own store is bounded by bytes and by age as the recent-event store
 // is; a seq that does not follow the last one starts it afresh.
 func TestOwnStoreBounds(t *testing.T) {
