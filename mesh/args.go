@@ -3,6 +3,7 @@ package mesh
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/verbosemesh/verbose/internal/msgp"
 )
@@ -200,7 +201,7 @@ func (c *chunks) clone(b []byte, max int) []byte {
 	case n == 0:
 		return nil
 	case n > max:
-		return append([]byte(nil), b...)
+		return slices.Clip(append([]byte(nil), b...)) // capped, as a region of a chunk is
 	default:
 		r := c.cut(n)
 		copy(r, b)

@@ -39,11 +39,13 @@ type lender struct {
 	made  int          // chunks allocated, for tests
 }
 
-// lend copies b (1 to lentMax bytes) into the current chunk, capped to its
-// length. full is the chunk this copy had to leave, nil if none: the
-// caller stages its marker before the event.
+// lend copies b (1 to lentMax bytes) into the current chunk, with the rest
+// of the chunk as capacity: never capped to its length (the chunk's last
+// byte is never lent), which is how an item says its args are lent. full is
+// the chunk this copy had to leave, nil if none: the caller stages its
+// marker before the event.
 func (l *lender) lend(b []byte) (r []byte, full *lentChunk) {
-	if l.cur == nil || len(b) > chunkSize-l.off {
+	if l.cur == nil || len(b) >= chunkSize-l.off {
 		full = l.cur
 		if k := len(l.spare); k > 0 {
 			l.cur, l.spare = l.spare[k-1], l.spare[:k-1]
@@ -53,7 +55,7 @@ func (l *lender) lend(b []byte) (r []byte, full *lentChunk) {
 		}
 		l.off = 0
 	}
-	r = l.cur[l.off : l.off+len(b) : l.off+len(b)]
+	r = l.cur[l.off : l.off+len(b)]
 	copy(r, b)
 	l.off += len(b)
 	return r, full

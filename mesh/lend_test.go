@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -209,7 +210,7 @@ func TestCommitCountsEventsNotMarkers(t *testing.T) {
 	events, markers := 0, 0
 	for _, b := range r.events.q {
 		for _, it := range b {
-			if it.done != nil {
+			if it.marker() != nil {
 				markers++
 			} else {
 				events++
@@ -223,4 +224,32 @@ func TestCommitCountsEventsNotMarkers(t *testing.T) {
 	}
 	open()
 	waitFor(t, "101 events handled", func() bool { return handled.Load() == 101 })
+}
+
+// A queue item is one cache line: the router writes the items and the
+// dispatcher reads them on the other core.
+func TestDispatchItemIsOneCacheLine(t *testing.T) {
+	if n := unsafe.Sizeof(dispatchItem{}); n != 64 {
+		t.Fatalf("dispatchItem is %d bytes, want 64", n)
+	}
+}
+
+// An event's args say whether they are lent by their capacity: lent ones
+// never end at their chunk's end, copies always end at their capacity.
+func TestLentArgsKnownByCapacity(t *testing.T) {
+	var l lender
+	var s rawSlab
+	for n := 1; n < 3*chunkSize; n += 997 {
+		b := bytes.Repeat([]byte{7}, n%lentMax+1)
+		if r, _ := l.lend(b); !(&dispatchItem{origin: "o", args: r}).lent() {
+			t.Fatalf("lent args of %d bytes at offset %d read as a copy", len(b), l.off-len(b))
+		}
+		if c := s.clone(b); (&dispatchItem{origin: "o", args: c}).lent() {
+			t.Fatalf("a copy of %d bytes reads as lent", len(b))
+		}
+	}
+	big := make([]byte, rawSlabMax+3)
+	if c := s.clone(big); (&dispatchItem{origin: "o", args: c}).lent() {
+		t.Fatal("a large copy reads as lent")
+	}
 }
