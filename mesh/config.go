@@ -38,7 +38,10 @@ type Config struct {
 	// BufferTimeout is how long events unacknowledged by a peer are kept for
 	// it; a peer gone this long is forgotten.
 	BufferTimeout time.Duration
-	// BufferMax is the most unacknowledged events kept per peer.
+	// BufferMax is the most unacknowledged events kept per peer. It also
+	// sizes what a node keeps to answer GRAFTs: its own last 4×BufferMax
+	// events and the last 4×BufferMax it relayed (each store also bounded
+	// by 64 MiB and by max(30s, BufferTimeout) of age).
 	BufferMax int
 	// AcknowledgeInterval is how often a receiver acknowledges; it also acks
 	// as soon as a quarter of the sender's window is unacknowledged.
