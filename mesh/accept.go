@@ -32,7 +32,7 @@ func (n *Node) acceptLoop(ln net.Listener) {
 		}
 		delay = 0
 		n.mu.Lock()
-		if n.closed {
+		if n.isClosed() {
 			n.mu.Unlock()
 			conn.Close()
 			return
@@ -66,7 +66,7 @@ func (n *Node) handleConn(conn net.Conn) {
 		return
 	}
 	n.mu.Lock()
-	if n.closed {
+	if n.isClosed() {
 		n.mu.Unlock()
 		conn.Close()
 		return

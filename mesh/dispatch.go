@@ -426,9 +426,10 @@ func (d *dispatcher) dispatch(it *dispatchItem) {
 	}
 	// raw is what OnRaw handlers see, ev what On handlers see: a raw
 	// handler sees no Args, even when other handlers of the event made the
-	// dispatcher decode them. Each is passed as it is, not copied per call.
+	// dispatcher decode them. Each is built once, not copied per call.
 	raw := Event{Name: it.name, Origin: it.origin, Seq: it.seq, raw: it.args[:len(it.args):len(it.args)]}
-	if !snap.allArgs && !needArgs(named) {
+	if !snap.wantsArgs(named) {
+		// Raw handlers only, the hot path: called straight from here.
 		for _, h := range named {
 			h.fn(raw)
 		}
@@ -447,20 +448,25 @@ func (d *dispatcher) dispatch(it *dispatchItem) {
 	if ev.Args, err = decodeArgs(it.args, &d.slab); err != nil {
 		d.log.Warn("undecodable event args", "origin", it.origin, "seq", it.seq, "name", it.name, "error", err)
 	}
-	for _, h := range named {
+	call(named, &raw, &ev)
+	call(all, &raw, &ev)
+}
+
+// call runs handlers hs, the raw ones with raw, the others with ev.
+func call(hs []*eventHandler, raw, ev *Event) {
+	for _, h := range hs {
 		if h.raw {
-			h.fn(raw)
+			h.fn(*raw)
 		} else {
-			h.fn(ev)
+			h.fn(*ev)
 		}
 	}
-	for _, h := range all {
-		if h.raw {
-			h.fn(raw)
-		} else {
-			h.fn(ev)
-		}
-	}
+}
+
+// wantsArgs reports whether some of an event's handlers are On handlers
+// (Args needed, and the Event theirs to keep): named ones, or catch-alls.
+func (s *handlerSnap) wantsArgs(named []*eventHandler) bool {
+	return s.allArgs || needArgs(named)
 }
 
 // needArgs reports whether some of hs are On (not OnRaw) handlers.

@@ -98,5 +98,5 @@ func (d *dispatcher) takeFree() {
 // their own rather than lent: they are too large for a chunk, or an On
 // handler among the event's handlers may keep them.
 func mustOwn(args []byte, snap *handlerSnap, named []*eventHandler) bool {
-	return len(args) > lentMax || snap.allArgs || needArgs(named)
+	return len(args) > lentMax || snap.wantsArgs(named)
 }

@@ -54,8 +54,7 @@ type Node struct {
 	selfPath []string
 
 	mu      sync.Mutex
-	closed  bool
-	shut    atomic.Bool // closed, for isClosed without mu (Emit asks per event)
+	closed  atomic.Bool // set under mu (with what Close tears down), read without it: Emit asks per event
 	peers   map[*relay.Link]*Peer
 	inbound map[string]*Peer // remote NodeID → accepted link, so a reconnect resumes its buffer
 	members map[string]*Peer // remote NodeID → link dialled because membership found it
@@ -185,7 +184,7 @@ func (n *Node) Listen(addr string) error {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.closed {
+	if n.isClosed() {
 		return ErrClosed
 	}
 	if n.ln != nil {
@@ -229,7 +228,7 @@ func (n *Node) Connect(addr string) (*Peer, error) {
 func (n *Node) dial(addr, member string) (*Peer, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.closed {
+	if n.isClosed() {
 		return nil, ErrClosed
 	}
 	if len(n.peers) >= n.cfg.MaxPeers {
@@ -383,7 +382,7 @@ func (n *Node) waitSpace(ctx context.Context, links []*relay.Link) error {
 	return nil
 }
 
-func (n *Node) isClosed() bool { return n.shut.Load() }
+func (n *Node) isClosed() bool { return n.closed.Load() }
 
 // On registers fn for every remote event named name ("*" for all). It
 // returns a function that removes the registration.
@@ -415,8 +414,7 @@ func (n *Node) OnPeer(fn func(PeerEvent)) (off func()) {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.mu.Lock()
-		n.closed = true
-		n.shut.Store(true)
+		n.closed.Store(true)
 		ln := n.ln
 		peers := make([]*Peer, 0, len(n.peers))
 		for _, p := range n.peers {

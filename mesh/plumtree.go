@@ -363,38 +363,41 @@ func (t *tree) graft(m *graftMsg, l *relay.Link, now time.Time) {
 	// grafter asks again (this link or another) for what is still missing.
 	room := t.bufferMax - l.Buffered()
 	for seq := lo; seq <= hi && room > 0; seq++ {
-		if m.Origin == t.self { // released says the boot is this one
-			if p := t.own.get(seq, now); p != nil {
-				l.Send(p)
-				room--
-				t.stats.graftResent.Add(1)
-			} else {
-				t.stats.graftMisses.Add(1)
-			}
-			continue
-		}
-		k := eventKey{m.Origin, m.Boot, seq}
-		e := t.store.get(k, now) // a copy: the link keeps what it is sent
-		if e == nil {
+		p := t.resendable(eventKey{m.Origin, m.Boot, seq}, now)
+		if p == nil {
 			t.stats.graftMisses.Add(1)
 			continue
 		}
-		if !e.pathed {
-			var env envelope
-			if err := parseEnvelopeInto(&env, nil, e.payload, nil); err != nil {
-				t.stats.graftMisses.Add(1) // cannot be: it was parsed on arrival
-				continue
-			}
-			if n := len(env.Path); n == 0 || env.Path[n-1] != t.self {
-				env.Path = append(env.Path, t.self)
-			}
-			e.payload = encodeEnvelope(&env)
-			t.store.repath(k, e.payload, now) // the next GRAFT sends it as it is
-		}
-		l.Send(e.payload)
+		l.Send(p)
 		room--
 		t.stats.graftResent.Add(1)
 	}
+}
+
+// resendable returns event k's payload with this node on its path, as a
+// GRAFT sends it, from the own-event store or the recent-event store; nil
+// if neither has it. The payload is the caller's to send, never to modify.
+func (t *tree) resendable(k eventKey, now time.Time) []byte {
+	if k.origin == t.self { // the graft's released check says the boot is this one
+		return t.own.get(k.seq, now)
+	}
+	e := t.store.get(k, now) // a copy: the link keeps what it is sent
+	switch {
+	case e == nil:
+		return nil
+	case e.pathed:
+		return e.payload
+	}
+	var env envelope
+	if err := parseEnvelopeInto(&env, nil, e.payload, nil); err != nil {
+		return nil // cannot be: it was parsed on arrival
+	}
+	if n := len(env.Path); n == 0 || env.Path[n-1] != t.self {
+		env.Path = append(env.Path, t.self)
+	}
+	p := encodeEnvelope(&env)
+	t.store.repath(k, p, now) // the next GRAFT sends it as it is
+	return p
 }
 
 // ihave handles a notice batch from l. It reports whether an (origin, boot)

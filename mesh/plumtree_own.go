@@ -15,8 +15,8 @@ import "time"
 type ownStore struct {
 	maxAge   time.Duration
 	maxBytes int
-	capacity int       // the count bound; the ring grows to it as events come
-	epoch    time.Time // entries' at is measured from it
+	capacity int        // the count bound; the ring grows to it as events come
+	clock    storeClock // entries' at
 	ring     []ownEntry
 	head     int    // slot of seq first
 	first    uint64 // the oldest seq stored; first+size is the next
@@ -30,7 +30,7 @@ const ownStoreMin = 64
 
 type ownEntry struct {
 	payload []byte
-	at      time.Duration // since epoch
+	at      time.Duration // storeClock.since
 }
 
 func newOwnStore(capacity int, maxAge time.Duration) *ownStore {
@@ -47,18 +47,11 @@ func (s *ownStore) grow() {
 	s.ring, s.head = ring, 0
 }
 
-func (s *ownStore) since(now time.Time) time.Duration {
-	if s.epoch.IsZero() {
-		s.epoch = now
-	}
-	return now.Sub(s.epoch)
-}
-
 // add keeps payload, the encoding of this node's event seq, which no one
 // may modify. Seqs come in order; one that does not follow the last starts
 // the store afresh.
 func (s *ownStore) add(seq uint64, payload []byte, now time.Time) {
-	at := s.since(now)
+	at := s.clock.since(now)
 	s.expire(at)
 	if len(payload) > s.maxBytes {
 		return
@@ -96,7 +89,7 @@ func (s *ownStore) get(seq uint64, now time.Time) []byte {
 	if slot >= len(s.ring) {
 		slot -= len(s.ring)
 	}
-	if e := &s.ring[slot]; s.since(now)-e.at <= s.maxAge {
+	if e := &s.ring[slot]; s.clock.since(now)-e.at <= s.maxAge {
 		return e.payload
 	}
 	return nil
@@ -109,7 +102,7 @@ func (s *ownStore) expire(at time.Duration) {
 	}
 }
 
-func (s *ownStore) expireAt(now time.Time) { s.expire(s.since(now)) }
+func (s *ownStore) expireAt(now time.Time) { s.expire(s.clock.since(now)) }
 
 func (s *ownStore) evictOldest() {
 	e := &s.ring[s.head]

@@ -41,14 +41,10 @@ type eventKey struct {
 // while the event is received.
 type recentStore struct {
 	maxAge time.Duration
-	epoch  time.Time // entries' at is measured from it
-	// The last since: a batch of events from a link shares one reading of
-	// the clock, and Time.Sub costs more than comparing the readings.
-	lastNow time.Time
-	lastAt  time.Duration
-	ring    []storeEntry
-	head    int // oldest entry
-	size    int
+	clock  storeClock // entries' at
+	ring   []storeEntry
+	head   int // oldest entry
+	size   int
 
 	// buf holds the entries' bytes, each contiguous, in the ring's order:
 	// the live bytes are [rd, wr) or, once wrapped, [rd, len) and [0, wr),
@@ -126,16 +122,26 @@ func newRecentStore(capacity int, maxAge time.Duration) *recentStore {
 	}
 }
 
+// storeClock turns the router's clock readings into the stores' entry
+// times: durations since the first reading, which fit a pointer-free entry.
+type storeClock struct {
+	epoch time.Time
+	// The last reading: a batch of events from a link shares one, and
+	// Time.Sub costs more than comparing the readings.
+	lastNow time.Time
+	lastAt  time.Duration
+}
+
 // since is now as an entry's at.
-func (s *recentStore) since(now time.Time) time.Duration {
-	if now == s.lastNow {
-		return s.lastAt
+func (c *storeClock) since(now time.Time) time.Duration {
+	if now == c.lastNow {
+		return c.lastAt
 	}
-	if s.epoch.IsZero() {
-		s.epoch = now
+	if c.epoch.IsZero() {
+		c.epoch = now
 	}
-	s.lastNow, s.lastAt = now, now.Sub(s.epoch)
-	return s.lastAt
+	c.lastNow, c.lastAt = now, now.Sub(c.epoch)
+	return c.lastAt
 }
 
 // add stores a copy of env's payload, evicting the oldest entries when full
@@ -144,7 +150,7 @@ func (s *recentStore) since(now time.Time) time.Duration {
 // is one larger than the byte bound: the store serves GRAFTs best effort, and
 // misses are counted where they are asked for.
 func (s *recentStore) add(env *envelope, payload []byte, pathed bool, now time.Time) {
-	at := s.since(now)
+	at := s.clock.since(now)
 	s.expire(at)
 	if len(payload) > s.maxBytes {
 		return
@@ -289,7 +295,7 @@ func (s *recentStore) find(k eventKey, now time.Time) int32 {
 	if slot < 0 {
 		return -1
 	}
-	if e := &s.ring[slot]; e.ix != ixn || e.seq != k.seq || s.since(now)-e.at > s.maxAge {
+	if e := &s.ring[slot]; e.ix != ixn || e.seq != k.seq || s.clock.since(now)-e.at > s.maxAge {
 		return -1
 	}
 	return slot
@@ -334,7 +340,7 @@ func (s *recentStore) expire(at time.Duration) {
 }
 
 // expireAt is expire for a clock reading.
-func (s *recentStore) expireAt(now time.Time) { s.expire(s.since(now)) }
+func (s *recentStore) expireAt(now time.Time) { s.expire(s.clock.since(now)) }
 
 // evictOldest drops the oldest entry, and frees its bytes: the next entry's
 // are the oldest live ones. The slot keeps its stale values, which nothing

@@ -249,30 +249,20 @@ func setBool(p *bool, x bool) bool {
 // above MaxInt64 wraps, as there) and checks that it fits width bits; nil
 // is the zero value, as go-msgpack sets it. ok is false for anything else.
 func scanInt(b []byte, width uint) (int64, bool) {
-	r := msgp.Reader{B: b}
-	c := r.Byte()
-	var x int64
+	x, n := int64At(b)
 	switch {
-	case c <= 0x7f || c >= 0xe0:
-		return int64(int8(c)), true // fits every width
-	case c == 0xc0:
-		return 0, true
-	case c >= 0xcc && c <= 0xcf:
-		x = int64(r.BE(1 << (c - 0xcc)))
-	case c >= 0xd0 && c <= 0xd3:
-		x = r.Int(c)
-	default:
-		return 0, false
-	}
-	if width < 64 && x != x<<(64-width)>>(64-width) {
+	case n == 0:
+		return 0, len(b) > 0 && b[0] == 0xc0
+	case width < 64 && x != x<<(64-width)>>(64-width):
 		return 0, false // overflow: go-msgpack's error
 	}
 	return x, true
 }
 
-// int64At reads the integer at the start of b as scanInt does into an
-// int64, and returns its length; 0 for anything else (nil included), which
-// Scan then reads the general way.
+// int64At reads the integer at the start of b as go-msgpack's DecodeInt64
+// does (a uint 64 above MaxInt64 wraps, as there), and returns its length;
+// 0 for anything else (nil included). Scan reads an *int64 with it where
+// the value stands, scanInt any integer destination.
 func int64At(b []byte) (int64, int) {
 	if len(b) == 0 {
 		return 0, 0
@@ -281,7 +271,7 @@ func int64At(b []byte) (int64, int) {
 	case c <= 0x7f || c >= 0xe0:
 		return int64(int8(c)), 1
 	case (c == 0xcf || c == 0xd3) && len(b) >= 9:
-		return int64(binary.BigEndian.Uint64(b[1:9])), 9 // a uint 64 above MaxInt64 wraps, as in scanInt
+		return int64(binary.BigEndian.Uint64(b[1:9])), 9
 	case c == 0xcc && len(b) >= 2:
 		return int64(b[1]), 2
 	case c == 0xd0 && len(b) >= 2:

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/verbosemesh/verbose/internal/msgp"
 	"github.com/verbosemesh/verbose/mesh"
 )
 
@@ -34,10 +35,11 @@ func newRecorder(keep bool) *Recorder {
 // bytes lent for the call (Scan, one *any per arg), so what the Recorder
 // keeps is what the handler read, and the event is the Recorder's to keep.
 func (r *Recorder) recordRaw(e mesh.Event) {
-	raw := e.RawArgs()
-	n, err := argCount(raw)
-	if err == nil && n > len(raw) {
-		err = fmt.Errorf("%d args in %d bytes", n, len(raw)) // each takes one at least
+	args := msgp.Reader{B: e.RawArgs()}
+	n := args.ArrayHeader()
+	err := args.Err
+	if err == nil && n > len(args.B)-args.I {
+		err = fmt.Errorf("%d args in %d bytes", n, len(args.B)-args.I) // each takes one at least
 	}
 	if err == nil {
 		e.Args = make([]any, n)
@@ -54,19 +56,6 @@ func (r *Recorder) recordRaw(e mesh.Event) {
 		return
 	}
 	r.record(e.Clone())
-}
-
-// argCount is the length of a msgpack array header.
-func argCount(b []byte) (int, error) {
-	switch {
-	case len(b) > 0 && b[0]&0xf0 == 0x90:
-		return int(b[0] & 0x0f), nil
-	case len(b) >= 3 && b[0] == 0xdc:
-		return int(b[1])<<8 | int(b[2]), nil
-	case len(b) >= 5 && b[0] == 0xdd:
-		return int(b[1])<<24 | int(b[2])<<16 | int(b[3])<<8 | int(b[4]), nil
-	}
-	return 0, fmt.Errorf("not a msgpack array: % x", b[:min(len(b), 8)])
 }
 
 func (r *Recorder) record(e mesh.Event) {

@@ -259,13 +259,9 @@ func (r *Reader) ArrayHeader() int {
 // their first byte or two (ints, floats, bools, nil, strs and bins of up to
 // 255 bytes) are skipped through a table; the rest take skipValue.
 func (r *Reader) Skip(depth int) {
-	if i := r.I; i < len(r.B) {
-		n := int(skipFixed[r.B[i]])
-		if n == skipLen8 && i+1 < len(r.B) {
-			n = 1 + int(r.B[i+1])
-		}
-		if n >= 0 && n < len(r.B)-i {
-			r.I = i + 1 + n
+	if r.I < len(r.B) {
+		if end := fixedEnd(r.B, r.I); end >= 0 {
+			r.I = end
 			return
 		}
 	}
@@ -277,19 +273,29 @@ func (r *Reader) Skip(depth int) {
 func (r *Reader) SkipN(n int) {
 	b, i := r.B, r.I
 	for ; n > 0 && i < len(b); n-- {
-		k := int(skipFixed[b[i]])
-		if k == skipLen8 && i+1 < len(b) {
-			k = 1 + int(b[i+1])
-		}
-		if k < 0 || k >= len(b)-i {
+		end := fixedEnd(b, i)
+		if end < 0 {
 			break
 		}
-		i += 1 + k
+		i = end
 	}
 	r.I = i
 	for ; n > 0 && r.Err == nil; n-- {
 		r.skipValue(0)
 	}
+}
+
+// fixedEnd is where the value at b[i] ends when skipFixed knows its size
+// and b holds all of it, else -1 (skipValue's case).
+func fixedEnd(b []byte, i int) int {
+	n := int(skipFixed[b[i]])
+	if n == skipLen8 && i+1 < len(b) {
+		n = 1 + int(b[i+1])
+	}
+	if n < 0 || n >= len(b)-i {
+		return -1
+	}
+	return i + 1 + n
 }
 
 // skipFixed is, for a value's first byte, the bytes that follow it when
