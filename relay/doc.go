@@ -16,9 +16,10 @@
 //
 // A Link's methods are safe for concurrent use. Each link runs one loop
 // goroutine (dialing, writing, timers) and, while connected, one reader
-// goroutine. Handler.Receive and Handler.Control run on the reader, in link
-// seq order; Handler.Event and Handler.Identify may run on either. Handler
-// methods must not block and must not call Link.Close (which waits for those
+// goroutine. Handler methods run only on those goroutines, never inside a
+// call to the link (see Handler): Handler.Receive on the reader, in link
+// seq order; Handler.Event and Handler.Identify on either. Handler methods
+// must not block and must not call Link.Close (which waits for those
 // goroutines).
 //
 // # Lifecycle

@@ -16,11 +16,12 @@ type FrameType uint8
 
 // Frame types of protocol version 1 (PROTOCOL.md).
 const (
-	FrameHello   FrameType = 1 // [1, version, channel, nodeID, boot, ack, ackBoot, window, maxFrame]
-	FrameReject  FrameType = 2 // [2, reason]
-	FrameData    FrameType = 3 // [3, seq, payload]
-	FrameAck     FrameType = 4 // [4, seq]
-	FrameControl FrameType = 5 // [5, payload]
+	FrameHello  FrameType = 1 // [1, version, channel, nodeID, boot, ack, ackBoot, window, maxFrame]
+	FrameReject FrameType = 2 // [2, reason]
+	FrameData   FrameType = 3 // [3, seq, payload]
+	FrameAck    FrameType = 4 // [4, seq]
+	// Type 5 is reserved: it was an unsequenced CTRL frame that nothing
+	// sent; it is malformed now, as any unknown type.
 )
 
 func (t FrameType) String() string {
@@ -33,8 +34,6 @@ func (t FrameType) String() string {
 		return "DATA"
 	case FrameAck:
 		return "ACK"
-	case FrameControl:
-		return "CTRL"
 	}
 	return fmt.Sprintf("FrameType(%d)", uint8(t))
 }
@@ -45,11 +44,11 @@ type Frame struct {
 	Hello   Hello  // HELLO
 	Reason  string // REJECT
 	Seq     uint64 // DATA, ACK
-	Payload []byte // DATA, CTRL
+	Payload []byte // DATA
 }
 
 // frameFields is the msgpack array length of each type.
-var frameFields = [...]int{FrameHello: 9, FrameReject: 2, FrameData: 3, FrameAck: 2, FrameControl: 2}
+var frameFields = [...]int{FrameHello: 9, FrameReject: 2, FrameData: 3, FrameAck: 2}
 
 // dataOverhead bounds the bytes a DATA body adds to its payload:
 // fixarray + type + uint64 seq + bin32 header.
@@ -91,8 +90,6 @@ func AppendFrame(dst []byte, f Frame) []byte {
 		dst = msgp.AppendBin(dst, f.Payload)
 	case FrameAck:
 		dst = msgp.AppendUint(dst, f.Seq)
-	case FrameControl:
-		dst = msgp.AppendBin(dst, f.Payload)
 	}
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
 	return dst
@@ -188,8 +185,6 @@ func DecodeFrame(body []byte) (Frame, error) {
 		f.Payload = d.bytes()
 	case FrameAck:
 		f.Seq = d.uint()
-	case FrameControl:
-		f.Payload = d.bytes()
 	}
 	if d.Err != nil {
 		return Frame{}, d.fail(t.String())

@@ -24,7 +24,6 @@ var sampleFrames = []Frame{
 	{Type: FrameData, Seq: 3, Payload: []byte{}},
 	{Type: FrameAck, Seq: 0},
 	{Type: FrameAck, Seq: 65536},
-	{Type: FrameControl, Payload: []byte{1, 2, 3}},
 }
 
 func TestFrameRoundTrip(t *testing.T) {
@@ -59,8 +58,6 @@ func msgpackFields(f Frame) []any {
 		return []any{uint64(3), f.Seq, f.Payload}
 	case FrameAck:
 		return []any{uint64(4), f.Seq}
-	case FrameControl:
-		return []any{uint64(5), f.Payload}
 	}
 	return nil
 }

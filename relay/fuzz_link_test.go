@@ -65,7 +65,7 @@ func (h *fuzzHarness) read(i, n int) {
 	for ; n > 0 && len(from.inflight) > 0; n-- {
 		f := from.inflight[0]
 		from.inflight = from.inflight[1:]
-		p, seq, _, err := h.side[i].m.Receive(f, h.now)
+		p, seq, err := h.side[i].m.Receive(f, h.now)
 		if err != nil {
 			h.t.Fatalf("side %d: receive %+v: %v", i, f, err)
 		}

@@ -20,16 +20,15 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type recorder struct {
 	mu       sync.Mutex
 	got      map[string][]string // payloads by the sending NodeID
-	control  []string
-	order    []string // "data p" and "ctrl p", as the handler got them
-	batches  []int    // the length of each Receive's batch
+	order    []string            // "data p", as the handler got them
+	batches  []int               // the length of each Receive's batch
 	events   []relay.Event
 	identify func(relay.Hello) error
 }
 
 func newRecorder() *recorder { return &recorder{got: map[string][]string{}} }
 
-func (r *recorder) Receive(l *relay.Link, ps [][]byte, _ time.Time) {
+func (r *recorder) Receive(l *relay.Link, ps [][]byte) {
 	id := l.RemoteID()
 	r.mu.Lock()
 	for _, p := range ps {
@@ -37,13 +36,6 @@ func (r *recorder) Receive(l *relay.Link, ps [][]byte, _ time.Time) {
 		r.order = append(r.order, "data "+string(p))
 	}
 	r.batches = append(r.batches, len(ps))
-	r.mu.Unlock()
-}
-
-func (r *recorder) Control(l *relay.Link, p []byte) {
-	r.mu.Lock()
-	r.control = append(r.control, string(p))
-	r.order = append(r.order, "ctrl "+string(p))
 	r.mu.Unlock()
 }
 

@@ -104,8 +104,9 @@ func newLink(cfg Config, addr string, h Handler) (*Link, error) {
 
 // Send appends payload to the retransmit buffer; it never blocks. The link
 // keeps payload until it is acknowledged: the caller must not modify it. A
-// full buffer drops its oldest payload and reports Overflow. After the link
-// has stopped, Send does nothing.
+// full buffer drops its oldest payload and reports Overflow (from the
+// link's goroutine, as every Handler call). After the link has stopped,
+// Send does nothing.
 func (l *Link) Send(payload []byte) {
 	l.mu.Lock()
 	if l.closed {
@@ -113,22 +114,9 @@ func (l *Link) Send(payload []byte) {
 		return
 	}
 	l.m.Send(payload)
-	evs := l.takeEventsLocked()
+	l.buffered.Store(int64(l.m.buffered()))
 	l.mu.Unlock()
-	l.poke()
-	l.report(evs)
-}
-
-// SendControl queues an unsequenced, unbuffered CTRL frame: best effort,
-// false if not connected (or too large).
-func (l *Link) SendControl(payload []byte) bool {
-	l.mu.Lock()
-	ok := !l.closed && l.m.SendControl(payload)
-	l.mu.Unlock()
-	if ok {
-		l.poke()
-	}
-	return ok
+	l.poke() // the writer sends it, and reports what the machine decided
 }
 
 // WaitSpace returns nil once Buffered() < BufferMax or the link is not
@@ -251,7 +239,9 @@ func (l *Link) poke() {
 }
 
 // takeEventsLocked drains the machine's events, stamped with the address,
-// and publishes the buffered count: every input to the machine ends here.
+// and publishes the buffered count: every input to the machine on the
+// link's goroutines ends here (Send publishes the count and pokes the
+// writer, which drains its events).
 func (l *Link) takeEventsLocked() []Event {
 	l.buffered.Store(int64(l.m.buffered()))
 	if len(l.m.events) == 0 {
@@ -273,11 +263,14 @@ func (l *Link) takeEventsLocked() []Event {
 	return evs
 }
 
+// report hands evs to the Handler. Drops are logged by the Handler, which
+// aggregates them per interval; only the link's own troubles are logged
+// here.
 func (l *Link) report(evs []Event) {
 	for _, ev := range evs {
 		switch ev.Kind {
-		case EventOverflow, EventExpired, EventRejected:
-			l.log.Warn("link event", "event", ev.Kind, "peer", ev.PeerID, "dropped", ev.Dropped, "error", ev.Err)
+		case EventRejected:
+			l.log.Warn("link event", "event", ev.Kind, "peer", ev.PeerID, "error", ev.Err)
 		case EventDisconnect:
 			l.log.Info("link event", "event", ev.Kind, "peer", ev.PeerID, "error", ev.Err)
 		default:

@@ -222,17 +222,9 @@ func TestLinkDropRedials(t *testing.T) {
 			t.Fatalf("disconnects %+v", d)
 		}
 		waitFor(t, time.Minute, "connected again", func() bool { return a.State() == relay.Connected })
-		if !a.SendControl([]byte("ctl")) {
-			t.Fatal("SendControl on a connected link")
-		}
-		waitFor(t, time.Minute, "control payload", func() bool {
-			bh.mu.Lock()
-			defer bh.mu.Unlock()
-			return slices.Equal(bh.control, []string{"ctl"})
-		})
 		a.Close()
-		if a.SendControl([]byte("late")) || a.State() != relay.Closed {
-			t.Fatal("SendControl on a closed link")
+		if a.State() != relay.Closed {
+			t.Fatal("not closed after Close")
 		}
 	})
 }

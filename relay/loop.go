@@ -114,7 +114,9 @@ func (l *Link) idle(until time.Time) bool {
 			return true
 		}
 		next := l.m.NextDeadline()
+		evs := l.takeEventsLocked() // what Send decided while the link was down
 		l.mu.Unlock()
+		l.report(evs)
 		now := time.Now()
 		if !until.IsZero() {
 			if !now.Before(until) {
@@ -232,7 +234,9 @@ func (l *Link) write(conn net.Conn, cause *firstErr, readerDone <-chan struct{})
 		buf = l.m.AppendPending(buf[:0], now, batchLimit)
 		more := l.m.Pending()
 		next := l.m.NextDeadline()
+		evs := l.takeEventsLocked() // what Send decided (overflow) since the last turn
 		l.mu.Unlock()
+		l.report(evs)
 		if len(buf) > 0 {
 			// One write per batch: frames were appended back to back.
 			_ = conn.SetWriteDeadline(now.Add(l.cfg.Timeout))
@@ -289,15 +293,14 @@ func (l *Link) read(conn net.Conn, fr *frameReader, cause *firstErr, done chan<-
 		now := time.Now()
 		var (
 			last uint64 // seq of the batch's last payload
-			ctl  []byte // a control frame ends a batch: it is handled after it
 			bad  error
 		)
 		batch = batch[:0]
 		l.mu.Lock()
 		for {
 			var (
-				p, c []byte
-				seq  uint64
+				p   []byte
+				seq uint64
 			)
 			if dseq, payload, ok := decodeData(body); ok {
 				p, seq, err = l.m.ReceiveData(dseq, payload, now)
@@ -305,7 +308,7 @@ func (l *Link) read(conn net.Conn, fr *frameReader, cause *firstErr, done chan<-
 				bad = fmt.Errorf("relay: read: %w", derr)
 				break
 			} else {
-				p, seq, c, err = l.m.Receive(f, now)
+				p, seq, err = l.m.Receive(f, now)
 			}
 			if err != nil {
 				bad = err
@@ -313,9 +316,6 @@ func (l *Link) read(conn net.Conn, fr *frameReader, cause *firstErr, done chan<-
 			}
 			if seq != 0 {
 				batch, last = append(batch, p), seq
-			} else if c != nil {
-				ctl = c
-				break
 			}
 			if len(batch) == maxBatch {
 				break
@@ -334,7 +334,7 @@ func (l *Link) read(conn net.Conn, fr *frameReader, cause *firstErr, done chan<-
 		if len(batch) > 0 {
 			// Frames before a bad one are delivered, as they would have
 			// been had they arrived in an earlier read.
-			l.h.Receive(l, batch, now)
+			l.h.Receive(l, batch)
 			l.mu.Lock()
 			l.m.Delivered(last)
 			due := l.m.Pending()
@@ -346,9 +346,6 @@ func (l *Link) read(conn net.Conn, fr *frameReader, cause *firstErr, done chan<-
 		if bad != nil {
 			fail(bad)
 			return
-		}
-		if ctl != nil {
-			l.h.Control(l, ctl)
 		}
 	}
 }

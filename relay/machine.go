@@ -34,7 +34,6 @@ type machine struct {
 	// Connection.
 	up, everUp bool
 	peer       Hello
-	control    [][]byte
 	lastRx     time.Time // last frame received
 	lastTx     time.Time // last bytes handed to the writer
 	lastAck    time.Time // last ACK handed to the writer
@@ -178,7 +177,7 @@ func (m *machine) Connected(remote Hello, now time.Time) {
 		m.ackUpTo(remote.Ack)
 	}
 	m.ackEvery = uint64(max(1, remote.Window/4))
-	m.up, m.ackDue, m.control = true, false, nil
+	m.up, m.ackDue = true, false
 	m.lastRx, m.lastTx, m.lastAck = now, now, now
 	m.expired = false
 	m.emit(Event{Kind: EventHandshake})
@@ -193,7 +192,7 @@ func (m *machine) Disconnected(err error, now time.Time) {
 	if !m.up {
 		return
 	}
-	m.up, m.ackDue, m.control = false, false, nil
+	m.up, m.ackDue = false, false
 	m.downSince = now
 	m.emit(Event{Kind: EventDisconnect, Err: err})
 	if excess := m.buffered() - m.cfg.BufferMax; excess > 0 {
@@ -205,29 +204,26 @@ func (m *machine) Disconnected(err error, now time.Time) {
 }
 
 // Receive handles one frame of an established connection. It returns the
-// payload to hand to the handler (with its seq, for Delivered) or a control
-// payload; a non-nil error means the connection must be dropped.
-func (m *machine) Receive(f Frame, now time.Time) (deliver []byte, seq uint64, control []byte, err error) {
+// payload to hand to the handler (with its seq, for Delivered); a non-nil
+// error means the connection must be dropped.
+func (m *machine) Receive(f Frame, now time.Time) (deliver []byte, seq uint64, err error) {
 	if !m.up {
-		return nil, 0, nil, ErrClosed
+		return nil, 0, ErrClosed
 	}
 	m.lastRx = now
 	switch f.Type {
 	case FrameData:
-		deliver, seq, err = m.ReceiveData(f.Seq, f.Payload, now)
-		return deliver, seq, nil, err
+		return m.ReceiveData(f.Seq, f.Payload, now)
 	case FrameAck:
 		if f.Seq > m.lastSeq {
-			return nil, 0, nil, fmt.Errorf("%w: ack %d beyond last sent seq %d", ErrBadFrame, f.Seq, m.lastSeq)
+			return nil, 0, fmt.Errorf("%w: ack %d beyond last sent seq %d", ErrBadFrame, f.Seq, m.lastSeq)
 		}
 		m.ackUpTo(f.Seq)
-		return nil, 0, nil, nil
-	case FrameControl:
-		return nil, 0, f.Payload, nil
+		return nil, 0, nil
 	case FrameReject:
-		return nil, 0, nil, fmt.Errorf("%w: %s", ErrRejected, f.Reason)
+		return nil, 0, fmt.Errorf("%w: %s", ErrRejected, f.Reason)
 	}
-	return nil, 0, nil, fmt.Errorf("%w: unexpected %s after the handshake", ErrBadFrame, f.Type)
+	return nil, 0, fmt.Errorf("%w: unexpected %s after the handshake", ErrBadFrame, f.Type)
 }
 
 // ReceiveData is Receive of a DATA frame: the link's reader decodes those
@@ -256,33 +252,18 @@ func (m *machine) Delivered(seq uint64) {
 	}
 }
 
-// SendControl queues an unsequenced CTRL frame; false when not connected.
-func (m *machine) SendControl(p []byte) bool {
-	if !m.up || len(p)+dataOverhead > m.frameLimit() {
-		return false
-	}
-	m.control = append(m.control, p)
-	return true
-}
-
 // Pending reports whether AppendPending has anything to write.
 func (m *machine) Pending() bool {
-	return m.up && (m.ackDue || len(m.control) > 0 || m.sent < m.lastSeq && m.buffered() > 0)
+	return m.up && (m.ackDue || m.sent < m.lastSeq && m.buffered() > 0)
 }
 
-// AppendPending appends the frames due now to dst: control frames, an ACK if
-// due, then DATA from the resend point on, stopping once dst exceeds limit
+// AppendPending appends the frames due now to dst: an ACK if due, then DATA from the resend point on, stopping once dst exceeds limit
 // bytes so that one batch stays bounded.
 func (m *machine) AppendPending(dst []byte, now time.Time, limit int) []byte {
 	if !m.up {
 		return dst
 	}
 	start := len(dst)
-	for i, p := range m.control {
-		dst = AppendFrame(dst, Frame{Type: FrameControl, Payload: p})
-		m.control[i] = nil
-	}
-	m.control = m.control[:0]
 	if m.ackDue {
 		dst = AppendFrame(dst, Frame{Type: FrameAck, Seq: m.delivered})
 		m.ackSent, m.ackDue, m.lastAck = m.delivered, false, now

@@ -36,7 +36,7 @@ func feed(t testing.TB, m *machine, frames []Frame, now time.Time) []string {
 	t.Helper()
 	var got []string
 	for _, f := range frames {
-		p, seq, _, err := m.Receive(f, now)
+		p, seq, err := m.Receive(f, now)
 		if err != nil {
 			t.Fatalf("receive %+v: %v", f, err)
 		}
@@ -105,7 +105,7 @@ func TestMachineAckTruncates(t *testing.T) {
 	a.takeEvents()
 	sendN(a, 1, 5)
 	drain(t, a, t0)
-	if _, _, _, err := a.Receive(Frame{Type: FrameAck, Seq: 3}, t0); err != nil {
+	if _, _, err := a.Receive(Frame{Type: FrameAck, Seq: 3}, t0); err != nil {
 		t.Fatal(err)
 	}
 	if a.buffered() != 2 || a.firstSeq() != 4 {
@@ -120,7 +120,7 @@ func TestMachineAckTruncates(t *testing.T) {
 	if evs := a.takeEvents(); len(evs) != 0 {
 		t.Fatalf("heartbeat reported %+v", evs)
 	}
-	if _, _, _, err := a.Receive(Frame{Type: FrameAck, Seq: 6}, t0); !errors.Is(err, ErrBadFrame) {
+	if _, _, err := a.Receive(Frame{Type: FrameAck, Seq: 6}, t0); !errors.Is(err, ErrBadFrame) {
 		t.Fatalf("ack beyond the last seq: %v", err)
 	}
 }

@@ -134,9 +134,9 @@ func TestLinkDropsPeerSendingGarbage(t *testing.T) {
 	}
 }
 
-// Frames that one read brings are handed over in batches, in order, a
-// control frame between DATA frames included; the frames before a bad one
-// are delivered before the link drops.
+// Frames that one read brings are handed over in batches, in order, with
+// an ACK between DATA frames; the frames before a bad one are delivered
+// before the link drops.
 func TestLinkBatchesInOrderUpToABadFrame(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		_, h, p := startRawPeer(t, memnet.New(10), 77)
@@ -147,8 +147,7 @@ func TestLinkBatchesInOrderUpToABadFrame(t *testing.T) {
 			wire = relay.AppendFrame(wire, relay.Frame{Type: relay.FrameData, Seq: seq, Payload: []byte(payload)})
 			want = append(want, "data "+payload)
 			if seq == 5 {
-				wire = relay.AppendFrame(wire, relay.Frame{Type: relay.FrameControl, Payload: []byte("c")})
-				want = append(want, "ctrl c")
+				wire = relay.AppendFrame(wire, relay.Frame{Type: relay.FrameAck, Seq: 0})
 			}
 		}
 		wire = append(wire, 0, 0, 0, 2, 0x91, 0x09)   // an unknown frame type
@@ -204,8 +203,9 @@ func TestWaitSpace(t *testing.T) {
 		}
 		// Connected, the buffer may grow to 4 × BufferMax (what a relaying
 		// node cannot hold back) before it drops; drops are reported with
-		// their count.
+		// their count, by the link's goroutine (never inside Send).
 		sendAll(a, payloads("a", 5, 20))
+		synctest.Wait()
 		var dropped int
 		for _, ev := range h.eventsOf(relay.EventOverflow) {
 			dropped += ev.Dropped

@@ -56,10 +56,9 @@ func TestLinkOverTCPChannelMismatch(t *testing.T) {
 // counter is a Handler that only counts deliveries.
 type counter struct{ n atomic.Int64 }
 
-func (c *counter) Receive(_ *relay.Link, ps [][]byte, _ time.Time) { c.n.Add(int64(len(ps))) }
-func (c *counter) Control(*relay.Link, []byte)                     {}
-func (c *counter) Event(*relay.Link, relay.Event)                  {}
-func (c *counter) Identify(*relay.Link, relay.Hello) error         { return nil }
+func (c *counter) Receive(_ *relay.Link, ps [][]byte)      { c.n.Add(int64(len(ps))) }
+func (c *counter) Event(*relay.Link, relay.Event)          {}
+func (c *counter) Identify(*relay.Link, relay.Hello) error { return nil }
 
 // BenchmarkLinkThroughputTCP pushes b.N 200-byte payloads over one link on
 // TCP loopback, with WaitSpace as the back-pressure an emitter would use.

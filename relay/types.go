@@ -94,25 +94,24 @@ type Event struct {
 	Dropped int           // Overflow, Expired
 }
 
-// Handler receives a link's outputs. Receive and Control are called on the
-// link's reader goroutine, in link-seq order; they must not block (short
-// locks only). Receive gets the payloads of consecutive DATA frames, in
-// order (a batch: what one read from the connection brought, at most
-// maxBatch); the link acknowledges them only after Receive returns. The
-// payloads are regions of the link's read buffer, valid only until Receive
-// returns: a callee that keeps a payload copies it (Control's payload
-// likewise, until Control returns). at is when the link read
-// them (the clock is read once per batch, so the callee need not read it
-// per payload).
-// Event may be called from any of the link's goroutines and must not block
-// either.
+// Handler receives a link's outputs. Its methods are called only on the
+// link's own goroutines, never from inside a call to one of the link's
+// methods (Send included), so a caller may hold its own locks around those
+// calls and take the same locks in the Handler. They must not block (short
+// locks only).
+//
+// Receive is called on the link's reader goroutine, in link-seq order, with
+// the payloads of consecutive DATA frames (a batch: what one read from the
+// connection brought, at most maxBatch); the link acknowledges them only
+// after Receive returns. The payloads are regions of the link's read
+// buffer, valid only until Receive returns: a callee that keeps a payload
+// copies it. Event may be called from any of the link's goroutines.
 // Identify is called on the dialing side when the remote HELLO arrives,
 // before the link counts as connected; a non-nil error refuses the link (a
 // REJECT frame with err's text is sent, the link reports Rejected and backs
 // off). No Handler method may call the link's Close.
 type Handler interface {
-	Receive(l *Link, payloads [][]byte, at time.Time)
-	Control(l *Link, payload []byte)
+	Receive(l *Link, payloads [][]byte)
 	Event(l *Link, ev Event)
 	Identify(l *Link, remote Hello) error
 }
