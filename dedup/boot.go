@@ -40,8 +40,9 @@ func (s *originState[T]) holding() bool {
 
 // bootState orders the events of one (origin, boot).
 type bootState[T any] struct {
-	boot uint64
-	next uint64 // next seq to release in order; all below were released or skipped
+	origin string
+	boot   uint64
+	next   uint64 // next seq to release in order; all below were released or skipped
 
 	// held is sorted by seq; every entry is in (next, next+Window).
 	held []heldEvent[T]
@@ -185,6 +186,11 @@ func (o *Orderer[T]) skip(b *bootState[T], lo, hi uint64) {
 	o.stats.Skipped += hi - lo
 	b.addSkipped(lo, hi)
 	b.trimSkipped(o.maxSkip)
+	if n := len(o.skips); n > 0 && o.skips[n-1].Origin == b.origin && o.skips[n-1].Boot == b.boot && o.skips[n-1].To == lo {
+		o.skips[n-1].To = hi
+		return
+	}
+	o.skips = append(o.skips, Skip{Origin: b.origin, Boot: b.boot, From: lo, To: hi})
 }
 
 // dropHeld removes the first k held events (already released) and restarts the
@@ -224,12 +230,4 @@ func (o *Orderer[T]) unpend(b *bootState[T]) {
 	o.pending[last] = nil
 	o.pending = o.pending[:last]
 	b.pending = -1
-}
-
-// discard throws away b's held events without releasing them (Forget).
-func (o *Orderer[T]) discard(b *bootState[T]) {
-	o.stats.Held -= len(b.held)
-	clear(b.held)
-	b.held = nil
-	o.unpend(b)
 }

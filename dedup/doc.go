@@ -16,10 +16,13 @@
 //     delivered: at most 64 ranges (a range costs the same whatever its width).
 //
 // A gap waits at most Config.Grace, measured from the arrival of the earliest
-// held event behind it; then it is skipped and counted (Stats.Skipped, in seqs).
+// held event behind it; then it is skipped and counted (Stats.Skipped, in seqs)
+// and handed to the caller by TakeSkips, so that it can report the loss.
 // An event too far ahead to fit in the Window forces the oldest part of the gap
 // to be skipped at once. A skipped seq that arrives later is delivered once,
-// immediately and out of order (Stats.Late).
+// immediately and out of order (Stats.Late), or dropped with Config.DropLate.
+// Offer's Verdict says which of these an arrival was: Fresh, Duplicate, Late
+// or Stale.
 //
 // # Exactly once over bounded memory
 //

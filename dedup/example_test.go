@@ -18,11 +18,11 @@ func ExampleOrderer() {
 	ready, _ = o.Offer("node-a", boot, 102, "e102", now, nil) // 101 missing: held
 	fmt.Println("held:", ready)
 
-	_, fresh := o.Offer("node-a", boot, 100, "e100", now, nil) // a copy from another link
-	fmt.Println("duplicate fresh:", fresh)
+	_, verdict := o.Offer("node-a", boot, 100, "e100", now, nil) // a copy from another link
+	fmt.Println("again:", verdict)
 
 	deadline, _ := o.NextDeadline() // arm a timer for it
-	fmt.Println("after grace:", o.Tick(deadline, nil))
+	fmt.Println("after grace:", o.Tick(deadline, nil), "lost:", o.TakeSkips(nil))
 
 	ready, _ = o.Offer("node-a", boot, 101, "e101", now, nil) // late, delivered once
 	fmt.Println("late:", ready)
@@ -32,8 +32,8 @@ func ExampleOrderer() {
 	// Output:
 	// in order: [e100]
 	// held: []
-	// duplicate fresh: false
-	// after grace: [e102]
+	// again: duplicate
+	// after grace: [e102] lost: [{node-a 100 101 102}]
 	// late: [e101]
 	// fresh=3 duplicates=1 skipped=1 late=1
 }

@@ -30,8 +30,16 @@ func newModel(t testing.TB, cfg Config) *model {
 func (m *model) offer(e ev) {
 	m.t.Helper()
 	before := m.o.Stats()
-	ready, fresh := m.o.Offer(e.origin, e.boot, e.seq, e, m.now, nil)
+	ready, v := m.o.Offer(e.origin, e.boot, e.seq, e, m.now, nil)
 	after := m.o.Stats()
+	fresh := v == Fresh
+	// The verdict is the counter that moved.
+	switch {
+	case v == Late && after.Late != before.Late+1,
+		v == Stale && after.Stale != before.Stale+1,
+		v == Duplicate && after.Duplicates != before.Duplicates+1:
+		m.t.Fatalf("%v: verdict %v, counters %+v before %+v", e, v, after, before)
+	}
 	switch {
 	case fresh && m.accepted[e]:
 		m.t.Fatalf("%v accepted twice", e)

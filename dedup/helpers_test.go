@@ -56,9 +56,9 @@ func run(t *testing.T, o *Orderer[ev], steps []step) time.Time {
 		if s.tick {
 			got = o.Tick(now, nil)
 		} else {
-			var fresh bool
-			got, fresh = o.Offer(s.origin, s.boot, s.seq, ev{s.origin, s.boot, s.seq}, now, nil)
-			if fresh != s.fresh {
+			var v Verdict
+			got, v = o.Offer(s.origin, s.boot, s.seq, ev{s.origin, s.boot, s.seq}, now, nil)
+			if fresh := v == Fresh; fresh != s.fresh {
 				t.Fatalf("step %d: offer %s/%d/%d: fresh = %v, want %v", i, s.origin, s.boot, s.seq, fresh, s.fresh)
 			}
 		}

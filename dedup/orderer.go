@@ -2,6 +2,7 @@ package dedup
 
 import (
 	"math"
+	"strconv"
 	"time"
 )
 
@@ -20,6 +21,46 @@ type Orderer[T any] struct {
 	// the orderer's largest cost.
 	lastName  string
 	lastState *originState[T]
+	skips     []Skip // declared lost since the last TakeSkips
+}
+
+// Verdict is what Offer made of an arrival.
+type Verdict uint8
+
+const (
+	// Fresh: new, released now (in ready) or held behind a gap. Without
+	// Config.DropLate a late arrival is released, out of order, as Fresh.
+	Fresh Verdict = iota + 1
+	// Duplicate: already released or held; dropped.
+	Duplicate
+	// Late: a seq already declared lost (Config.DropLate); dropped, so
+	// that the skip stands as the loss it declared.
+	Late
+	// Stale: the state that would tell was forgotten (an old boot, an old
+	// skipped range) or the identity is impossible; dropped. It may be a
+	// duplicate or a loss.
+	Stale
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case Fresh:
+		return "fresh"
+	case Duplicate:
+		return "duplicate"
+	case Late:
+		return "late"
+	case Stale:
+		return "stale"
+	}
+	return "Verdict(" + strconv.Itoa(int(v)) + ")"
+}
+
+// Skip is a range of one (origin, boot)'s seqs declared lost: [From, To).
+type Skip struct {
+	Origin   string
+	Boot     uint64
+	From, To uint64
 }
 
 // New returns an empty Orderer; zero fields of cfg take their defaults.
@@ -31,18 +72,18 @@ func New[T any](cfg Config) *Orderer[T] {
 	}
 }
 
-// Offer takes one arrival. fresh is false for a duplicate (already delivered,
-// held, or stale), in which case v is dropped. When fresh, ready lists what can
-// now be released in order (v itself and any held successors), appended to buf
-// (pass nil or a reused slice to avoid allocation); v may instead be held, and
-// a late v (a seq already skipped) is released at once, out of order. Admitting
-// a new boot that pushes out an old one also appends the old boot's held events.
-// now starts the grace timer of a newly held gap and marks the origin active.
-func (o *Orderer[T]) Offer(origin string, boot, seq uint64, v T, now time.Time, buf []T) (ready []T, fresh bool) {
+// Offer takes one arrival and says what it made of it. Unless Fresh, v is
+// dropped. When Fresh, ready lists what can now be released in order (v
+// itself and any held successors), appended to buf (pass nil or a reused
+// slice to avoid allocation); v may instead be held. Admitting a new boot
+// that pushes out an old one (or an arrival too far ahead for the Window)
+// also releases held events, skipping their gaps (see TakeSkips). now
+// starts the grace timer of a newly held gap and marks the origin active.
+func (o *Orderer[T]) Offer(origin string, boot, seq uint64, v T, now time.Time, buf []T) (ready []T, verdict Verdict) {
 	// seq below boot cannot exist; MaxUint64 is refused so that next never wraps.
 	if seq < boot || seq == math.MaxUint64 {
 		o.stats.Stale++
-		return buf, false
+		return buf, Stale
 	}
 	s := o.lookup(origin)
 	if s == nil {
@@ -53,16 +94,16 @@ func (o *Orderer[T]) Offer(origin string, boot, seq uint64, v T, now time.Time, 
 	s.last = now
 	b := s.find(boot)
 	if b == nil {
-		if b, buf = o.addBoot(s, boot, buf); b == nil {
+		if b, buf = o.addBoot(s, origin, boot, buf); b == nil {
 			o.stats.Stale++
-			return buf, false
+			return buf, Stale
 		}
 	}
 	// The fast path: the expected seq with nothing waiting behind it.
 	if seq == b.next && len(b.held) == 0 {
 		b.next++
 		o.stats.Fresh++
-		return append(buf, v), true
+		return append(buf, v), Fresh
 	}
 	return o.offerSlow(b, seq, v, now, buf)
 }
@@ -87,28 +128,28 @@ func (o *Orderer[T]) forget(origin string) {
 	}
 }
 
-func (o *Orderer[T]) offerSlow(b *bootState[T], seq uint64, v T, now time.Time, buf []T) ([]T, bool) {
+func (o *Orderer[T]) offerSlow(b *bootState[T], seq uint64, v T, now time.Time, buf []T) ([]T, Verdict) {
 	if seq < b.next {
 		if b.takeSkipped(seq) {
 			b.trimSkipped(o.maxSkip) // a split may have added one
 			o.stats.Late++
 			if o.cfg.DropLate {
-				return buf, false
+				return buf, Late
 			}
 			o.stats.Fresh++
-			return append(buf, v), true
+			return append(buf, v), Fresh
 		}
 		if seq < b.forgottenBelow {
 			o.stats.Stale++
-		} else {
-			o.stats.Duplicates++
+			return buf, Stale
 		}
-		return buf, false
+		o.stats.Duplicates++
+		return buf, Duplicate
 	}
 	i, found := b.searchHeld(seq)
 	if found {
 		o.stats.Duplicates++
-		return buf, false
+		return buf, Duplicate
 	}
 	o.stats.Fresh++
 	if window := uint64(o.cfg.Window); seq-b.next >= window {
@@ -118,10 +159,10 @@ func (o *Orderer[T]) offerSlow(b *bootState[T], seq uint64, v T, now time.Time, 
 	}
 	if seq == b.next {
 		b.next++
-		return o.releaseContiguous(b, append(buf, v)), true
+		return o.releaseContiguous(b, append(buf, v)), Fresh
 	}
 	o.hold(b, i, seq, v, now)
-	return buf, true
+	return buf, Fresh
 }
 
 // addBoot starts tracking a boot of s. It returns nil (the arrival is stale)
@@ -129,11 +170,11 @@ func (o *Orderer[T]) offerSlow(b *bootState[T], seq uint64, v T, now time.Time, 
 // boot is newer and there is no room. Otherwise, at MaxBoots, the oldest boot
 // is pushed out: its held events are released into buf first (their gaps
 // skipped), since nothing could deliver them later.
-func (o *Orderer[T]) addBoot(s *originState[T], boot uint64, buf []T) (*bootState[T], []T) {
+func (o *Orderer[T]) addBoot(s *originState[T], origin string, boot uint64, buf []T) (*bootState[T], []T) {
 	if s.hasForgotten && boot <= s.lastForgotten {
 		return nil, buf
 	}
-	nb := &bootState[T]{boot: boot, next: boot, pending: -1}
+	nb := &bootState[T]{origin: origin, boot: boot, next: boot, pending: -1}
 	if len(s.boots) < o.cfg.MaxBoots {
 		s.boots = append(s.boots, nb)
 		return nb, buf
@@ -203,17 +244,15 @@ func (o *Orderer[T]) Stats() Stats {
 	return s
 }
 
-// Forget drops all state of an origin, held events included (they are not
-// released). Its events look new afterwards.
-func (o *Orderer[T]) Forget(origin string) {
-	s := o.lookup(origin)
-	if s == nil {
-		return
-	}
-	for _, b := range s.boots {
-		o.discard(b)
-	}
-	o.forget(origin)
+// TakeSkips appends to buf the ranges declared lost since the last call
+// (by Tick, or by Offer making room), adjacent ranges of one boot merged.
+// The caller takes them after every Offer and Tick that can skip, which
+// bounds what accumulates.
+func (o *Orderer[T]) TakeSkips(buf []Skip) []Skip {
+	buf = append(buf, o.skips...)
+	clear(o.skips)
+	o.skips = o.skips[:0]
+	return buf
 }
 
 // Next reports the next seq (origin, boot) would release in order: every seq

@@ -227,18 +227,7 @@ func TestNextDeadline(t *testing.T) {
 	if d, ok := o.NextDeadline(); !ok || !d.Equal(t0.Add(1100*time.Millisecond)) {
 		t.Fatalf("NextDeadline = %v, %v; want b's", d, ok)
 	}
-	o.Forget("b")
-	if _, ok := o.NextDeadline(); ok {
-		t.Fatal("deadline left after Forget")
-	}
 	checkInvariants(t, o)
-	if s := o.Stats(); s.Held != 0 || s.Origins != 1 {
-		t.Fatalf("after Forget: %+v", s)
-	}
-	// Forgotten: b's events are new again.
-	if _, fresh := o.Offer("b", 100, 102, ev{"b", 100, 102}, t0, nil); !fresh {
-		t.Fatal("b/100/102 after Forget not fresh")
-	}
 }
 
 func TestMemoryBounded(t *testing.T) {
@@ -250,7 +239,7 @@ func TestMemoryBounded(t *testing.T) {
 	seq := uint64(100)
 	for i := 0; i < 3*maxSkipRanges; i++ {
 		seq += 4
-		if _, fresh := o.Offer("a", 100, seq, ev{"a", 100, seq}, now, nil); !fresh {
+		if _, v := o.Offer("a", 100, seq, ev{"a", 100, seq}, now, nil); v != Fresh {
 			t.Fatalf("seq %d not fresh", seq)
 		}
 		now = now.Add(DefaultGrace)
@@ -265,7 +254,7 @@ func TestMemoryBounded(t *testing.T) {
 		t.Fatalf("%d skipped ranges, want %d", len(b.skipped), maxSkipRanges)
 	}
 	// The oldest skipped seqs are forgotten: a very late copy is stale.
-	if _, fresh := o.Offer("a", 100, 101, ev{}, now, nil); fresh {
+	if _, v := o.Offer("a", 100, 101, ev{}, now, nil); v == Fresh {
 		t.Fatal("forgotten skipped seq delivered")
 	}
 	if s := o.Stats(); s.Stale != 1 || s.Duplicates != 0 {
@@ -274,8 +263,8 @@ func TestMemoryBounded(t *testing.T) {
 	// A recent one is still deliverable, once.
 	late := seq - 1
 	for i, want := range []bool{true, false} {
-		if _, fresh := o.Offer("a", 100, late, ev{}, now, nil); fresh != want {
-			t.Fatalf("late offer %d: fresh %v", i, fresh)
+		if _, v := o.Offer("a", 100, late, ev{}, now, nil); (v == Fresh) != want {
+			t.Fatalf("late offer %d: %v", i, v)
 		}
 	}
 	// A burst far ahead never holds more than the window.
@@ -291,7 +280,7 @@ func TestMemoryBounded(t *testing.T) {
 	before := b.forgottenBelow
 	for _, r := range append([]seqRange(nil), b.skipped...) {
 		if r.hi-r.lo >= 3 {
-			if _, fresh := o.Offer("a", 100, r.lo+1, ev{}, now, nil); !fresh {
+			if _, v := o.Offer("a", 100, r.lo+1, ev{}, now, nil); v != Fresh {
 				t.Fatalf("late %d in %v not fresh", r.lo+1, r)
 			}
 			checkInvariants(t, o)
@@ -311,10 +300,10 @@ func TestOfferReusesBuf(t *testing.T) {
 	o := New[int](Config{})
 	buf := make([]int, 0, 8)
 	for i := range 100 {
-		var fresh bool
-		buf, fresh = o.Offer("a", 1, uint64(1+i), i, t0, buf[:0])
-		if !fresh || len(buf) != 1 || buf[0] != i {
-			t.Fatalf("offer %d: %v %v", i, buf, fresh)
+		var v Verdict
+		buf, v = o.Offer("a", 1, uint64(1+i), i, t0, buf[:0])
+		if v != Fresh || len(buf) != 1 || buf[0] != i {
+			t.Fatalf("offer %d: %v %v", i, buf, v)
 		}
 	}
 	if n := testing.AllocsPerRun(1000, func() {
@@ -344,24 +333,30 @@ func TestDropLate(t *testing.T) {
 	for _, drop := range []bool{false, true} {
 		o := New[uint64](Config{Grace: time.Second, DropLate: drop})
 		o.Offer("a", 10, 10, 10, t0, nil)
-		if _, fresh := o.Offer("a", 10, 12, 12, t0, nil); !fresh {
+		if _, v := o.Offer("a", 10, 12, 12, t0, nil); v != Fresh {
 			t.Fatal("12 not accepted")
 		}
 		if got := o.Tick(t0.Add(time.Second), nil); len(got) != 1 || got[0] != 12 {
 			t.Fatalf("after the grace: %v, want [12] with 11 skipped", got)
 		}
-		ready, fresh := o.Offer("a", 10, 11, 11, t0.Add(2*time.Second), nil)
+		if skips := o.TakeSkips(nil); len(skips) != 1 || skips[0] != (Skip{Origin: "a", Boot: 10, From: 11, To: 12}) {
+			t.Fatalf("skips %+v, want 11 of a/10", skips)
+		}
+		if skips := o.TakeSkips(nil); len(skips) != 0 {
+			t.Fatalf("skips taken twice: %+v", skips)
+		}
+		ready, v := o.Offer("a", 10, 11, 11, t0.Add(2*time.Second), nil)
 		if st := o.Stats(); st.Late != 1 || st.Skipped != 1 {
 			t.Fatalf("drop=%v: stats %+v", drop, st)
 		}
-		if drop && (fresh || len(ready) != 0) {
-			t.Fatalf("DropLate released the late 11: %v", ready)
+		if drop && (v != Late || len(ready) != 0) {
+			t.Fatalf("DropLate released the late 11: %v %v", ready, v)
 		}
-		if !drop && (!fresh || len(ready) != 1 || ready[0] != 11) {
-			t.Fatalf("the late 11 was not released once: %v %v", ready, fresh)
+		if !drop && (v != Fresh || len(ready) != 1 || ready[0] != 11) {
+			t.Fatalf("the late 11 was not released once: %v %v", ready, v)
 		}
-		if _, fresh := o.Offer("a", 10, 11, 11, t0.Add(3*time.Second), nil); fresh {
-			t.Fatalf("drop=%v: a second copy of 11 accepted", drop)
+		if _, v := o.Offer("a", 10, 11, 11, t0.Add(3*time.Second), nil); v != Duplicate {
+			t.Fatalf("drop=%v: a second copy of 11: %v, want duplicate", drop, v)
 		}
 	}
 }
