@@ -88,7 +88,7 @@ func (n *Node) handleConn(conn net.Conn) {
 		}
 		p = &Peer{node: n, link: link}
 		n.peers[link] = p
-		n.peersChangedLocked()
+		n.router.addLink(link, p)
 		n.inbound[hello.NodeID] = p
 		n.wg.Add(1)
 		go n.watchInbound(p)

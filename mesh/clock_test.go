@@ -1,7 +1,6 @@
 package mesh
 
 import (
-	"bytes"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -46,66 +45,6 @@ func TestMonoClockInBubble(t *testing.T) {
 			t.Fatalf("after 15 fake minutes: clock %v (%v since start), time.Now %v", got, got.Sub(start), time.Now())
 		}
 	})
-}
-
-// Payloads cut from the slab are what encodeEnvelope makes, capped to their
-// length, and never written again: later events leave earlier ones intact,
-// and appending to one copies instead of reaching its neighbour.
-func TestPayloadSlab(t *testing.T) {
-	var s payloadSlab
-	env := &envelope{Kind: kindEvent, Origin: "node-a", Boot: 1 << 60, Name: "x", Path: []string{"node-a"}}
-	var got, want [][]byte
-	for i := range 1000 {
-		env.Seq = uint64(i)
-		env.Args = bytes.Repeat([]byte{byte(i)}, i%300)
-		if i%97 == 0 {
-			env.Args = bytes.Repeat([]byte{byte(i)}, payloadSlabMax+i) // its own allocation
-		}
-		p := s.envelope(env)
-		if cap(p) != len(p) {
-			t.Fatalf("event %d: payload of len %d, cap %d", i, len(p), cap(p))
-		}
-		got = append(got, p)
-		want = append(want, encodeEnvelope(env))
-		_ = append(p, 0xff) // must copy, not write into the slab
-	}
-	for i := range got {
-		if !bytes.Equal(got[i], want[i]) {
-			t.Fatalf("event %d: payload %x, want %x", i, got[i], want[i])
-		}
-	}
-}
-
-// One chunk serves many blast-sized events: Emit's encoding allocates
-// nothing per event once a chunk is cut.
-func TestPayloadSlabAllocs(t *testing.T) {
-	var s payloadSlab
-	env := &envelope{Kind: kindEvent, Origin: "node-a", Boot: 1 << 60, Seq: 1 << 60, Name: "bench",
-		Path: []string{"node-a"}, Args: make([]byte, 130)}
-	if a := testing.AllocsPerRun(1000, func() { s.envelope(env) }); a > 0.02 {
-		t.Fatalf("%.3f allocations per payload, want one per chunk (~0.006)", a)
-	}
-}
-
-// Emit's encoding of one blast event into the slab (compare
-// BenchmarkEmitPayloadBlast, a buffer of its own per event).
-func BenchmarkEmitPayloadSlabBlast(b *testing.B) {
-	pad := make([]byte, 112)
-	env := &envelope{Kind: kindEvent, Origin: "bench-0", Boot: 1 << 60, Seq: 1 << 60, Name: "bench", Path: []string{"bench-0"}}
-	var s payloadSlab
-	b.ReportAllocs()
-	var i int64
-	for b.Loop() {
-		raw, release, err := encodeArgs([]any{i, int64(1 << 60), pad})
-		if err != nil {
-			b.Fatal(err)
-		}
-		env.Args = raw
-		payload := s.envelope(env)
-		env.Args = payload[len(payload)-len(raw):]
-		release()
-		i++
-	}
 }
 
 func BenchmarkMonoClock(b *testing.B) {

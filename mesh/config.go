@@ -8,7 +8,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-metrics"
 
-	"github.com/verbosemesh/verbose/membership"
+	"github.com/verbosemesh/verbose/internal/meshopt"
 	"github.com/verbosemesh/verbose/relay"
 )
 
@@ -82,12 +82,8 @@ type Config struct {
 	Flood bool
 	// MetricSink receives memberlist's metrics (hashicorp/go-metrics).
 	MetricSink metrics.MetricSink
-	// GossipTransport replaces memberlist's UDP/TCP transport, for
-	// in-memory clusters in tests (see membership.NewMockNetwork).
-	GossipTransport membership.Transport
-	// FastGossip shortens memberlist's probe and gossip intervals so that
-	// failures are detected within a second or two. For tests.
-	FastGossip bool
+
+	opts *meshopt.Options // set by internal/meshopt, for this module's harnesses
 }
 
 func (c Config) withDefaults() Config {
@@ -174,7 +170,7 @@ func (c Config) Validate() error {
 			return bad(a.name, "is not a host:port: %v", err)
 		}
 	}
-	gossip := c.GossipAddr != "" || c.GossipTransport != nil
+	gossip := c.GossipAddr != "" || c.opts != nil && c.opts.GossipTransport != nil
 	if c.AdvertiseAddr != "" && !gossip {
 		return bad("AdvertiseAddr", "needs GossipAddr")
 	}
@@ -182,4 +178,16 @@ func (c Config) Validate() error {
 		return bad("GossipKey", "needs GossipAddr")
 	}
 	return nil
+}
+
+func init() {
+	meshopt.Set = func(cfg any, o meshopt.Options) { cfg.(*Config).opts = &o }
+}
+
+// options returns the hidden options (zero if none were set).
+func (c Config) options() meshopt.Options {
+	if c.opts == nil {
+		return meshopt.Options{}
+	}
+	return *c.opts
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/verbosemesh/verbose/internal/msgp"
+	"github.com/verbosemesh/verbose/mesh/internal/wire"
 )
 
 // lendArgs is the args array of event seq: [seq, 300 bytes of byte(seq)],
@@ -31,9 +32,12 @@ type lendRig struct {
 
 func newLendRig(t *testing.T, max int) *lendRig {
 	tab := newHandlerTable()
-	events, peers := newDispatchers(max, tab, hclog.NewNullLogger())
+	peers := newPeerDispatcher(tab)
+	losses := newLossReporter(hclog.NewNullLogger(), peers)
+	events := newDispatcher(max, tab, hclog.NewNullLogger(), losses)
 	t.Cleanup(func() {
 		events.close()
+		losses.close()
 		peers.close()
 	})
 	return &lendRig{t: t, tab: tab, events: events}
@@ -43,7 +47,7 @@ func newLendRig(t *testing.T, max int) *lendRig {
 func (r *lendRig) send(name string, n int) {
 	for range n {
 		r.seq++
-		env := envelope{Kind: kindEvent, Origin: "o", Boot: 1, Seq: r.seq, Name: name, Args: lendArgs(r.seq)}
+		env := wire.Envelope{Origin: "o", Boot: 1, Seq: r.seq, Name: name, Args: lendArgs(r.seq)}
 		r.events.stage(&env)
 		clear(env.Args) // the router reuses the link's buffer at once
 	}
@@ -101,7 +105,7 @@ func TestLentArgsReusedOnlyAfterTheirHandlers(t *testing.T) {
 	}
 	open()
 	waitFor(t, "5000 events handled", func() bool { return handled.Load() == 5000 })
-	made := r.events.lend.made
+	made := r.events.lend.Made()
 	if made < 50 {
 		t.Fatalf("%d chunks made for 5000 queued events of ~310 bytes: the events shared regions", made)
 	}
@@ -112,7 +116,7 @@ func TestLentArgsReusedOnlyAfterTheirHandlers(t *testing.T) {
 		want := int64(5000 + 10*(i+1))
 		waitFor(t, "a batch handled", func() bool { return handled.Load() == want })
 	}
-	if n := r.events.lend.made - made; n > 2 {
+	if n := r.events.lend.Made() - made; n > 2 {
 		t.Errorf("a steady flow of 4000 events made %d new chunks; want them reused", n)
 	}
 	if n := bad.Load(); n > 0 {
@@ -184,9 +188,10 @@ func TestOnHandlersKeepTheirEvents(t *testing.T) {
 	}
 }
 
-// A full queue drops events, not the markers that give chunks back: the
-// count of drops is the events beyond the room, whatever the markers.
-func TestCommitCountsEventsNotMarkers(t *testing.T) {
+// A full queue drops the events beyond its room, counted and reported, and
+// still queues the batch for the lent chunks it leaves: they come back once
+// the events before them have run, and are lent again.
+func TestCommitDropsBeyondRoomKeepsChunks(t *testing.T) {
 	r := newLendRig(t, 100)
 	gate, open := newGate(t)
 	var handled atomic.Int64
@@ -202,54 +207,38 @@ func TestCommitCountsEventsNotMarkers(t *testing.T) {
 		defer r.events.mu.Unlock()
 		return len(r.events.q) == 0
 	})
-	r.send("x", 1000) // ~20 chunks: markers among the events
+	r.send("x", 1000) // ~20 chunks
 	if got := r.events.handlerDropped.Load(); got != 900 {
 		t.Fatalf("dropped %d, want 900 (100 queued)", got)
 	}
 	r.events.mu.Lock()
-	events, markers := 0, 0
+	events, chunks := 0, 0
 	for _, b := range r.events.q {
-		for _, it := range b {
-			if it.marker() != nil {
-				markers++
-			} else {
-				events++
-			}
-		}
+		events += len(b.items)
+		chunks += len(b.chunks)
 	}
 	counted := r.events.events
 	r.events.mu.Unlock()
-	if events != 100 || counted != 100 || markers < 1 {
-		t.Fatalf("queued %d events (counted %d) and %d markers; want 100, 100, at least 1", events, counted, markers)
+	if events != 100 || counted != 100 || chunks < 15 {
+		t.Fatalf("queued %d events (counted %d) and %d chunks to give back; want 100, 100, ~20", events, counted, chunks)
 	}
 	open()
 	waitFor(t, "101 events handled", func() bool { return handled.Load() == 101 })
+	made := r.events.lend.Made()
+	for i := range 100 {
+		r.send("x", 10)
+		want := int64(101 + 10*(i+1))
+		waitFor(t, "a batch handled", func() bool { return handled.Load() == want })
+	}
+	if n := r.events.lend.Made() - made; n > 0 {
+		t.Fatalf("%d new chunks after the drop: the dropped batch's chunks never came back", n)
+	}
 }
 
 // A queue item is one cache line: the router writes the items and the
 // dispatcher reads them on the other core.
 func TestDispatchItemIsOneCacheLine(t *testing.T) {
-	if n := unsafe.Sizeof(dispatchItem{}); n != 64 {
-		t.Fatalf("dispatchItem is %d bytes, want 64", n)
-	}
-}
-
-// An event's args say whether they are lent by their capacity: lent ones
-// never end at their chunk's end, copies always end at their capacity.
-func TestLentArgsKnownByCapacity(t *testing.T) {
-	var l lender
-	var s rawSlab
-	for n := 1; n < 3*chunkSize; n += 997 {
-		b := bytes.Repeat([]byte{7}, n%lentMax+1)
-		if r, _ := l.lend(b); !(&dispatchItem{origin: "o", args: r}).lent() {
-			t.Fatalf("lent args of %d bytes at offset %d read as a copy", len(b), l.off-len(b))
-		}
-		if c := s.clone(b); (&dispatchItem{origin: "o", args: c}).lent() {
-			t.Fatalf("a copy of %d bytes reads as lent", len(b))
-		}
-	}
-	big := make([]byte, rawSlabMax+3)
-	if c := s.clone(big); (&dispatchItem{origin: "o", args: c}).lent() {
-		t.Fatal("a large copy reads as lent")
+	if n := unsafe.Sizeof(item{}); n != 64 {
+		t.Fatalf("item is %d bytes, want 64", n)
 	}
 }

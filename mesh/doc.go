@@ -6,41 +6,70 @@
 // # Flow of an event
 //
 // Emit stamps the event with this node's id, boot and the next sequence
-// number, encodes it once and appends it to every link's retransmit buffer
-// (package relay). A receiving node checks the identity against its orderer
-// (package dedup): a duplicate is dropped; a new event is released in origin
-// order, handed to the handlers and forwarded to every other link except the
-// one it came over and the nodes on its path. The link acknowledges the
-// frame once it is routed.
+// number, encodes it once (internal/wire) and hands it to the router, which
+// asks the broadcast tree (internal/plumtree) which links get it in full and
+// appends it to their retransmit buffers (package relay). On a receiving
+// node the link hands the router a batch of payloads; the router parses
+// each, offers its identity to the orderer (package dedup), whose verdict
+// says fresh, duplicate, late or stale; what the orderer releases, in origin
+// order, goes where the tree says, into the recent-event store that answers
+// GRAFTs (internal/store), and to the dispatcher, which runs the handlers
+// on a goroutine of its own. The link acknowledges the batch once the router
+// has returned.
+//
+// # Structure
+//
+//   - node.go, emit.go, accept.go, members.go, peer.go: the Node and its
+//     peer table; Emit's back-pressure.
+//   - router.go, inbound.go, receive.go: the router, the one place where an
+//     event's fate is decided, and the relay.Handler that feeds it.
+//   - dispatch.go, handlers.go, peerevents.go: handlers and their queues.
+//   - losses.go: every drop reported, aggregated per interval.
+//   - internal/plumtree: the per-origin broadcast tree, a state machine with
+//     no IO; internal/wire: the payloads' encoding; internal/store: the
+//     events kept for GRAFTs; internal/slab: the memory the event path cuts
+//     its copies from.
 //
 // # Epidemic broadcast tree
 //
-// Forwarding follows a per-origin Plumtree (plumtree*.go; PROTOCOL.md,
-// section 9): for each origin a link is eager (events in full) or lazy
-// (batched IHAVE notices only). A duplicate over an eager link prunes it; a
-// noticed event still missing after a short grace is grafted from the
-// notifying neighbour, which resends it from its recent-event store. A full
-// mesh so converges to one copy per event and receiver. Config.Flood turns
-// it off: every event over every link.
+// Forwarding follows a per-origin Plumtree (PROTOCOL.md, section 9): for
+// each origin a link is eager (events in full) or lazy (batched IHAVE
+// notices only). A duplicate over an eager link prunes it; a noticed event
+// still missing after a short grace is grafted from the notifying
+// neighbour, which resends it from its recent-event store. A full mesh so
+// converges to one copy per event and receiver. Config.Flood turns it off:
+// every event over every link.
 //
 // # Concurrency
 //
-// All methods of Node and Peer are safe for concurrent use. Link readers
-// call into the router, which holds one lock while it orders, forwards (a
-// non-blocking append) and queues for delivery; nothing on that path waits
-// for the network or for handlers. Handlers run on one dispatcher goroutine
-// per node, in delivery order; see Config.HandlerQueue for the slow-handler
-// policy. On handlers get Args decoded; OnRaw handlers read the args from
-// their wire bytes (Event.Scan, Event.RawArgs), and an event that reaches
-// only those is never decoded. A link hands the router payloads that are
-// regions of its read buffer, valid during the call: what outlives it (an
-// event held behind a gap, the graft store, the handlers' queue) is copied. Emit alone applies back-pressure (see Node.Emit).
+// All methods of Node and Peer are safe for concurrent use. The router holds
+// one lock while it orders, forwards (a non-blocking append to a link's
+// buffer) and stages for delivery; nothing on that path waits for the
+// network or for handlers, and a link never calls back into the router from
+// inside one of its own methods. Handlers run on one dispatcher goroutine
+// per node, in delivery order (see Config.HandlerQueue for the slow-handler
+// policy); OnPeer handlers on another. On handlers get Args decoded; OnRaw
+// handlers read the args from their wire bytes (Event.Scan, Event.RawArgs),
+// and an event that reaches only those is never decoded. Emit alone applies
+// back-pressure (see Node.Emit).
+//
+// Locks are taken in this order, never the other way round: Node.emitMu
+// (Emit), Node.mu (the peer table), router.mu (the event path); below them
+// a link's, the dispatchers' and the loss reporter's locks, each held only
+// for its own short work. The router never takes Node.mu; relay's Handler
+// calls (Receive, Event) come on the links' goroutines with no lock held.
+//
+// # Time
+//
+// The router reads one clock (monoClock, a single monotonic reading per
+// input: a batch of events, an Emit, a timer) and passes it to the orderer,
+// the tree and the stores, none of which reads a clock of its own.
 //
 // # Lifecycle
 //
-// New starts the router's timer goroutine, the tree's notice-and-graft
-// goroutine (idle while there is nothing to announce or graft) and the
-// dispatchers (and memberlist when GossipAddr is set); Listen starts an accept loop; Connect
-// and Join start links (two goroutines each). Close stops and waits for all
-// of them.
+// New starts the router's two timer goroutines (the orderer's deadlines,
+// the tree's rounds; both idle while there is nothing to do), the two
+// dispatchers (and memberlist when GossipAddr is set); Listen starts an
+// accept loop; Connect and Join start links (two goroutines each). Close
+// stops and waits for all of them.
 package mesh

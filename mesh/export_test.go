@@ -4,11 +4,12 @@ package mesh
 // of origin over: its parent in origin's tree ("" if none). For tests that
 // need to cut or slow an eager path.
 func TreeProvider(n *Node, origin string) string {
-	n.routeMu.Lock()
-	defer n.routeMu.Unlock()
-	ot := n.tree.origins[origin]
-	if ot == nil || ot.provider == nil {
+	r := n.router
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	p := r.tree.Provider(origin)
+	if p < 0 || r.peers[p].link == nil {
 		return ""
 	}
-	return ot.provider.RemoteID()
+	return r.peers[p].link.RemoteID()
 }

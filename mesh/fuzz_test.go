@@ -127,7 +127,7 @@ func validPayload(f *testing.F) []byte {
 // payloadSink is a relay.Handler that keeps the payloads it receives.
 type payloadSink struct{ ch chan []byte }
 
-func (s *payloadSink) Receive(_ *relay.Link, ps [][]byte, _ time.Time) {
+func (s *payloadSink) Receive(_ *relay.Link, ps [][]byte) {
 	for _, p := range ps {
 		select {
 		case s.ch <- bytes.Clone(p): // the link reuses p once Receive returns
@@ -135,7 +135,6 @@ func (s *payloadSink) Receive(_ *relay.Link, ps [][]byte, _ time.Time) {
 		}
 	}
 }
-func (s *payloadSink) Control(*relay.Link, []byte)             {}
 func (s *payloadSink) Event(*relay.Link, relay.Event)          {}
 func (s *payloadSink) Identify(*relay.Link, relay.Hello) error { return nil }
 

@@ -28,8 +28,8 @@ func (n *Node) startMembership() error {
 		Logger:        n.log,
 		Events:        n.memberEvent,
 		MetricSink:    n.cfg.MetricSink,
-		Transport:     n.cfg.GossipTransport,
-		ProbeFast:     n.cfg.FastGossip,
+		Transport:     n.cfg.options().GossipTransport,
+		ProbeFast:     n.cfg.options().FastGossip,
 	})
 	if err != nil {
 		return fmt.Errorf("mesh: membership: %w", err)

@@ -7,6 +7,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/verbosemesh/verbose/internal/meshopt"
 	"github.com/verbosemesh/verbose/membership"
 	"github.com/verbosemesh/verbose/mesh"
 	"github.com/verbosemesh/verbose/testcluster"
@@ -111,8 +112,7 @@ func TestOtherChannelKeptOut(t *testing.T) {
 		mk := func(id, channel string) *mesh.Node {
 			n := tn.server(id, func(c *mesh.Config) {
 				c.Channel = channel
-				c.GossipTransport = gossip.Transport(id)
-				c.FastGossip = true
+				meshopt.Set(c, meshopt.Options{GossipTransport: gossip.Transport(id), FastGossip: true})
 			})
 			return n
 		}
@@ -154,9 +154,8 @@ func TestGossipKeyKeepsOutsidersOut(t *testing.T) {
 		key := []byte("0123456789abcdef")
 		mk := func(id string, key []byte) *mesh.Node {
 			return tn.server(id, func(c *mesh.Config) {
-				c.GossipTransport = gossip.Transport(id)
+				meshopt.Set(c, meshopt.Options{GossipTransport: gossip.Transport(id), FastGossip: true})
 				c.GossipKey = key
-				c.FastGossip = true
 			})
 		}
 		a, b := mk("a", key), mk("b", key)
@@ -176,7 +175,9 @@ func TestGossipKeyKeepsOutsidersOut(t *testing.T) {
 }
 
 func TestJoinBadSeeds(t *testing.T) {
-	n, err := mesh.New(mesh.Config{GossipAddr: "127.0.0.1:0", FastGossip: true, Logger: testLogger(t, "seeds")})
+	cfg := mesh.Config{GossipAddr: "127.0.0.1:0", Logger: testLogger(t, "seeds")}
+	meshopt.Set(&cfg, meshopt.Options{FastGossip: true})
+	n, err := mesh.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

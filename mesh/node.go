@@ -1,7 +1,6 @@
 package mesh
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -12,8 +11,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/verbosemesh/verbose/dedup"
 	"github.com/verbosemesh/verbose/membership"
+	"github.com/verbosemesh/verbose/mesh/internal/slab"
 	"github.com/verbosemesh/verbose/relay"
 )
 
@@ -29,6 +28,7 @@ var (
 	ErrSlowConsumer  = errors.New("mesh: handler queue full: a handler is too slow")
 	ErrPeerStuck     = errors.New("mesh: peer acknowledged nothing for Timeout with a full buffer")
 	ErrLate          = errors.New("mesh: event arrived after ReorderTimeout had declared it lost; dropped to keep its origin's order")
+	ErrGap           = errors.New("mesh: events never arrived within ReorderTimeout; declared lost")
 )
 
 // MaxNameLen is the longest event name accepted.
@@ -37,6 +37,11 @@ const MaxNameLen = 1024
 // Node is one member of the event bus. All methods are safe for concurrent
 // use. Handlers run on one dispatcher goroutine per node, in delivery order;
 // a handler must not call Close (call it from another goroutine).
+//
+// Locks, in the order they may be taken (never the other way round):
+// emitMu, then mu, then the router's; below those, a link's, the
+// dispatchers' and the loss reporter's, which are never held while another
+// is taken. See doc.go.
 type Node struct {
 	cfg  Config
 	id   string
@@ -45,14 +50,15 @@ type Node struct {
 	rcfg relay.Config
 	h    linkHandler
 
+	// Emit's state, guarded by emitMu: the next seq to stamp, where own
+	// events' payloads are cut, and the path of every own event (shared by
+	// all: read-only, and its capacity of 1 makes any append copy).
 	emitMu   sync.Mutex
-	seq      uint64      // next seq to stamp; guarded by emitMu
-	payloads payloadSlab // own events' payloads; guarded by emitMu
-	clock    monoClock   // Emit's reading of the time, for the router
-	// selfPath is the Path of this node's own events, shared by all of
-	// them: read-only, and its capacity of 1 makes any append copy.
+	seq      uint64
+	payloads slab.Chunks
 	selfPath []string
 
+	// The peer table, guarded by mu.
 	mu      sync.Mutex
 	closed  atomic.Bool // set under mu (with what Close tears down), read without it: Emit asks per event
 	peers   map[*relay.Link]*Peer
@@ -60,31 +66,15 @@ type Node struct {
 	members map[string]*Peer // remote NodeID → link dialled because membership found it
 	ln      net.Listener
 	pending map[net.Conn]struct{} // accepted connections still handshaking
-	// linkSnap is the links of peers, rebuilt under mu whenever peers
-	// changes: the router reads it per released batch without a lock or an
-	// allocation. Readers must not modify the slice.
-	linkSnap atomic.Pointer[[]*relay.Link]
 
-	routeMu  sync.Mutex
-	order    *dedup.Orderer[*inbound]
-	ready    []*inbound // reused by the router; guarded by routeMu
-	strs     interner   // origins, names and path ids seen; guarded by routeMu
-	lateSeen uint64     // the orderer's Late count already reported; guarded by routeMu
-	inbounds []inbound  // the chunk arrivals are parsed into; guarded by routeMu
-	spare    []*inbound // released inbounds to parse into again; guarded by routeMu
-	routeNow time.Time  // the router's latest clock reading; guarded by routeMu
-	received uint64     // events parsed in the batch being received, for stats.received; guarded by routeMu
-	tree     *tree      // guarded by routeMu
-
+	router   *router
 	handlers *handlerTable
-	disp     *dispatcher // events, to On handlers
-	pdisp    *dispatcher // peer events, to OnPeer handlers
+	disp     *dispatcher     // events, to On and OnRaw handlers
+	pdisp    *peerDispatcher // peer events, to OnPeer handlers
+	losses   *lossReporter
 	stats    stats
+	mem      *membership.Membership
 
-	mem *membership.Membership
-
-	kick      chan struct{}
-	treeKick  chan struct{}
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -116,12 +106,9 @@ func New(cfg Config) (*Node, error) {
 		members:  make(map[string]*Peer),
 		pending:  make(map[net.Conn]struct{}),
 		handlers: newHandlerTable(),
-		kick:     make(chan struct{}, 1),
-		treeKick: make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
 	n.seq = n.boot
-	n.clock = newMonoClock()
 	n.selfPath = []string{n.id}
 	n.h = linkHandler{n}
 	n.rcfg = relay.Config{
@@ -139,28 +126,25 @@ func New(cfg Config) (*Node, error) {
 	if err := n.rcfg.Validate(); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidConfig, err)
 	}
-	n.order = dedup.New[*inbound](dedup.Config{
-		Window:   max(4096, 4*cfg.BufferMax),
-		Grace:    cfg.ReorderTimeout,
-		DropLate: true, // order holds without exception; a late copy is a reported drop
-		// An idle origin is forgotten only once no copy of its events can
-		// still be in flight (buffers keep them BufferTimeout per hop) nor
-		// held behind a gap (ReorderTimeout): forgetting sooner would let a
-		// late copy through as new.
-		IdleTimeout: 4 * max(cfg.BufferTimeout, cfg.ReorderTimeout),
-	})
-	n.tree = newTree(n, cfg.Flood, 4*cfg.BufferMax)
-	n.disp, n.pdisp = newDispatchers(cfg.HandlerQueue, n.handlers, n.log)
-	if cfg.GossipAddr != "" || cfg.GossipTransport != nil {
+	n.pdisp = newPeerDispatcher(n.handlers)
+	n.losses = newLossReporter(n.log, n.pdisp)
+	n.disp = newDispatcher(cfg.HandlerQueue, n.handlers, n.log, n.losses)
+	n.router = newRouter(n)
+	if cfg.GossipAddr != "" || cfg.options().GossipTransport != nil {
 		if err := n.startMembership(); err != nil {
-			n.disp.close()
-			n.pdisp.close()
+			n.closeDispatchers()
 			return nil, err
 		}
 	}
 	n.wg.Add(2)
-	go n.tickLoop()
-	go n.treeLoop()
+	go func() {
+		defer n.wg.Done()
+		n.router.tickLoop(n.stop)
+	}()
+	go func() {
+		defer n.wg.Done()
+		n.router.treeLoop(n.stop)
+	}()
 	return n, nil
 }
 
@@ -240,7 +224,7 @@ func (n *Node) dial(addr, member string) (*Peer, error) {
 	}
 	p := &Peer{node: n, link: link}
 	n.peers[link] = p
-	n.peersChangedLocked()
+	n.router.addLink(link, p)
 	if member != "" {
 		n.members[member] = p
 	}
@@ -258,24 +242,6 @@ func (n *Node) Peers() []*Peer {
 	return out
 }
 
-// links returns the current links: a shared snapshot, not to be modified.
-func (n *Node) links() []*relay.Link {
-	if p := n.linkSnap.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
-// peersChangedLocked rebuilds the links snapshot; called with mu held after
-// every change to peers.
-func (n *Node) peersChangedLocked() {
-	out := make([]*relay.Link, 0, len(n.peers))
-	for l := range n.peers {
-		out = append(out, l)
-	}
-	n.linkSnap.Store(&out)
-}
-
 func (n *Node) peerOf(l *relay.Link) *Peer {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -283,13 +249,10 @@ func (n *Node) peerOf(l *relay.Link) *Peer {
 }
 
 func (n *Node) removePeer(p *Peer) {
-	n.routeMu.Lock()
-	n.tree.forgetLink(p.link)
-	n.routeMu.Unlock()
+	n.router.removeLink(p.link)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	delete(n.peers, p.link)
-	n.peersChangedLocked()
 	for id, q := range n.inbound {
 		if q == p {
 			delete(n.inbound, id)
@@ -300,86 +263,6 @@ func (n *Node) removePeer(p *Peer) {
 			delete(n.members, id)
 		}
 	}
-}
-
-// Emit sends an event to every other node; this node's own handlers never
-// see it. It returns once the event is in every link's buffer. It may wait
-// while a connected peer's buffer is full, never longer than Timeout (that
-// peer is then dropped and redialled).
-func (n *Node) Emit(name string, args ...any) error {
-	return n.EmitContext(context.Background(), name, args...)
-}
-
-// EmitContext is Emit with a context: if ctx ends while Emit waits for
-// buffer space, it returns ctx.Err() and emits nothing.
-func (n *Node) EmitContext(ctx context.Context, name string, args ...any) error {
-	if name == "" || len(name) > MaxNameLen {
-		return fmt.Errorf("%w: name must be 1 to %d bytes, got %d", ErrBadEvent, MaxNameLen, len(name))
-	}
-	if args == nil {
-		args = []any{}
-	}
-	raw, release, err := encodeArgs(args)
-	defer release()
-	if err != nil {
-		return fmt.Errorf("%w: %q: %v", ErrBadEvent, name, err)
-	}
-	n.emitMu.Lock()
-	defer n.emitMu.Unlock()
-	if n.isClosed() {
-		return ErrClosed
-	}
-	links := n.links()
-	if err := n.waitSpace(ctx, links); err != nil {
-		return err
-	}
-	env := &envelope{Kind: kindEvent, Origin: n.id, Boot: n.boot, Seq: n.seq, Name: name, Path: n.selfPath, Args: raw}
-	payload := n.payloads.envelope(env)
-	if len(payload)+64 > n.cfg.MaxFrameSize {
-		return fmt.Errorf("%w: %q: %d bytes encoded, MaxFrameSize is %d", ErrBadEvent, name, len(payload), n.cfg.MaxFrameSize)
-	}
-	n.seq++
-	// Under routeMu, so that a GRAFT for our own events sees each one either
-	// stored or not yet sent, never half-way.
-	n.routeMu.Lock()
-	due := n.tree.emit(env, payload, links, n.clock.now())
-	n.routeMu.Unlock()
-	if due {
-		n.kickTree()
-	}
-	n.stats.emitted.Add(1)
-	return nil
-}
-
-// waitSpace is Emit's back-pressure: it waits while a connected peer's
-// buffer is full, at most Timeout per peer; a peer stuck that long is dropped.
-//
-// The check per link is two atomic loads (relay keeps Buffered lock-free
-// for this); only a full buffer takes the link's lock, in WaitSpace.
-func (n *Node) waitSpace(ctx context.Context, links []*relay.Link) error {
-	waited := false
-	for _, l := range links {
-		if l.State() != relay.Connected || l.Buffered() < n.cfg.BufferMax {
-			continue
-		}
-		waited = true
-		wctx, cancel := context.WithTimeout(ctx, n.cfg.Timeout)
-		err := l.WaitSpace(wctx)
-		cancel()
-		if err == nil {
-			continue
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		n.log.Warn("dropping a stuck peer", "peer", l.RemoteID(), "addr", l.Addr(), "buffered", l.Buffered())
-		l.Drop(ErrPeerStuck)
-	}
-	// EmitContext checked before the wait; Close may have come during it.
-	if waited && n.isClosed() {
-		return ErrClosed
-	}
-	return nil
 }
 
 func (n *Node) isClosed() bool { return n.closed.Load() }
@@ -439,9 +322,15 @@ func (n *Node) Close() error {
 		}
 		close(n.stop)
 		n.wg.Wait()
-		n.disp.close()
-		n.pdisp.close()
+		n.closeDispatchers()
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
+}
+
+// closeDispatchers stops the handlers' goroutines and the loss reports.
+func (n *Node) closeDispatchers() {
+	n.disp.close()
+	n.losses.close()
+	n.pdisp.close()
 }

@@ -2,14 +2,26 @@ package mesh
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/verbosemesh/verbose/mesh/internal/store"
+	"github.com/verbosemesh/verbose/mesh/internal/wire"
 	"github.com/verbosemesh/verbose/relay"
 )
+
+// nopHandler is a relay.Handler for links that only buffer what they are
+// sent: their Buffered shows what the router sent them.
+type nopHandler struct{}
+
+func (nopHandler) Receive(*relay.Link, [][]byte)           {}
+func (nopHandler) Event(*relay.Link, relay.Event)          {}
+func (nopHandler) Identify(*relay.Link, relay.Hello) error { return nil }
 
 // A link hands the router payloads that are regions of its read buffer,
 // overwritten by the next read once Receive returns. Whatever outlives the
@@ -44,19 +56,19 @@ func TestPayloadsOutliveTheLinksBuffer(t *testing.T) {
 
 	const boot = 1000
 	payload := func(seq uint64) []byte {
-		args, release, err := encodeArgs([]any{int64(seq), fmt.Sprintf("event %d", seq)})
+		args, release, err := wire.EncodeArgs([]any{int64(seq), fmt.Sprintf("event %d", seq)})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer release()
-		return encodeEnvelope(&envelope{Kind: kindEvent, Origin: "far", Boot: boot, Seq: seq, Name: "x", Path: []string{"far"}, Args: args})
+		return wire.EncodeEnvelope(&wire.Envelope{Origin: "far", Boot: boot, Seq: seq, Name: "x", Path: []string{"far"}, Args: args})
 	}
 	receive := func(seqs ...uint64) {
 		var batch [][]byte
 		for _, seq := range seqs {
 			batch = append(batch, payload(seq))
 		}
-		linkHandler{n}.Receive(l, batch, time.Now())
+		linkHandler{n}.Receive(l, batch)
 		for _, p := range batch {
 			for i := range p {
 				p[i] = 0xc1 // the next read's bytes
@@ -91,16 +103,102 @@ func TestPayloadsOutliveTheLinksBuffer(t *testing.T) {
 	}
 
 	// The store kept its own copies: a GRAFT is answered with intact events.
-	n.routeMu.Lock()
+	r := n.router
+	r.mu.Lock()
 	for seq := uint64(boot); seq <= boot+4; seq++ {
-		e := n.tree.store.get(eventKey{"far", boot, seq}, time.Now())
+		e := r.recent.Get(store.Key{Origin: "far", Boot: boot, Seq: seq}, r.read())
 		if e == nil {
 			t.Fatalf("seq %d not in the store", seq)
 		}
-		env, err := parseEnvelope(e.payload, nil)
+		var env wire.Envelope
+		err := (*wire.Parser)(nil).Parse(&env, nil, e.Payload)
 		if err != nil || env.Seq != seq || string(env.Args) != string(payload(seq)[len(payload(seq))-len(env.Args):]) {
 			t.Fatalf("stored seq %d: %v, %+v", seq, err, env)
 		}
 	}
-	n.routeMu.Unlock()
+	r.mu.Unlock()
+}
+
+// A GRAFT of this node's own events is answered from the own-event store,
+// bounded by its count (4 × BufferMax) and by the room the grafting link's
+// buffer has; what the store lost is counted as misses.
+func TestGraftAnsweredWithinStoreAndRoom(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n, err := New(Config{NodeID: "me", BufferMax: 2, Logger: hclog.NewNullLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+		for i := range 10 { // no link yet: kept for GRAFTs only
+			if err := n.Emit("x", i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l, err := relay.NewInbound(relay.Config{NodeID: "me", Channel: "c", Boot: 1, Logger: hclog.NewNullLogger()}, nopHandler{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		r := n.router
+		r.addLink(l, nil)
+		graft := func(from uint64) {
+			r.mu.Lock()
+			r.tree.Graft(r.byLink[l], wire.NewGraft("me", n.boot, from), r.read())
+			r.carryOutLocked(r.read())
+			r.mu.Unlock()
+		}
+		graft(n.boot)
+		st := n.Stats()
+		if l.Buffered() != 2 || st.GraftResent != 2 || st.GraftMisses != 2 {
+			t.Fatalf("resent %d (counted %d), misses %d; want 2 (the room), 2 (evicted by count)", l.Buffered(), st.GraftResent, st.GraftMisses)
+		}
+		graft(n.boot + 4) // no room left: nothing sent, nothing missed
+		if st := n.Stats(); l.Buffered() != 2 || st.GraftMisses != 2 {
+			t.Fatalf("with a full buffer: buffered %d, misses %d", l.Buffered(), st.GraftMisses)
+		}
+		graft(n.boot + 10) // from the watermark: nothing to send
+		if st := n.Stats(); st.GraftResent != 2 || st.GraftMisses != 2 {
+			t.Fatalf("a graft from the watermark: %+v", st)
+		}
+	})
+}
+
+// A relayed event that this node did not forward is stored as it arrived,
+// and the first GRAFT for it sends it with this node appended to its path
+// (once: the re-encoding is kept).
+func TestGraftOfUnforwardedEventAddsThisNodeToPath(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n, err := New(Config{NodeID: "me", Logger: hclog.NewNullLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+		from, err := relay.NewInbound(relay.Config{NodeID: "me", Channel: "c", Boot: 1, Logger: hclog.NewNullLogger()}, nopHandler{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer from.Close()
+		env := &wire.Envelope{Origin: "a", Boot: 7, Seq: 7, Name: "x", Path: []string{"a"}, Args: []byte{0x91, 0x05}}
+		linkHandler{n}.Receive(from, [][]byte{wire.EncodeEnvelope(env)}) // a leaf: nothing forwarded
+		r := n.router
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		k := store.Key{Origin: "a", Boot: 7, Seq: 7}
+		if e := r.recent.Get(k, r.read()); e == nil || e.Pathed || from.Buffered() != 0 {
+			t.Fatalf("stored entry %+v, sent %d; want the arrival's bytes, unpathed, nothing sent", e, from.Buffered())
+		}
+		r.tree.Graft(r.byLink[from], wire.NewGraft("a", 7, 7), r.read())
+		r.carryOutLocked(r.read())
+		if from.Buffered() != 1 {
+			t.Fatalf("graft sent %d events, want 1", from.Buffered())
+		}
+		e := r.recent.Get(k, r.read())
+		var got wire.Envelope
+		if err := (*wire.Parser)(nil).Parse(&got, nil, e.Payload); err != nil || !e.Pathed {
+			t.Fatalf("resent payload: %v (pathed %v)", err, e.Pathed)
+		}
+		if want := []string{"a", "me"}; !slices.Equal(got.Path, want) || got.Seq != 7 || string(got.Args) != string(env.Args) {
+			t.Fatalf("resent path %v seq %d args %x, want path %v, seq 7, args %x", got.Path, got.Seq, got.Args, want, env.Args)
+		}
+	})
 }

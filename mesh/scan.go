@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-msgpack/v2/codec"
 
 	"github.com/verbosemesh/verbose/internal/msgp"
+	"github.com/verbosemesh/verbose/mesh/internal/wire"
 )
 
 // Scan decodes the event's arguments into dst, in order, converting as
@@ -86,10 +87,10 @@ func (e Event) scanArgs(dst []any) error {
 			return e.scanError(i, d, errNotPointer)
 		}
 		buf = buf[:0]
-		if err := codec.NewEncoderBytes(&buf, wireHandle).Encode(e.Args[i]); err != nil {
+		if err := codec.NewEncoderBytes(&buf, wire.Handle).Encode(e.Args[i]); err != nil {
 			return fmt.Errorf("mesh: scan %q arg %d: %w", e.Name, i, err)
 		}
-		if err := decodeWithCodec(buf, d); err != nil {
+		if err := wire.DecodeValue(buf, d); err != nil {
 			return e.scanError(i, d, err)
 		}
 	}
@@ -99,7 +100,7 @@ func (e Event) scanArgs(dst []any) error {
 // scanCodec is Scan for args msgp cannot split: go-msgpack splits them.
 func (e Event) scanCodec(dst []any, n int) error {
 	var args []codec.Raw
-	if err := decodeWithCodec(e.raw, &args); err != nil {
+	if err := wire.DecodeValue(e.raw, &args); err != nil {
 		return fmt.Errorf("mesh: scan %q: bad args: %w", e.Name, err)
 	}
 	if len(args) != n || len(dst) > n {
@@ -201,12 +202,9 @@ func scanValue(b []byte, d any) error {
 	case *any:
 		// A non-nil *v is decoded into by go-msgpack, by its own rules.
 		if v != nil && *v == nil {
-			p := parser{Reader: msgp.Reader{B: b}}
 			var x any
-			if x, ok = p.value(0); ok && p.I == len(b) {
+			if x, ok = wire.DecodeAny(b); ok {
 				*v = x
-			} else {
-				ok = false
 			}
 		}
 	}
@@ -216,7 +214,7 @@ func scanValue(b []byte, d any) error {
 	case !isPointer(d):
 		return errNotPointer
 	}
-	return decodeWithCodec(b, d)
+	return wire.DecodeValue(b, d)
 }
 
 func setInt[T ~int | ~int8 | ~int16 | ~int32 | ~int64](p *T, b []byte, width uint) bool {

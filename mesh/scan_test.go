@@ -13,6 +13,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/verbosemesh/verbose/internal/msgp"
+	"github.com/verbosemesh/verbose/mesh/internal/slab"
+	"github.com/verbosemesh/verbose/mesh/internal/wire"
 )
 
 // scanDests are the destination types FuzzScan and the tables try: every
@@ -76,7 +78,7 @@ func FuzzScan(f *testing.F) {
 	seed := func(vals ...any) {
 		var b []byte
 		for _, v := range vals {
-			enc, err := encodeValue(v)
+			enc, err := wire.EncodeValue(v)
 			if err != nil {
 				f.Fatal(err)
 			}
@@ -98,7 +100,7 @@ func FuzzScan(f *testing.F) {
 		for i, v := range vals {
 			for _, d := range scanDests {
 				want := d.new()
-				werr := decodeWithCodec(v, want)
+				werr := wire.DecodeValue(v, want)
 				got := d.new()
 				dst := make([]any, i+1)
 				dst[i] = got
@@ -123,7 +125,7 @@ func FuzzScan(f *testing.F) {
 
 // blastArgs is the meshbench event: an index, a timestamp, 112 bytes.
 func blastArgs(t testing.TB) []byte {
-	raw, release, err := encodeArgs([]any{int64(1 << 40), int64(1 << 60), bytes.Repeat([]byte{7}, 112)})
+	raw, release, err := wire.EncodeArgs([]any{int64(1 << 40), int64(1 << 60), bytes.Repeat([]byte{7}, 112)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +134,7 @@ func blastArgs(t testing.TB) []byte {
 }
 
 func TestScanFastPath(t *testing.T) {
-	raw, err := encodeValue([]any{"s", int64(-3), uint64(7), 1.5, true, nil, []byte("bin"), int64(300), float32(0.25)})
+	raw, err := wire.EncodeValue([]any{"s", int64(-3), uint64(7), 1.5, true, nil, []byte("bin"), int64(300), float32(0.25)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +174,7 @@ func TestScanFastPath(t *testing.T) {
 		}
 	}
 	// A struct, by go-msgpack.
-	raw, _ = encodeValue([]any{map[string]any{"X": 1, "Y": 2}})
+	raw, _ = wire.EncodeValue([]any{map[string]any{"X": 1, "Y": 2}})
 	var pt struct{ X, Y int }
 	if err := (Event{raw: raw}).Scan(&pt); err != nil || pt.X != 1 || pt.Y != 2 {
 		t.Fatalf("struct: %+v %v", pt, err)
@@ -180,7 +182,7 @@ func TestScanFastPath(t *testing.T) {
 }
 
 func TestScanErrors(t *testing.T) {
-	raw, _ := encodeValue([]any{"a", 1})
+	raw, _ := wire.EncodeValue([]any{"a", 1})
 	for _, e := range []Event{{Name: "x", raw: raw}, {Name: "x", Args: []any{"a", int64(1)}}} {
 		var s string
 		var n int
@@ -215,7 +217,7 @@ func TestScanDeeplyNested(t *testing.T) {
 	for range 80 {
 		deep = []any{deep}
 	}
-	raw, err := encodeValue([]any{deep, int64(5)})
+	raw, err := wire.EncodeValue([]any{deep, int64(5)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,45 +259,6 @@ func TestScanAllocatesNothingForNumbersAndBytes(t *testing.T) {
 	}
 }
 
-// The dispatcher's copies: equal, capped, never written again, and large
-// ones on their own.
-func TestRawSlabClone(t *testing.T) {
-	var s rawSlab
-	if s.clone(nil) != nil {
-		t.Fatal("an empty payload copied")
-	}
-	src := []byte("abcdef")
-	a := s.clone(src)
-	b := s.clone(src)
-	src[0] = 'X'
-	if string(a) != "abcdef" || string(b) != "abcdef" || cap(a) != len(a) {
-		t.Fatalf("copies %q %q cap %d", a, b, cap(a))
-	}
-	_ = append(a, "zz"...) // capped: cannot reach b
-	if string(b) != "abcdef" {
-		t.Fatalf("append to one copy changed the next: %q", b)
-	}
-	for range 2 * chunkSize / 100 { // across chunks
-		s.clone(make([]byte, 100))
-	}
-	if string(a) != "abcdef" || string(b) != "abcdef" {
-		t.Fatal("a copy was overwritten")
-	}
-	big := make([]byte, rawSlabMax+1)
-	if c := s.clone(big); len(c) != len(big) || cap(c) < len(big) || &c[0] == &big[0] {
-		t.Fatal("large payload not copied")
-	}
-}
-
-func BenchmarkRawSlabClone(b *testing.B) {
-	raw := blastArgs(b)
-	var s rawSlab
-	b.ReportAllocs()
-	for b.Loop() {
-		s.clone(raw)
-	}
-}
-
 // The blast event read as meshbench's raw handler does, then as an On
 // handler would (decode into []any, then type switches), then with today's
 // Scan of an Event built from Args.
@@ -323,17 +286,17 @@ func BenchmarkScan(b *testing.B) {
 		}
 	})
 	b.Run("decode-args", func(b *testing.B) {
-		var slab argSlab
+		var s slab.Args
 		b.ReportAllocs()
 		for b.Loop() {
-			args, err := decodeArgs(raw, &slab)
+			args, err := wire.DecodeArgs(raw, &s)
 			if err != nil || args[0].(int64) != 1<<40 || args[1].(int64) != 1<<60 {
 				b.Fatal(err)
 			}
 		}
 	})
 	b.Run("from-args", func(b *testing.B) {
-		args, _ := decodeArgs(raw, nil)
+		args, _ := wire.DecodeArgs(raw, nil)
 		e := Event{Name: "x", Args: args}
 		var idx, ts int64
 		b.ReportAllocs()
@@ -352,29 +315,32 @@ func TestDispatchDecodesOnlyForOnHandlers(t *testing.T) {
 	var mu sync.Mutex
 	log := hclog.New(&hclog.LoggerOptions{Output: &lockedWriter{mu: &mu, w: &logged}, Level: hclog.Warn})
 	tab := newHandlerTable()
-	events, peers := newDispatchers(16, tab, log)
+	peers := newPeerDispatcher(tab)
 	defer peers.close()
+	losses := newLossReporter(log, peers)
+	defer losses.close()
+	events := newDispatcher(16, tab, log, losses)
 	defer events.close()
 	var raws, ons int
 	var rawArgs []any
 	tab.onRaw("x", func(e Event) { raws++; rawArgs = e.Args })
-	item := dispatchItem{name: "x", origin: "o", seq: 1, args: []byte{0x91, 0xc1}} // 0xc1: not msgpack
-	events.dispatch(&item)
+	it := item{name: "x", origin: "o", seq: 1, args: []byte{0x91, 0xc1}} // 0xc1: not msgpack
+	events.dispatch(&it)
 	mu.Lock()
 	if raws != 1 || logged.Len() != 0 {
 		t.Fatalf("raw only: %d calls, log %q", raws, logged.String())
 	}
 	mu.Unlock()
 	tab.on("*", func(e Event) { ons++ })
-	events.dispatch(&item)
+	events.dispatch(&it)
 	mu.Lock()
 	defer mu.Unlock()
 	if raws != 2 || ons != 1 || !strings.Contains(logged.String(), "undecodable event args") {
 		t.Fatalf("with an On handler: %d raw calls, %d On calls, log %q", raws, ons, logged.String())
 	}
-	good, _ := encodeValue([]any{1})
-	item.args = good
-	events.dispatch(&item)
+	good, _ := wire.EncodeValue([]any{1})
+	it.args = good
+	events.dispatch(&it)
 	if rawArgs != nil || ons != 2 {
 		t.Fatalf("a raw handler got Args %v (On calls %d)", rawArgs, ons)
 	}

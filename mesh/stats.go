@@ -1,6 +1,10 @@
 package mesh
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+
+	"github.com/verbosemesh/verbose/dedup"
+)
 
 // stats are the node's counters, updated with atomics on the event path.
 type stats struct {
@@ -11,6 +15,7 @@ type stats struct {
 	overflowed  atomic.Uint64
 	expired     atomic.Uint64
 	badPayloads atomic.Uint64
+	stale       atomic.Uint64
 	notices     atomic.Uint64
 	grafts      atomic.Uint64
 	prunes      atomic.Uint64
@@ -30,6 +35,7 @@ type Stats struct {
 	HandlerDropped uint64 // deliveries dropped because handlers were too slow
 	Skipped        uint64 // events declared lost after ReorderTimeout
 	Late           uint64 // events that arrived after a skip had declared them lost: dropped, reported as Overflow with ErrLate
+	Stale          uint64 // events dropped because what would tell them new was forgotten (an origin's long-gone boot)
 	BadPayloads    uint64 // malformed event payloads (their link was dropped)
 	Peers          int    // relay links
 	Buffered       int    // unacknowledged events over all links
@@ -70,6 +76,7 @@ func (s Stats) Sub(earlier Stats) Stats {
 	d.HandlerDropped -= earlier.HandlerDropped
 	d.Skipped -= earlier.Skipped
 	d.Late -= earlier.Late
+	d.Stale -= earlier.Stale
 	d.BadPayloads -= earlier.BadPayloads
 	d.Notices -= earlier.Notices
 	d.Grafts -= earlier.Grafts
@@ -91,19 +98,17 @@ func (n *Node) Stats() Stats {
 		Expired:        n.stats.expired.Load(),
 		HandlerDropped: n.disp.handlerDropped.Load(),
 		BadPayloads:    n.stats.badPayloads.Load(),
+		Stale:          n.stats.stale.Load(),
 		Notices:        n.stats.notices.Load(),
 		Grafts:         n.stats.grafts.Load(),
 		Prunes:         n.stats.prunes.Load(),
 		GraftResent:    n.stats.graftResent.Load(),
 		GraftMisses:    n.stats.graftMisses.Load(),
 	}
-	links := n.links()
-	n.routeMu.Lock()
-	os := n.order.Stats()
-	s.EagerLinks, s.LazyLinks = n.tree.counts(links)
-	n.routeMu.Unlock()
+	var os dedup.Stats
+	s.EagerLinks, s.LazyLinks, os = n.router.counts()
 	s.Skipped, s.Late = os.Skipped, os.Late
-	for _, l := range links {
+	for _, l := range n.router.snapshot() {
 		s.Peers++
 		s.Buffered += l.Buffered()
 	}

@@ -17,7 +17,7 @@ import (
 // network where several nodes emit continuously while a scheduler cuts
 // links, partitions the cluster, delays links and kills and restarts nodes
 // (same NodeID, new boot). At the end every fault is healed and the checker
-// (chaos_check.go) asserts the guarantees of DESIGN.md on every node.
+// (chaos_check.go) asserts the guarantees of DESIGN.md (at the repository root) on every node.
 //
 // Run it inside testing/synctest: time is virtual, so minutes of faults take
 // a second, and one seed replays the same fault schedule (the interleaving

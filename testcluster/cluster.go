@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/verbosemesh/verbose/internal/meshopt"
 	"github.com/verbosemesh/verbose/membership"
 	"github.com/verbosemesh/verbose/mesh"
 	"github.com/verbosemesh/verbose/relay/memnet"
@@ -144,12 +145,13 @@ func (c *Cluster) start(i int) {
 		cfg.Transport = c.net.Host(m.host)
 	}
 	if c.opts.Join {
-		cfg.FastGossip = true
+		opts := meshopt.Options{FastGossip: true}
 		if c.gossip != nil {
-			cfg.GossipTransport = c.gossip.Transport(m.id)
+			opts.GossipTransport = c.gossip.Transport(m.id)
 		} else {
 			cfg.GossipAddr = "127.0.0.1:0"
 		}
+		meshopt.Set(&cfg, opts)
 	}
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: m.id, Level: c.opts.LogLevel, Output: testWriter{c.t}})
 	node, err := mesh.New(cfg)

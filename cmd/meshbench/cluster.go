@@ -7,6 +7,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/verbosemesh/verbose/internal/meshopt"
 	"github.com/verbosemesh/verbose/membership"
 	"github.com/verbosemesh/verbose/mesh"
 	"github.com/verbosemesh/verbose/relay/memnet"
@@ -50,7 +51,7 @@ func newCluster(o options, spec clusterSpec, log hclog.Logger) (*cluster, error)
 		}
 		if join {
 			if gossip != nil {
-				cfg.GossipTransport = gossip.Transport(cfg.NodeID)
+				meshopt.Set(&cfg, meshopt.Options{GossipTransport: gossip.Transport(cfg.NodeID)})
 			} else {
 				cfg.GossipAddr = "127.0.0.1:0"
 			}

@@ -1,4 +1,4 @@
-package mesh
+package store
 
 import (
 	"bytes"
@@ -11,38 +11,36 @@ import (
 
 func TestRecentStoreIndexesBySeq(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	s := newRecentStore(8, time.Minute)
-	ev := func(origin string, seq uint64) *envelope {
-		return &envelope{Kind: kindEvent, Origin: origin, Boot: 1, Seq: seq, Name: "x", Args: []byte{0x90}}
-	}
+	s := NewRecent(8, time.Minute)
+	ev := func(origin string, seq uint64) Key { return Key{Origin: origin, Boot: 1, Seq: seq} }
 	for seq := uint64(1); seq <= 6; seq++ {
-		s.add(ev("a", seq), []byte{0x90}, false, t0)
-		s.add(ev("b", seq), []byte{0x90}, false, t0) // interleaved origins share the ring
+		s.Add(ev("a", seq), []byte{0x90}, false, t0)
+		s.Add(ev("b", seq), []byte{0x90}, false, t0) // interleaved origins share the ring
 	}
 	// The ring holds the newest 8: a 3..6 and b 3..6.
 	for seq := uint64(1); seq <= 6; seq++ {
 		for _, o := range []string{"a", "b"} {
-			got := s.get(eventKey{o, 1, seq}, t0) != nil
+			got := s.Get(Key{o, 1, seq}, t0) != nil
 			if want := seq >= 3; got != want {
 				t.Fatalf("%s/%d stored=%v, want %v", o, seq, got, want)
 			}
 		}
 	}
-	s.add(ev("a", 6), []byte{0x90}, false, t0) // a duplicate changes nothing
+	s.Add(ev("a", 6), []byte{0x90}, false, t0) // a duplicate changes nothing
 	if s.size != 8 {
 		t.Fatalf("size %d after a duplicate", s.size)
 	}
 	// A far jump restarts a's index; its old entries are no longer served.
-	s.add(ev("a", 1000), []byte{0x90}, false, t0)
-	if s.get(eventKey{"a", 1, 1000}, t0) == nil || s.get(eventKey{"a", 1, 6}, t0) != nil {
+	s.Add(ev("a", 1000), []byte{0x90}, false, t0)
+	if s.Get(Key{"a", 1, 1000}, t0) == nil || s.Get(Key{"a", 1, 6}, t0) != nil {
 		t.Fatal("a far jump was not indexed afresh")
 	}
 	// Age: nothing older than maxAge is served, and it is evicted.
 	later := t0.Add(2 * time.Minute)
-	if s.get(eventKey{"b", 1, 6}, later) != nil {
+	if s.Get(Key{"b", 1, 6}, later) != nil {
 		t.Fatal("an entry past maxAge was served")
 	}
-	s.add(ev("c", 1), []byte{0x90}, false, later)
+	s.Add(ev("c", 1), []byte{0x90}, false, later)
 	if s.size != 1 || len(s.byOrigin) != 1 {
 		t.Fatalf("after expiry: size %d, indexes %d; want 1 and 1", s.size, len(s.byOrigin))
 	}
@@ -52,37 +50,37 @@ func TestRecentStoreIndexesBySeq(t *testing.T) {
 // node's release path does: each add evicts the oldest entry.
 func BenchmarkStoreAdd(b *testing.B) {
 	const capacity = 4 * 1000
-	s := newRecentStore(capacity, time.Minute)
+	s := NewRecent(capacity, time.Minute)
 	origins := []string{"node-a", "node-b", "node-c", "node-d"}
-	envs := make([]envelope, len(origins))
+	keys := make([]Key, len(origins))
 	for i, o := range origins {
-		envs[i] = envelope{Kind: kindEvent, Origin: o, Boot: 1, Name: "x", Args: []byte{0x90}}
+		keys[i] = Key{Origin: o, Boot: 1}
 	}
 	payload := make([]byte, 120)
 	now := time.Unix(1000, 0)
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		env := &envs[i%len(envs)]
-		env.Seq++
-		s.add(env, payload, true, now)
+		k := &keys[i%len(keys)]
+		k.Seq++
+		s.Add(*k, payload, true, now)
 	}
 }
 
 // storeEvent is an event of origin for the store tests, with a payload of n
 // bytes that says which event it is.
-func storeEvent(origin string, seq uint64, n int) (*envelope, []byte) {
-	env := &envelope{Kind: kindEvent, Origin: origin, Boot: 1, Seq: seq, Name: "x"}
+func storeEvent(origin string, seq uint64, n int) (Key, []byte) {
+	k := Key{Origin: origin, Boot: 1, Seq: seq}
 	b := make([]byte, n)
 	r := rand.New(rand.NewPCG(seq, uint64(len(origin))+uint64(n)))
 	for i := range b {
 		b[i] = byte(r.Uint32())
 	}
-	return env, b
+	return k, b
 }
 
 // checkStore fails unless the store's accounting holds: the live bytes are
 // its entries', laid out in ring order, and every index is in use or free.
-func checkStore(t *testing.T, s *recentStore) {
+func checkStore(t *testing.T, s *Recent) {
 	t.Helper()
 	live := 0
 	for i := range s.size {
@@ -108,19 +106,19 @@ func checkStore(t *testing.T, s *recentStore) {
 // what get hands out is the caller's, unaffected by later adds.
 func TestRecentStoreCopiesPayload(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	s := newRecentStore(4, time.Minute)
+	s := NewRecent(4, time.Minute)
 	buf := []byte("first event")
-	s.add(&envelope{Origin: "a", Boot: 1, Seq: 1}, buf, false, t0)
+	s.Add(Key{"a", 1, 1}, buf, false, t0)
 	copy(buf, "XXXXXXXXXXX")
-	e := s.get(eventKey{"a", 1, 1}, t0)
-	if e == nil || string(e.payload) != "first event" || e.pathed {
+	e := s.Get(Key{"a", 1, 1}, t0)
+	if e == nil || string(e.Payload) != "first event" || e.Pathed {
 		t.Fatalf("got %+v, want the payload as added", e)
 	}
-	copy(e.payload, "YYYYY")
+	copy(e.Payload, "YYYYY")
 	for seq := uint64(2); seq <= 4; seq++ {
-		s.add(&envelope{Origin: "a", Boot: 1, Seq: seq}, []byte("later event"), true, t0)
+		s.Add(Key{"a", 1, seq}, []byte("later event"), true, t0)
 	}
-	if e := s.get(eventKey{"a", 1, 1}, t0); e == nil || string(e.payload) != "first event" {
+	if e := s.Get(Key{"a", 1, 1}, t0); e == nil || string(e.Payload) != "first event" {
 		t.Fatalf("got %+v after changing a copy and adding more, want the payload as added", e)
 	}
 }
@@ -130,10 +128,10 @@ func TestRecentStoreCopiesPayload(t *testing.T) {
 func TestRecentStoreWrapsMixedSizes(t *testing.T) {
 	const capacity = 64
 	t0 := time.Unix(1000, 0)
-	s := newRecentStore(capacity, time.Minute)
+	s := NewRecent(capacity, time.Minute)
 	r := rand.New(rand.NewPCG(1, 2))
 	type added struct {
-		k eventKey
+		k Key
 		b []byte
 	}
 	var all []added
@@ -142,36 +140,36 @@ func TestRecentStoreWrapsMixedSizes(t *testing.T) {
 	for i := range 5000 {
 		origin := fmt.Sprintf("node-%d", r.IntN(40))
 		if r.IntN(4) > 0 && len(all) > 0 { // mostly runs of one origin
-			origin = all[len(all)-1].k.origin
+			origin = all[len(all)-1].k.Origin
 		}
 		next[origin]++
 		n := r.IntN(3000)
 		if r.IntN(10) == 0 {
 			n = r.IntN(4) // tiny and empty ones too
 		}
-		env, b := storeEvent(origin, next[origin], n)
+		k, b := storeEvent(origin, next[origin], n)
 		wrapped, size := s.wr < s.rd, len(s.buf)
-		s.add(env, b, r.IntN(2) == 0, t0)
+		s.Add(k, b, r.IntN(2) == 0, t0)
 		if !wrapped && s.wr < s.rd {
 			wraps++
 		}
 		if len(s.buf) != size {
 			growths++
 		}
-		all = append(all, added{eventKey{origin, 1, env.Seq}, b})
+		all = append(all, added{k, b})
 		if i%97 != 0 && i != 4999 {
 			continue
 		}
 		checkStore(t, s)
 		for j, a := range all {
-			e := s.get(a.k, t0)
+			e := s.Get(a.k, t0)
 			if stored := j >= len(all)-capacity; !stored {
 				if e != nil {
 					t.Fatalf("add %d: evicted %v served", i, a.k)
 				}
 				continue
 			}
-			if e == nil || !bytes.Equal(e.payload, a.b) {
+			if e == nil || !bytes.Equal(e.Payload, a.b) {
 				t.Fatalf("add %d: %v not served as added (got %v)", i, a.k, e != nil)
 			}
 		}
@@ -188,14 +186,14 @@ func TestRecentStoreWrapsMixedSizes(t *testing.T) {
 // the store keep, its entries' bytes intact.
 func TestRecentStoreGrows(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	s := newRecentStore(100, time.Minute)
+	s := NewRecent(100, time.Minute)
 	if len(s.buf) != storeMinBytes {
 		t.Fatalf("starts at %d bytes, want %d", len(s.buf), storeMinBytes)
 	}
 	var payloads [][]byte
 	for seq := uint64(1); seq <= 100; seq++ {
-		env, b := storeEvent("a", seq, 5000)
-		s.add(env, b, true, t0)
+		k, b := storeEvent("a", seq, 5000)
+		s.Add(k, b, true, t0)
 		payloads = append(payloads, b)
 	}
 	if len(s.buf) != 8*storeMinBytes { // 500 000 bytes: 64 KiB doubled thrice
@@ -203,7 +201,7 @@ func TestRecentStoreGrows(t *testing.T) {
 	}
 	checkStore(t, s)
 	for i, b := range payloads {
-		if e := s.get(eventKey{"a", 1, uint64(i + 1)}, t0); e == nil || !bytes.Equal(e.payload, b) {
+		if e := s.Get(Key{"a", 1, uint64(i + 1)}, t0); e == nil || !bytes.Equal(e.Payload, b) {
 			t.Fatalf("seq %d not served as added", i+1)
 		}
 	}
@@ -214,11 +212,11 @@ func TestRecentStoreGrows(t *testing.T) {
 // and evicts nothing.
 func TestRecentStoreByteBound(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	s := newRecentStore(1000, time.Minute)
+	s := NewRecent(1000, time.Minute)
 	s.maxBytes = 4 * storeMinBytes // 262 144
 	for seq := uint64(1); seq <= 100; seq++ {
-		env, b := storeEvent("a", seq, 10_000)
-		s.add(env, b, true, t0)
+		k, b := storeEvent("a", seq, 10_000)
+		s.Add(k, b, true, t0)
 	}
 	checkStore(t, s)
 	if len(s.buf) != s.maxBytes || s.live > s.maxBytes || s.size < 20 || s.size > 26 {
@@ -228,20 +226,20 @@ func TestRecentStoreByteBound(t *testing.T) {
 	oldest := uint64(100 - s.size + 1)
 	for seq := uint64(1); seq <= 100; seq++ {
 		_, b := storeEvent("a", seq, 10_000)
-		e := s.get(eventKey{"a", 1, seq}, t0)
-		if seq < oldest && e != nil || seq >= oldest && (e == nil || !bytes.Equal(e.payload, b)) {
+		e := s.Get(Key{"a", 1, seq}, t0)
+		if seq < oldest && e != nil || seq >= oldest && (e == nil || !bytes.Equal(e.Payload, b)) {
 			t.Fatalf("seq %d: served %v, want only %d.. served, as added", seq, e != nil, oldest)
 		}
 	}
 	size := s.size
-	env, b := storeEvent("a", 101, s.maxBytes+1)
-	s.add(env, b, true, t0)
-	if s.get(eventKey{"a", 1, 101}, t0) != nil || s.size != size {
-		t.Fatalf("an event over the bound: stored %v, size %d (was %d)", s.get(eventKey{"a", 1, 101}, t0) != nil, s.size, size)
+	k, b := storeEvent("a", 101, s.maxBytes+1)
+	s.Add(k, b, true, t0)
+	if s.Get(Key{"a", 1, 101}, t0) != nil || s.size != size {
+		t.Fatalf("an event over the bound: stored %v, size %d (was %d)", s.Get(Key{"a", 1, 101}, t0) != nil, s.size, size)
 	}
-	env, b = storeEvent("a", 102, s.maxBytes) // exactly the bound: evicts all else
-	s.add(env, b, true, t0)
-	if e := s.get(eventKey{"a", 1, 102}, t0); e == nil || !bytes.Equal(e.payload, b) || s.size != 1 {
+	k, b = storeEvent("a", 102, s.maxBytes) // exactly the bound: evicts all else
+	s.Add(k, b, true, t0)
+	if e := s.Get(Key{"a", 1, 102}, t0); e == nil || !bytes.Equal(e.Payload, b) || s.size != 1 {
 		t.Fatalf("an event of the bound: stored %v, size %d", e != nil, s.size)
 	}
 	checkStore(t, s)
@@ -251,19 +249,19 @@ func TestRecentStoreByteBound(t *testing.T) {
 // leaves with its entry.
 func TestRecentStoreRepath(t *testing.T) {
 	t0 := time.Unix(1000, 0)
-	s := newRecentStore(2, time.Minute)
-	s.add(&envelope{Origin: "a", Boot: 1, Seq: 1}, []byte("as arrived"), false, t0)
-	s.repath(eventKey{"a", 1, 1}, []byte("with me on the path"), t0)
-	s.repath(eventKey{"a", 1, 9}, []byte("not stored"), t0) // ignored
-	if e := s.get(eventKey{"a", 1, 1}, t0); e == nil || !e.pathed || string(e.payload) != "with me on the path" {
+	s := NewRecent(2, time.Minute)
+	s.Add(Key{"a", 1, 1}, []byte("as arrived"), false, t0)
+	s.Repath(Key{"a", 1, 1}, []byte("with me on the path"), t0)
+	s.Repath(Key{"a", 1, 9}, []byte("not stored"), t0) // ignored
+	if e := s.Get(Key{"a", 1, 1}, t0); e == nil || !e.Pathed || string(e.Payload) != "with me on the path" {
 		t.Fatalf("got %+v, want the re-encoding", e)
 	}
-	s.add(&envelope{Origin: "a", Boot: 1, Seq: 2}, []byte("2"), false, t0)
-	s.add(&envelope{Origin: "a", Boot: 1, Seq: 3}, []byte("3"), false, t0)
-	if s.get(eventKey{"a", 1, 1}, t0) != nil || len(s.repathed) != 0 {
+	s.Add(Key{"a", 1, 2}, []byte("2"), false, t0)
+	s.Add(Key{"a", 1, 3}, []byte("3"), false, t0)
+	if s.Get(Key{"a", 1, 1}, t0) != nil || len(s.repathed) != 0 {
 		t.Fatalf("evicted: still served, or %d re-encodings kept", len(s.repathed))
 	}
-	if e := s.get(eventKey{"a", 1, 2}, t0); e == nil || e.pathed || string(e.payload) != "2" {
+	if e := s.Get(Key{"a", 1, 2}, t0); e == nil || e.Pathed || string(e.Payload) != "2" {
 		t.Fatalf("got %+v for the entry that took the slot", e)
 	}
 }
@@ -292,20 +290,20 @@ func TestStoreEntryHasNoPointers(t *testing.T) {
 // A warm store (ring full, byte ring grown, indexes sized) allocates nothing
 // per event.
 func TestRecentStoreAddAllocatesNothing(t *testing.T) {
-	s := newRecentStore(4000, time.Minute)
-	envs := []*envelope{{Origin: "a", Boot: 1}, {Origin: "b", Boot: 1}, {Origin: "c", Boot: 2}}
+	s := NewRecent(4000, time.Minute)
+	keys := []*Key{{Origin: "a", Boot: 1}, {Origin: "b", Boot: 1}, {Origin: "c", Boot: 2}}
 	payload := make([]byte, 300)
 	now := time.Unix(1000, 0)
 	i := 0
 	add := func() {
-		env := envs[i%len(envs)]
+		k := keys[i%len(keys)]
 		if i%7 != 0 { // runs of one origin, as well as interleaving
-			env = envs[0]
+			k = keys[0]
 		}
 		i++
-		env.Seq++
+		k.Seq++
 		now = now.Add(time.Millisecond)
-		s.add(env, payload, i%2 == 0, now)
+		s.Add(*k, payload, i%2 == 0, now)
 	}
 	for range 3 * 4000 {
 		add()
@@ -328,24 +326,24 @@ func TestRecentStoreAddAllocatesNothing(t *testing.T) {
 // caches, as there.
 func BenchmarkStoreAddBlast(b *testing.B) {
 	const capacity = 4 * 4096
-	stores := make([]*recentStore, 5)
-	envs := make([]envelope, len(stores))
+	stores := make([]*Recent, 5)
+	keys := make([]Key, len(stores))
 	for i := range stores {
-		stores[i] = newRecentStore(capacity, time.Minute)
-		envs[i] = envelope{Kind: kindEvent, Origin: "bench-00", Boot: 1, Name: "blast", Args: []byte{0x90}}
+		stores[i] = NewRecent(capacity, time.Minute)
+		keys[i] = Key{Origin: "bench-00", Boot: 1}
 	}
 	payload := make([]byte, 178)
 	now := time.Unix(1000, 0)
 	for i := range 2 * capacity * len(stores) { // fill every store first
-		env := &envs[i%len(stores)]
-		env.Seq++
-		stores[i%len(stores)].add(env, payload, false, now)
+		k := &keys[i%len(stores)]
+		k.Seq++
+		stores[i%len(stores)].Add(*k, payload, false, now)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		env := &envs[i%len(stores)]
-		env.Seq++
-		stores[i%len(stores)].add(env, payload, false, now)
+		k := &keys[i%len(stores)]
+		k.Seq++
+		stores[i%len(stores)].Add(*k, payload, false, now)
 	}
 }

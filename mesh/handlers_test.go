@@ -2,22 +2,6 @@ package mesh
 
 import "testing"
 
-// The blast's event shape: an index, a timestamp and 112 bytes of padding.
-func BenchmarkDecodeArgsBlast(b *testing.B) {
-	raw, release, err := encodeArgs([]any{int64(1 << 40), int64(1 << 60), make([]byte, 112)})
-	if err != nil {
-		b.Fatal(err)
-	}
-	raw = append([]byte(nil), raw...)
-	release()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := decodeArgs(raw, nil); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 // handlers (the dispatcher's per-event lookup) skips the map when only
 // catch-all handlers exist, and stays right as registrations come and go.
 func TestHandlerSnapHandlers(t *testing.T) {

@@ -1,0 +1,409 @@
+package plumtree
+
+import (
+	"time"
+
+	"github.com/verbosemesh/verbose/mesh/internal/wire"
+)
+
+// Timing of the tree. The grace must stay well under the orderer's
+// ReorderTimeout so that a graft repairs a broken path before the orderer
+// gives up on the gap.
+const (
+	RoundInterval = 5 * time.Millisecond   // lazy notices are batched this long
+	graftGrace    = 3 * RoundInterval      // a noticed event missing this long is grafted
+	graftRetry    = 50 * RoundInterval     // a graft unanswered this long goes to the next announcer
+	pruneRetry    = 20 * RoundInterval     // a peer still eager after a PRUNE is pruned again
+	maxWaits      = 64                     // notices remembered per missing (origin, boot)
+	sweepInterval = 500 * time.Millisecond // idle origins are forgotten this often
+)
+
+// PeerID names a peer (one of the caller's links). AddPeer hands them out
+// and reuses them after RemovePeer.
+type PeerID int32
+
+// NoPeer is no peer at all.
+const NoPeer PeerID = -1
+
+// Watermarks is what the caller's orderer says of (origin, boot): every seq
+// below next was released (or declared lost) there; ok is false for a boot
+// it would refuse.
+type Watermarks interface {
+	Next(origin string, boot uint64) (next uint64, ok bool)
+}
+
+// Config configures a Machine.
+type Config struct {
+	Self     string // this node's id
+	SelfBoot uint64 // this node's boot: its first event's seq
+	// Flood keeps every peer eager: no notice, no PRUNE sent, PRUNEs
+	// ignored; IHAVE and GRAFT are still answered.
+	Flood bool
+	// GiveUp bounds how long a missing (origin, boot) is grafted: as long
+	// as the orderer waits for a gap, and long enough for a second graft.
+	GiveUp time.Duration
+	// IdleTimeout forgets an origin with no event for this long.
+	IdleTimeout time.Duration
+	Released    Watermarks
+}
+
+// Ready is what the caller must carry out, in order, before its next
+// input: Sends first, then Resends.
+type Ready struct {
+	Sends   []Send
+	Resends []Resend
+}
+
+// Send is a message to encode and send to a peer.
+type Send struct {
+	To  PeerID
+	Msg wire.TreeMessage
+}
+
+// Resend asks for the stored events of (Origin, Boot) from From to Upto,
+// in order, on To: the answer to To's GRAFT.
+type Resend struct {
+	To         PeerID
+	Origin     string
+	Boot       uint64
+	From, Upto uint64
+}
+
+// Machine is one node's broadcast tree. The zero value is not usable: New.
+type Machine struct {
+	cfg     Config
+	ownNext uint64 // next seq of this node's own events
+	peers   []peer // by PeerID
+	freeIDs []PeerID
+	down    int // live peers that are down
+	origins map[string]*origin
+	// The origin of the previous event: consecutive events mostly share
+	// it, and hashing the origin for each lookup was a large part of the
+	// router's cost.
+	lastName   string
+	lastOrigin *origin
+
+	notices notices
+	missing map[originBoot]*missing
+
+	out       Ready
+	fwd       []PeerID // Emit's and Release's answer, reused
+	due       bool     // work appeared since TakeDue last said so
+	lastSweep time.Time
+}
+
+type originBoot struct {
+	origin string
+	boot   uint64
+}
+
+// peer is what the machine knows of one of the caller's links.
+type peer struct {
+	live       bool   // the ID is in use
+	up         bool   // connected: a lazy peer gets notices; a peer that is down gets every event in full
+	node       string // remote node id, "" before the first handshake
+	remoteBoot uint64
+	announce   bool // re-announce every lazy origin at the next round (reconnected)
+}
+
+// New returns a machine with no peer.
+func New(cfg Config) *Machine {
+	cfg.GiveUp = max(cfg.GiveUp, 2*graftRetry)
+	return &Machine{
+		cfg:     cfg,
+		ownNext: cfg.SelfBoot,
+		origins: make(map[string]*origin),
+		notices: notices{dirty: make(map[originBoot]uint64)},
+		missing: make(map[originBoot]*missing),
+	}
+}
+
+// Ready returns the outputs of the inputs since the last call. The slices
+// are reused by the next input: carry them out first.
+func (m *Machine) Ready() Ready {
+	r := m.out
+	m.out.Sends, m.out.Resends = m.out.Sends[:0], m.out.Resends[:0]
+	return r
+}
+
+// TakeDue reports whether work appeared (notices to send, events missing,
+// a peer to re-announce to) since it last said so: the caller then makes
+// sure a Round comes within RoundInterval.
+func (m *Machine) TakeDue() bool {
+	d := m.due
+	m.due = false
+	return d
+}
+
+func (m *Machine) send(to PeerID, msg wire.TreeMessage) {
+	m.out.Sends = append(m.out.Sends, Send{To: to, Msg: msg})
+}
+
+// AddPeer starts tracking a new link, down until PeerUp.
+func (m *Machine) AddPeer() PeerID {
+	var id PeerID
+	if k := len(m.freeIDs); k > 0 {
+		id, m.freeIDs = m.freeIDs[k-1], m.freeIDs[:k-1]
+	} else {
+		id = PeerID(len(m.peers))
+		m.peers = append(m.peers, peer{})
+	}
+	m.peers[id] = peer{live: true}
+	m.down++
+	return id
+}
+
+// PeerUp notes a completed handshake with node (boot remoteBoot) on p. A
+// remote that restarted has forgotten its tree: p is eager again for every
+// origin. Either way the lazy origins are re-announced on p at the next
+// round, since no notice goes to a peer that is down.
+func (m *Machine) PeerUp(p PeerID, node string, remoteBoot uint64) {
+	pr := m.peer(p)
+	if pr == nil {
+		return
+	}
+	if pr.remoteBoot != remoteBoot {
+		pr.remoteBoot = remoteBoot
+		m.unmark(p)
+	}
+	if !pr.up {
+		pr.up = true
+		m.down--
+	}
+	pr.node = node
+	if !m.cfg.Flood {
+		pr.announce, m.due = true, true
+	}
+}
+
+// PeerDown notes that p's connection is lost; it buffers what it is sent.
+func (m *Machine) PeerDown(p PeerID) {
+	if pr := m.peer(p); pr != nil && pr.up {
+		pr.up = false
+		m.down++
+	}
+}
+
+// RemovePeer forgets p; its ID may be handed out again.
+func (m *Machine) RemovePeer(p PeerID) {
+	pr := m.peer(p)
+	if pr == nil {
+		return
+	}
+	if !pr.up {
+		m.down--
+	}
+	m.unmark(p)
+	for _, ms := range m.missing {
+		ms.forget(p)
+	}
+	m.peers[p] = peer{}
+	m.freeIDs = append(m.freeIDs, p)
+}
+
+func (m *Machine) peer(p PeerID) *peer {
+	if p < 0 || int(p) >= len(m.peers) || !m.peers[p].live {
+		return nil
+	}
+	return &m.peers[p]
+}
+
+// unmark drops p's marks in every origin's tree.
+func (m *Machine) unmark(p PeerID) {
+	for _, o := range m.origins {
+		o.setDefault(p)
+		if o.provider == p {
+			o.provider = NoPeer
+		}
+	}
+}
+
+// origin returns the tree of name, made if there is none.
+func (m *Machine) origin(name string, now time.Time) *origin {
+	if m.lastOrigin != nil && name == m.lastName {
+		m.lastOrigin.last = now
+		return m.lastOrigin
+	}
+	o := m.origins[name]
+	if o == nil {
+		o = &origin{relayed: !m.cfg.Flood && name != m.cfg.Self, provider: NoPeer}
+		m.origins[name] = o
+	}
+	m.lastName, m.lastOrigin = name, o
+	o.last = now
+	return o
+}
+
+func (m *Machine) forgetOrigin(name string) {
+	delete(m.origins, name)
+	if name == m.lastName {
+		m.lastName, m.lastOrigin = "", nil
+	}
+}
+
+// skip reports whether an event of o goes to peer p as a notice only: p is
+// lazy for it and connected. A peer that is down gets events in full,
+// whether eager or lazy, as with flooding: its retransmit buffer keeps them
+// for the absent node, who gets exactly what it missed when it is back (the
+// resent copies it already had are duplicates that prune it again).
+// Otherwise an absent node's backlog would sit only in its parent's buffer,
+// and a crash of the parent would lose it.
+func (m *Machine) skip(o *origin, p PeerID) bool {
+	return m.peers[p].up && o.isLazy(p)
+}
+
+// Emit decides where this node's own event seq goes: the peers it returns
+// get it in full (valid until the next call), the lazy ones a notice.
+func (m *Machine) Emit(seq uint64, now time.Time) []PeerID {
+	o := m.origin(m.cfg.Self, now)
+	m.fwd = m.fwd[:0]
+	for i := range m.peers {
+		p := PeerID(i)
+		if m.peers[i].live && !m.skip(o, p) {
+			m.fwd = append(m.fwd, p)
+		}
+	}
+	m.ownNext = seq + 1
+	m.advanced(o, m.cfg.Self, m.cfg.SelfBoot, seq)
+	return m.fwd
+}
+
+// Release decides where an event the orderer released goes: in full to the
+// peers it returns (valid until the next call): the eager ones and those
+// down, but not from, the peer it came over, nor a peer whose node is on
+// path; the lazy ones get a notice at the next round.
+func (m *Machine) Release(origin string, boot, seq uint64, from PeerID, path []string, now time.Time) []PeerID {
+	o := m.origin(origin, now)
+	m.fwd = m.fwd[:0]
+	if !o.leaf() || m.down > 0 {
+		for i := range m.peers {
+			p := PeerID(i)
+			if !m.peers[i].live || p == from || m.skip(o, p) || onPath(path, m.peers[i].node) {
+				continue
+			}
+			m.fwd = append(m.fwd, p)
+		}
+	}
+	m.advanced(o, origin, boot, seq)
+	return m.fwd
+}
+
+func onPath(path []string, node string) bool {
+	if node == "" {
+		return false
+	}
+	for _, id := range path {
+		if id == node {
+			return true
+		}
+	}
+	return false
+}
+
+// advanced records that o's (origin, boot) released up to seq.
+func (m *Machine) advanced(o *origin, name string, boot, seq uint64) {
+	switch {
+	case boot > o.boot:
+		o.boot, o.upto = boot, seq
+	case boot == o.boot && seq > o.upto:
+		o.upto = seq
+	}
+	if m.cfg.Flood || !o.relayed && o.lazyN == 0 {
+		return // nobody to notify
+	}
+	if m.notices.mark(originBoot{name, boot}, seq) {
+		m.due = true
+	}
+}
+
+// Fresh records that a fresh event of origin came over p.
+func (m *Machine) Fresh(origin string, p PeerID, now time.Time) {
+	m.origin(origin, now).provider = p
+}
+
+// Duplicate handles an event of origin that arrived again, over p: another
+// path delivered it first, so p need not carry origin's events in full. p
+// is pruned (and pruned again, at most every pruneRetry, while duplicates
+// keep coming over it: the two sides' views crossed).
+func (m *Machine) Duplicate(origin string, p PeerID, now time.Time) {
+	if m.cfg.Flood || origin == m.cfg.Self || m.peer(p) == nil {
+		return
+	}
+	o := m.origin(origin, now)
+	if p == o.provider {
+		return
+	}
+	if m.peers[p].node == origin && o.provider != NoPeer {
+		// The origin's own link is never pruned: one hop is the best path
+		// there is, and a full mesh then settles on the origin's star,
+		// where nothing is forwarded. The peer that happened to win the
+		// race is pruned instead.
+		p, o.provider = o.provider, p
+	}
+	if sent, lazy := o.prunedAt(p); lazy && now.Sub(sent) < pruneRetry {
+		return
+	}
+	o.setLazy(p, now)
+	m.send(p, wire.NewPrune(origin))
+}
+
+// Prune handles a PRUNE from p: origin's events go to p as notices only.
+func (m *Machine) Prune(p PeerID, origin string, now time.Time) {
+	if m.cfg.Flood || m.peer(p) == nil {
+		return
+	}
+	o := m.origin(origin, now)
+	if _, lazy := o.prunedAt(p); !lazy {
+		o.setLazy(p, time.Time{})
+	}
+}
+
+// Graft handles a GRAFT from p: p is eager for the origin again, and is
+// resent what this node released of (origin, boot) from seq from on.
+func (m *Machine) Graft(p PeerID, g *wire.Graft, now time.Time) {
+	if m.peer(p) == nil {
+		return
+	}
+	m.origin(g.Origin, now).setEager(p)
+	next, ok := m.released(g.Origin, g.Boot)
+	if !ok || next <= g.From {
+		return
+	}
+	m.out.Resends = append(m.out.Resends, Resend{To: p, Origin: g.Origin, Boot: g.Boot, From: g.From, Upto: next - 1})
+}
+
+// released is the watermark of (origin, boot): every seq below it was
+// released here. ok is false for a boot this node would refuse.
+func (m *Machine) released(origin string, boot uint64) (uint64, bool) {
+	if origin == m.cfg.Self {
+		return m.ownNext, boot == m.cfg.SelfBoot
+	}
+	return m.cfg.Released.Next(origin, boot)
+}
+
+// Provider is the peer the last fresh event of origin came over (its
+// parent in origin's tree), NoPeer if none.
+func (m *Machine) Provider(origin string) PeerID {
+	if o := m.origins[origin]; o != nil {
+		return o.provider
+	}
+	return NoPeer
+}
+
+// Counts returns the (origin, peer) pairs that are eager and lazy, over the
+// origins the machine knows (this node included) and the live peers,
+// leaving out a peer that is the origin itself.
+func (m *Machine) Counts() (eager, lazy int) {
+	for name, o := range m.origins {
+		for i := range m.peers {
+			switch pr := &m.peers[i]; {
+			case !pr.live || pr.node == name:
+			case o.isLazy(PeerID(i)):
+				lazy++
+			default:
+				eager++
+			}
+		}
+	}
+	return eager, lazy
+}

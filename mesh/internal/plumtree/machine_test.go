@@ -1,0 +1,246 @@
+package plumtree
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/verbosemesh/verbose/mesh/internal/wire"
+)
+
+var t0 = time.Unix(1000, 0)
+
+// marks is a Watermarks the tests set by hand: next[origin/boot].
+type marks map[string]uint64
+
+func (w marks) Next(origin string, boot uint64) (uint64, bool) {
+	if n, ok := w[fmt.Sprint(origin, "/", boot)]; ok {
+		return n, true
+	}
+	return boot, true
+}
+
+// newTest is the machine of node "me" (boot 100) with peers to nodes a, b
+// and c, all up: PeerIDs 0, 1, 2.
+func newTest(t *testing.T, flood bool) (*Machine, marks) {
+	t.Helper()
+	w := marks{}
+	m := New(Config{Self: "me", SelfBoot: 100, Flood: flood, GiveUp: time.Second, IdleTimeout: time.Hour, Released: w})
+	for i, node := range []string{"a", "b", "c"} {
+		if p := m.AddPeer(); p != PeerID(i) {
+			t.Fatalf("AddPeer gave %d, want %d", p, i)
+		}
+		m.PeerUp(PeerID(i), node, 1)
+	}
+	m.Ready()
+	m.TakeDue()
+	return m, w
+}
+
+// sends describes the messages of r as "to:KIND origin" strings, sorted.
+func sends(r Ready) []string {
+	var out []string
+	for _, s := range r.Sends {
+		switch msg := s.Msg.(type) {
+		case *wire.IHave:
+			for _, e := range msg.Entries {
+				out = append(out, fmt.Sprintf("%d:IHAVE %s/%d/%d", s.To, e.Origin, e.Boot, e.Upto))
+			}
+		case *wire.Graft:
+			out = append(out, fmt.Sprintf("%d:GRAFT %s/%d/%d", s.To, msg.Origin, msg.Boot, msg.From))
+		case *wire.Prune:
+			out = append(out, fmt.Sprintf("%d:PRUNE %s", s.To, msg.Origin))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func want(t *testing.T, what string, got, want []string) {
+	t.Helper()
+	if !slices.Equal(got, want) {
+		t.Fatalf("%s: got %q, want %q", what, got, want)
+	}
+}
+
+func ids(ps []PeerID) []string {
+	var out []string
+	for _, p := range ps {
+		out = append(out, fmt.Sprint(p))
+	}
+	return out
+}
+
+// This node's own events go to every peer until one prunes them; the
+// pruned peer then gets notices, the others the events.
+func TestEmitEagerUntilPruned(t *testing.T) {
+	m, _ := newTest(t, false)
+	want(t, "first emit", ids(m.Emit(100, t0)), []string{"0", "1", "2"})
+	if m.TakeDue() {
+		t.Fatal("notices due with every peer eager")
+	}
+	m.Prune(1, "me", t0)
+	want(t, "after b pruned", ids(m.Emit(101, t0)), []string{"0", "2"})
+	if !m.TakeDue() {
+		t.Fatal("no notice due for the pruned peer")
+	}
+	m.Round(t0)
+	want(t, "notice", sends(m.Ready()), []string{"1:IHAVE me/100/101"})
+	m.Graft(1, wire.NewGraft("me", 100, 101), t0)
+	rd := m.Ready()
+	if len(rd.Resends) != 1 || rd.Resends[0] != (Resend{To: 1, Origin: "me", Boot: 100, From: 101, Upto: 101}) {
+		t.Fatalf("resends %+v, want 101 to b", rd.Resends)
+	}
+	want(t, "after b grafted", ids(m.Emit(102, t0)), []string{"0", "1", "2"})
+}
+
+// Another origin's events are relayed only over peers that grafted them,
+// never back to the peer they came from nor to a node on their path; a
+// leaf (no peer grafted) relays nothing while every peer is up.
+func TestReleaseFollowsGrafts(t *testing.T) {
+	m, w := newTest(t, false)
+	want(t, "leaf", ids(m.Release("x", 5, 5, 0, []string{"x", "a"}, t0)), nil)
+	w["x/5"] = 6
+	m.Graft(2, wire.NewGraft("x", 5, 6), t0)
+	m.Graft(1, wire.NewGraft("x", 5, 6), t0)
+	m.Ready()
+	want(t, "grafted by b and c", ids(m.Release("x", 5, 6, 0, []string{"x", "a"}, t0)), []string{"1", "2"})
+	want(t, "c on the path", ids(m.Release("x", 5, 7, 0, []string{"x", "c"}, t0)), []string{"1"})
+	want(t, "from b", ids(m.Release("x", 5, 8, 1, []string{"x", "b"}, t0)), []string{"2"})
+}
+
+// A peer that is down gets every event in full, lazy or not: its buffer
+// keeps them for when it is back. It gets no notice, and is re-announced
+// every lazy origin when it is back.
+func TestPeerDownGetsEventsInFull(t *testing.T) {
+	m, _ := newTest(t, false)
+	m.PeerDown(2)
+	want(t, "leaf with c down", ids(m.Release("x", 5, 5, 0, []string{"x"}, t0)), []string{"2"})
+	m.Round(t0)
+	// Notices go to every lazy peer that is up, the one the event came from
+	// included (the machine does not track who has what), but never to the
+	// origin's own link.
+	want(t, "notices while c is down", sends(m.Ready()), []string{"0:IHAVE x/5/5", "1:IHAVE x/5/5"})
+	m.PeerUp(2, "c", 1)
+	if !m.TakeDue() {
+		t.Fatal("no round due after c came back")
+	}
+	m.Round(t0)
+	want(t, "re-announced to c", sends(m.Ready()), []string{"2:IHAVE x/5/5"})
+	want(t, "leaf again", ids(m.Release("x", 5, 6, 0, []string{"x"}, t0)), nil)
+}
+
+// A remote that restarted (a new boot in its handshake) has forgotten the
+// tree: its marks go, and what it had grafted is lazy again.
+func TestRestartedPeerForgetsItsMarks(t *testing.T) {
+	m, w := newTest(t, false)
+	w["x/5"] = 6
+	m.Graft(1, wire.NewGraft("x", 5, 6), t0)
+	m.Prune(2, "me", t0)
+	m.PeerUp(1, "b", 1) // a reconnect of the same boot keeps them
+	want(t, "reconnect", ids(m.Release("x", 5, 6, 0, nil, t0)), []string{"1"})
+	m.PeerUp(1, "b", 2)
+	m.PeerUp(2, "c", 2)
+	want(t, "restarted b", ids(m.Release("x", 5, 7, 0, nil, t0)), nil)
+	want(t, "restarted c", ids(m.Emit(100, t0)), []string{"0", "1", "2"})
+}
+
+// A duplicate prunes its peer once, then at most every pruneRetry; never
+// the provider of the origin's last fresh event; the origin's own link is
+// never pruned (the provider is, in its place); nothing in flood mode.
+func TestDuplicatePrunes(t *testing.T) {
+	m, _ := newTest(t, false)
+	m.Duplicate("x", 0, t0)
+	want(t, "first duplicate", sends(m.Ready()), []string{"0:PRUNE x"})
+	m.Duplicate("x", 0, t0.Add(pruneRetry/2))
+	want(t, "within pruneRetry", sends(m.Ready()), nil)
+	m.Duplicate("x", 0, t0.Add(pruneRetry))
+	want(t, "after pruneRetry", sends(m.Ready()), []string{"0:PRUNE x"})
+	m.Fresh("y", 1, t0)
+	m.Duplicate("y", 1, t0)
+	want(t, "the provider", sends(m.Ready()), nil)
+	m.Fresh("a", 2, t0) // a's event came first through c
+	m.Duplicate("a", 0, t0)
+	want(t, "over a's own link", sends(m.Ready()), []string{"2:PRUNE a"})
+	if m.Provider("a") != 0 {
+		t.Fatalf("provider of a is %d, want its own link", m.Provider("a"))
+	}
+	f, _ := newTest(t, true)
+	f.Duplicate("x", 0, t0)
+	f.Prune(1, "me", t0)
+	want(t, "flood", sends(f.Ready()), nil)
+	want(t, "flood ignores PRUNE", ids(f.Emit(100, t0)), []string{"0", "1", "2"})
+}
+
+// A noticed event is grafted after the grace, from the announcers in
+// turn while it stays missing, at most every graftRetry, and given up
+// after GiveUp; a notice of what was released, or of our own events, is
+// ignored.
+func TestNoticeGrafted(t *testing.T) {
+	m, w := newTest(t, false)
+	w["x/5"] = 6 // something of x/5 was released: the grace applies
+	m.IHave(0, wire.NewIHave([]wire.Notice{{Origin: "x", Boot: 5, Upto: 9}, {Origin: "me", Boot: 100, Upto: 200}}), t0)
+	m.IHave(1, wire.NewIHave([]wire.Notice{{Origin: "x", Boot: 5, Upto: 9}, {Origin: "y", Boot: 7, Upto: 4000}}), t0)
+	if !m.TakeDue() {
+		t.Fatal("nothing due after notices of missing events")
+	}
+	m.Round(t0.Add(graftGrace - time.Millisecond))
+	// y/7: nothing of it released here, no eager path: grafted at once.
+	want(t, "before the grace", sends(m.Ready()), []string{"1:GRAFT y/7/7"})
+	m.Round(t0.Add(graftGrace))
+	want(t, "after the grace", sends(m.Ready()), []string{"0:GRAFT x/5/6"})
+	w["y/7"] = 4001 // y/7 answered
+	m.Round(t0.Add(graftGrace + graftRetry/2))
+	want(t, "within graftRetry", sends(m.Ready()), nil)
+	w["x/5"] = 8 // partly answered
+	m.Round(t0.Add(graftGrace + graftRetry))
+	want(t, "the next announcer", sends(m.Ready()), []string{"1:GRAFT x/5/8"})
+	m.PeerDown(0)
+	m.Round(t0.Add(graftGrace + 2*graftRetry))
+	want(t, "a is down: b again", sends(m.Ready()), []string{"1:GRAFT x/5/8"})
+	if !m.Round(t0.Add(graftGrace + 3*graftRetry)) {
+		t.Fatal("no round wanted while x/5 is missing")
+	}
+	m.Ready()
+	if m.Round(t0.Add(time.Second + graftRetry)) { // a graft due, past GiveUp
+		t.Fatal("still grafting after GiveUp")
+	}
+	want(t, "given up", sends(m.Ready()), nil)
+	w["x/5"] = 10
+	m.IHave(0, wire.NewIHave([]wire.Notice{{Origin: "x", Boot: 5, Upto: 9}}), t0)
+	if m.TakeDue() {
+		t.Fatal("a notice of released events is missing")
+	}
+}
+
+// RemovePeer forgets the peer's marks and its announcements, and its ID is
+// handed out again, unmarked.
+func TestRemovePeerReusesID(t *testing.T) {
+	m, w := newTest(t, false)
+	w["x/5"] = 6
+	m.Graft(1, wire.NewGraft("x", 5, 6), t0)
+	m.IHave(1, wire.NewIHave([]wire.Notice{{Origin: "z", Boot: 3, Upto: 9}}), t0)
+	m.Ready()
+	m.RemovePeer(1)
+	m.Round(t0)
+	want(t, "no announcer left", sends(m.Ready()), nil)
+	if p := m.AddPeer(); p != 1 {
+		t.Fatalf("AddPeer gave %d, want the freed 1", p)
+	}
+	m.PeerUp(1, "d", 1)
+	want(t, "the new peer 1 is unmarked", ids(m.Release("x", 5, 6, 0, nil, t0)), nil)
+}
+
+// Counts counts (origin, peer) pairs over live peers, leaving out the
+// origin's own link.
+func TestCounts(t *testing.T) {
+	m, w := newTest(t, false)
+	m.Emit(100, t0)                  // me: eager on a, b, c
+	m.Release("a", 5, 5, 0, nil, t0) // a: lazy on b, c (a's own link left out)
+	w["a/5"] = 6
+	m.Graft(2, wire.NewGraft("a", 5, 5), t0)
+	if e, l := m.Counts(); e != 4 || l != 1 {
+		t.Fatalf("counts %d eager, %d lazy; want 4, 1", e, l)
+	}
+}

@@ -1,0 +1,81 @@
+package plumtree
+
+import "github.com/verbosemesh/verbose/mesh/internal/wire"
+
+// notices collects the (origin, boot)s released since the last round, with
+// the highest seq of each: what the lazy peers are told of. The last one
+// marked is kept apart (consecutive events mostly share it, and hashing its
+// origin per event cost more than the rest) and folded in before a round.
+type notices struct {
+	dirty    map[originBoot]uint64
+	last     originBoot
+	lastUpto uint64
+}
+
+// mark records that k released up to seq. It reports whether nothing was
+// marked before (a round is due).
+func (n *notices) mark(k originBoot, seq uint64) bool {
+	if n.last.origin != "" {
+		if k == n.last {
+			n.lastUpto = max(n.lastUpto, seq)
+			return false
+		}
+		n.flush()
+		n.last, n.lastUpto = k, seq
+		return false
+	}
+	wasEmpty := len(n.dirty) == 0
+	n.last, n.lastUpto = k, seq
+	return wasEmpty
+}
+
+// flush folds the last marked into dirty.
+func (n *notices) flush() {
+	if k := n.last; k.origin != "" {
+		n.dirty[k] = max(n.dirty[k], n.lastUpto)
+		n.last, n.lastUpto = originBoot{}, 0
+	}
+}
+
+// sendNotices sends, to each connected peer, IHAVE batches naming the
+// (origin, boot)s released since the last round for which the peer is
+// lazy (every lazy origin after a reconnect). A peer that is down gets
+// none: it would only fill its retransmit buffer; it is re-announced when
+// it is back.
+func (m *Machine) sendNotices() {
+	m.notices.flush()
+	dirty := m.notices.dirty
+	defer clear(dirty)
+	if m.cfg.Flood {
+		return
+	}
+	for i := range m.peers {
+		pr := &m.peers[i]
+		if !pr.live || !pr.up || len(dirty) == 0 && !pr.announce {
+			continue
+		}
+		p := PeerID(i)
+		var entries []wire.Notice
+		announce := pr.announce
+		if announce {
+			pr.announce = false
+			for name, o := range m.origins {
+				if name != pr.node && o.boot != 0 && o.isLazy(p) {
+					entries = append(entries, wire.Notice{Origin: name, Boot: o.boot, Upto: o.upto})
+				}
+			}
+		}
+		for k, upto := range dirty {
+			o := m.origins[k.origin]
+			if k.origin == pr.node || o == nil || !o.isLazy(p) || announce && k.boot == o.boot {
+				continue // the origin itself, eager, or announced above up to o.upto
+			}
+			entries = append(entries, wire.Notice{Origin: k.origin, Boot: k.boot, Upto: upto})
+		}
+		for len(entries) > 0 {
+			batch := entries[:min(len(entries), wire.MaxNotices)]
+			entries = entries[len(batch):]
+			m.send(p, wire.NewIHave(batch))
+		}
+	}
+}

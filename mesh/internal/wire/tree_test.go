@@ -1,0 +1,89 @@
+package wire
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestTreePayloadsDecode(t *testing.T) {
+	most := make([]Notice, MaxNotices)
+	for i := range most {
+		most[i] = Notice{Origin: fmt.Sprint("n", i), Boot: 1, Upto: 1}
+	}
+	good := []TreeMessage{
+		NewIHave([]Notice{{Origin: "a", Boot: 1, Upto: 5}}),
+		NewGraft("a", 1, 3),
+		NewPrune("a"),
+		NewIHave(most),
+	}
+	for _, m := range good {
+		b, err := EncodeValue(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if enc := m.Encode(); string(enc) != string(b) {
+			t.Errorf("%T: Encode %x, go-msgpack %x", m, enc, b)
+		}
+		if err := decodeTreePayload(b); err != nil {
+			t.Errorf("%T: %v", m, err)
+		}
+	}
+	bad := []TreeMessage{
+		NewIHave([]Notice{{Origin: "", Boot: 1, Upto: 5}}),
+		NewIHave([]Notice{{Origin: "a", Boot: 5, Upto: 4}}),
+		NewGraft("a", 0, 3),
+		NewGraft("a", 4, 3),
+		NewPrune(""),
+		// Since the move: an origin over MaxOrigin, a batch over MaxNotices.
+		NewIHave([]Notice{{Origin: strings.Repeat("o", MaxOrigin+1), Boot: 1, Upto: 5}}),
+		NewGraft(strings.Repeat("o", MaxOrigin+1), 1, 3),
+		NewPrune(strings.Repeat("o", MaxOrigin+1)),
+		NewIHave(append(most, Notice{Origin: "a", Boot: 1, Upto: 1})),
+	}
+	for _, m := range bad {
+		b, _ := EncodeValue(m)
+		if err := decodeTreePayload(b); err == nil {
+			t.Errorf("%+v accepted", m)
+		}
+	}
+	for _, b := range [][]byte{nil, {0x80}, {0x90}, {0x91, 0xcc}, {0xdc, 0x00}} {
+		if _, err := PayloadKind(b); err == nil {
+			t.Errorf("PayloadKind(% x) accepted", b)
+		}
+	}
+}
+
+// decodeTreePayload decodes any tree payload by its kind.
+func decodeTreePayload(b []byte) error {
+	kind, err := PayloadKind(b)
+	if err != nil {
+		return err
+	}
+	switch kind {
+	case KindIHave:
+		_, err = DecodeIHave(b)
+	case KindGraft:
+		_, err = DecodeGraft(b)
+	case KindPrune:
+		_, err = DecodePrune(b)
+	default:
+		_, err = decodeEnvelope(b)
+	}
+	return err
+}
+
+func FuzzTreePayload(f *testing.F) {
+	for _, m := range []any{
+		NewIHave([]Notice{{Origin: "a", Boot: 1, Upto: 5}, {Origin: "b", Boot: 9, Upto: 9}}),
+		NewGraft("a", 1, 3),
+		NewPrune("a"),
+		toGo(&Envelope{Origin: "a", Boot: 1, Seq: 1, Name: "x", Path: []string{"a"}, Args: []byte{0x90}}),
+	} {
+		b, _ := EncodeValue(m)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_ = decodeTreePayload(b) // never panics; errors are the link's to drop
+	})
+}
