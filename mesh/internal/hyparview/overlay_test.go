@@ -34,16 +34,25 @@ func TestOverlayJoinAndHeal(t *testing.T) {
 	type run struct {
 		nodes int
 		seeds []uint64
+		burst bool // every node joins within one second, not one every 20ms
 	}
-	runs := []run{{50, []uint64{1, 2, 3, 4, 5}}, {200, []uint64{1, 2, 3}}}
+	runs := []run{{50, []uint64{1, 2, 3, 4, 5}, false}, {200, []uint64{1, 2, 3}, false}, {200, []uint64{4}, true}}
 	if *large {
-		runs = append(runs, run{1000, []uint64{1, 2}})
+		runs = append(runs, run{1000, []uint64{1, 2}, false}, run{1000, []uint64{3}, true})
 	}
 	for _, r := range runs {
 		for _, seed := range r.seeds {
-			t.Run(fmt.Sprintf("N=%d/seed=%d", r.nodes, seed), func(t *testing.T) {
+			name := fmt.Sprintf("N=%d/seed=%d", r.nodes, seed)
+			if r.burst {
+				name += "/burst"
+			}
+			t.Run(name, func(t *testing.T) {
 				t.Parallel()
-				joinAndHeal(t, defaultSimOptions(r.nodes, seed))
+				opt := defaultSimOptions(r.nodes, seed)
+				if r.burst {
+					opt.joinGap = time.Second / time.Duration(r.nodes)
+				}
+				joinAndHeal(t, opt)
 			})
 		}
 	}
