@@ -104,9 +104,10 @@ func (m *Machine) Join(contact string) error {
 	return nil
 }
 
-// Receive handles m, which came from the peer from over its link. A message
-// that is malformed (ErrBadMessage) or from a peer without an up link
-// (ErrNotLinked) is refused and changes nothing.
+// Receive handles msg, which came from the peer from over its link. A
+// message that is malformed (ErrBadMessage) or from a peer without an up link
+// (ErrNotLinked) is refused and changes nothing. A forwarded SHUFFLE's Send
+// shares msg.Sample: do not modify it after the call.
 func (m *Machine) Receive(from string, msg Message) error {
 	if !m.valid(from) {
 		return fmt.Errorf("%w: %s from %q", ErrBadMessage, msg.Kind, from)

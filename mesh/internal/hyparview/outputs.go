@@ -6,7 +6,8 @@ package hyparview
 type Output interface{ isOutput() }
 
 // Send asks the caller to deliver Msg to To's machine over the link to To.
-// It is only emitted while that link is up (after LinkUp(To)).
+// It is only emitted while that link is up (after LinkUp(To)). Msg.Sample may
+// be shared with the machine: read it, do not modify it.
 type Send struct {
 	To  string
 	Msg Message

@@ -110,7 +110,8 @@ func joinAndHeal(t *testing.T, opt simOptions) {
 		histogram(before.sizes), meanInt(before.sizes), meanInt(before.passive), before.pathLength, before.eccentric)
 	t.Logf("  killed %d (LinkDown after %v, Forget after %v-%v): split %v, healed in %v with %.1f msgs/node, slots refilled %v later (%v)",
 		len(dead), opt.detect, opt.forget[0], opt.forget[1], split, heal, float64(healMsgs)/float64(len(s.living)), refill, refilled)
-	t.Logf("  %d messages in all were lost on links their other end had closed or died on", s.stats.dropped)
+	t.Logf("  at most %d links held by a node at once; %d messages in all lost on links their other end had closed or died on",
+		s.stats.maxLinks, s.stats.dropped)
 	t.Logf("  settled: active sizes%s (mean %.2f), passive mean %.1f, mean path %.2f hops, eccentricity %d",
 		histogram(after.sizes), meanInt(after.sizes), meanInt(after.passive), after.pathLength, after.eccentric)
 }

@@ -64,6 +64,7 @@ type simStats struct {
 	connects int                       // links asked for
 	dropped  int                       // messages sent on a link the other end had closed
 	rejects  int                       // NEIGHBORREPLYs that reject
+	maxLinks int                       // the most link ends a node held at once
 }
 
 func (s simStats) messages() int {
@@ -249,6 +250,7 @@ func (s *sim) step(n *simNode, input func(*Machine)) {
 			s.disconnect(n, o.Peer)
 		}
 	}
+	s.stats.maxLinks = max(s.stats.maxLinks, len(n.ends))
 }
 
 func (s *sim) send(n *simNode, to string, msg Message) {
