@@ -1,0 +1,535 @@
+package flow
+
+import (
+	"slices"
+	"time"
+)
+
+// Peer names one of the caller's links (the caller's numbering), or Local.
+type Peer int32
+
+// Local is this node's handlers, a target like a link.
+const Local Peer = -2
+
+// Rooms is what the caller says of the room its links and handlers have.
+type Rooms interface {
+	// LinkRoom reports whether p's retransmit buffer takes a credited send.
+	LinkRoom(p Peer) bool
+	// HandlerRoom is how many events the handler queue takes now.
+	HandlerRoom() int
+	// HandlersTaken counts the events the handlers have taken, ever.
+	HandlersTaken() uint64
+}
+
+// Config configures a Machine.
+type Config struct {
+	// Window is how far past its consumed watermark this node lets a
+	// sender go, per (origin, boot): what it grants.
+	Window uint64
+	// Timeout declares a target that takes nothing this long slow.
+	Timeout time.Duration
+	// Drop never holds an event for this node's handlers (the handler
+	// queue drops past its bound) and holds at most Window events per origin
+	// for its links, dropping the oldest beyond.
+	Drop bool
+	// IdleTimeout forgets an origin with nothing held and no event for
+	// this long.
+	IdleTimeout time.Duration
+	Rooms       Rooms
+}
+
+// Decision is Release's answer: where the event goes now. Send is valid
+// until the next call. Held says that the event waits for some target: the
+// caller hands it over with Keep before its next input.
+type Decision struct {
+	Send    []Peer
+	Deliver bool
+	Held    bool
+}
+
+// Ready is what the caller must carry out, in order, before its next input.
+type Ready[T any] struct {
+	Sends    []Send[T]
+	Delivers []T      // to this node's handlers, in order
+	Grants   []Grant  // to send; batch them per link
+	Notices  []Notice // targets declared slow, or taking again
+	Dropped  []Drop   // with Config.Drop: events dropped for a link
+}
+
+// Send is an item to send on a link.
+type Send[T any] struct {
+	To   Peer
+	Item T
+}
+
+// Grant is a GRANT to send: To may send Origin's events of Boot up to Upto.
+type Grant struct {
+	To     Peer
+	Origin string
+	Boot   uint64
+	Upto   uint64
+}
+
+// Notice says that a target (a peer, or Local) was declared slow (Slow) or
+// takes events again (!Slow).
+type Notice struct {
+	Target Peer
+	Slow   bool
+}
+
+// Drop counts events dropped for a link with Config.Drop.
+type Drop struct {
+	To Peer
+	N  int
+}
+
+// Machine is one node's flow control. The zero value is not usable: New.
+type Machine[T any] struct {
+	cfg     Config
+	peers   []peer // by Peer
+	local   target
+	origins map[string]*origin[T]
+	waiting map[*origin[T]]struct{} // origins with held events
+	// The origin of the previous call: consecutive events mostly share it.
+	lastName   string
+	lastOrigin *origin[T]
+
+	out       Ready[T]
+	send      []Peer    // Decision.Send, reused
+	keep      *entry[T] // the entry Keep gives the item to
+	lastSweep time.Time
+}
+
+// target is a consumer's slow-consumer state.
+type target struct {
+	blocked bool      // something waits on it
+	since   time.Time // it last took something, or began to be waited on
+	slow    bool
+	taken   uint64 // Local: HandlersTaken when since was set
+}
+
+type peer struct {
+	live, up bool
+	window   uint64 // the remote's Window: what may go before its first grant
+	target
+}
+
+// New returns a machine with no peer.
+func New[T any](cfg Config) *Machine[T] {
+	cfg.Window = max(cfg.Window, 4)
+	return &Machine[T]{cfg: cfg, origins: make(map[string]*origin[T]), waiting: make(map[*origin[T]]struct{})}
+}
+
+// Ready returns the outputs since the last call; the slices are reused by
+// the next input.
+func (m *Machine[T]) Ready() Ready[T] {
+	r := m.out
+	m.out = Ready[T]{Sends: r.Sends[:0], Delivers: r.Delivers[:0], Grants: r.Grants[:0], Notices: r.Notices[:0], Dropped: r.Dropped[:0]}
+	return r
+}
+
+// AddPeer starts tracking link p, down until PeerUp.
+func (m *Machine[T]) AddPeer(p Peer) {
+	for int(p) >= len(m.peers) {
+		m.peers = append(m.peers, peer{})
+	}
+	m.peers[p] = peer{live: true}
+}
+
+// PeerUp notes that p is connected; window is the remote's Window (its
+// handshake's). Credits start afresh: the remote may have restarted. A slow
+// peer stays slow until it takes something.
+func (m *Machine[T]) PeerUp(p Peer, window uint64, now time.Time) {
+	pr := m.peer(p)
+	if pr == nil {
+		return
+	}
+	pr.up, pr.window = true, max(window, 1)
+	pr.blocked = false
+	for _, o := range m.origins {
+		if int(p) < len(o.credit) {
+			o.credit[p] = credit{}
+		}
+	}
+	m.Resume(now)
+}
+
+// PeerDown notes that p lost its connection: what waits for it goes into
+// its retransmit buffer now.
+func (m *Machine[T]) PeerDown(p Peer, now time.Time) {
+	if pr := m.peer(p); pr != nil {
+		pr.up, pr.blocked = false, false
+		m.Resume(now)
+	}
+}
+
+// RemovePeer forgets p: what waited for it goes nowhere.
+func (m *Machine[T]) RemovePeer(p Peer, now time.Time) {
+	if m.peer(p) == nil {
+		return
+	}
+	m.peers[p] = peer{}
+	for o := range m.waiting {
+		o.dropTarget(p)
+	}
+	for _, o := range m.origins {
+		o.forgetUpstream(p)
+		if int(p) < len(o.credit) {
+			o.credit[p] = credit{}
+		}
+	}
+	m.Resume(now)
+}
+
+func (m *Machine[T]) peer(p Peer) *peer {
+	if p < 0 || int(p) >= len(m.peers) || !m.peers[p].live {
+		return nil
+	}
+	return &m.peers[p]
+}
+
+func (m *Machine[T]) origin(name string, now time.Time) *origin[T] {
+	if m.lastOrigin != nil && name == m.lastName {
+		m.lastOrigin.last = now
+		return m.lastOrigin
+	}
+	o := m.origins[name]
+	if o == nil {
+		o = &origin[T]{name: name}
+		m.origins[name] = o
+	}
+	m.lastName, m.lastOrigin = name, o
+	o.last = now
+	return o
+}
+
+// Release decides where an event goes now: to the targets (the links the
+// tree sends it to) that have credit and room and nothing of the origin
+// waiting before it, and to the handlers when local and they have room. If
+// some target must wait, Held is set and the caller hands the event over
+// with Keep at once.
+func (m *Machine[T]) Release(origin string, boot, seq uint64, targets []Peer, local bool, now time.Time) Decision {
+	o := m.origin(origin, now)
+	b := o.bootOf(boot, seq)
+	b.next = max(b.next, seq+1)
+	m.send = m.send[:0]
+	var rest []Peer
+	for _, p := range targets {
+		if o.waitsFor(p) == 0 && m.canSend(o, p, boot, seq, now) {
+			m.send = append(m.send, p)
+		} else if m.peer(p) != nil {
+			rest = append(rest, p)
+		}
+	}
+	d := Decision{Send: m.send}
+	holdLocal := false
+	if local {
+		if o.waitLocal == 0 && m.canDeliver(now) {
+			d.Deliver = true
+		} else {
+			holdLocal = true
+		}
+	}
+	if len(rest) == 0 && !holdLocal {
+		m.consumed(o, b)
+		return d
+	}
+	e := o.hold(entry[T]{boot: boot, seq: seq, to: rest, local: holdLocal})
+	b.held++
+	m.waiting[o] = struct{}{}
+	m.keep, d.Held = e, true
+	if m.cfg.Drop {
+		m.dropOverflow(o)
+	}
+	return d
+}
+
+// Keep hands over the item of the event Release held.
+func (m *Machine[T]) Keep(item T) {
+	if m.keep != nil {
+		m.keep.item = item
+		m.keep = nil
+	}
+}
+
+// Backlog is how many of origin's released events wait for a target: Emit
+// waits while its own origin's backlog is at Window.
+func (m *Machine[T]) Backlog(origin string) int {
+	if o := m.origins[origin]; o != nil {
+		return o.len()
+	}
+	return 0
+}
+
+// canSend reports whether seq of (o, boot) may go to p now, and notes a
+// wait on p if not. A link that is down, or slow, takes it without credit.
+func (m *Machine[T]) canSend(o *origin[T], p Peer, boot, seq uint64, now time.Time) bool {
+	pr := m.peer(p)
+	if pr == nil || !pr.up || pr.slow {
+		return true
+	}
+	c := o.creditOf(p)
+	switch {
+	case !c.set || c.boot < boot:
+		*c = credit{set: true, boot: boot, upto: seq + pr.window - 1} // before its first grant
+	case c.boot > boot:
+		return true // an old boot's straggler: the remote has moved on
+	}
+	if seq > c.upto || !m.cfg.Rooms.LinkRoom(p) {
+		pr.wait(now)
+		return false
+	}
+	return true
+}
+
+// canDeliver reports whether the handlers take one more event now.
+func (m *Machine[T]) canDeliver(now time.Time) bool {
+	if m.cfg.Drop || m.local.slow {
+		return true
+	}
+	if m.cfg.Rooms.HandlerRoom()-len(m.out.Delivers) > 0 {
+		return true
+	}
+	if !m.local.blocked {
+		m.local.wait(now)
+		m.local.taken = m.cfg.Rooms.HandlersTaken()
+	}
+	return false
+}
+
+// refresh notes that a blocked target took something: its wait starts
+// afresh. (Only a grant or the handlers' progress ends a slow state.)
+func (t *target) refresh(now time.Time) {
+	if t.blocked {
+		t.since = now
+	}
+}
+
+func (t *target) wait(now time.Time) {
+	if !t.blocked {
+		t.blocked, t.since = true, now
+	}
+}
+
+// Granted handles a GRANT from p.
+func (m *Machine[T]) Granted(p Peer, origin string, boot, upto uint64, now time.Time) {
+	pr := m.peer(p)
+	if pr == nil {
+		return
+	}
+	o := m.origin(origin, now)
+	c := o.creditOf(p)
+	if c.set && (boot < c.boot || boot == c.boot && upto <= c.upto) {
+		return
+	}
+	*c = credit{set: true, boot: boot, upto: upto}
+	m.progress(&pr.target, p, now)
+	if o.waitsFor(p) > 0 {
+		m.advance(o, now)
+	}
+}
+
+// progress notes that a target took something: it is waited on afresh, and
+// no longer slow.
+func (m *Machine[T]) progress(t *target, p Peer, now time.Time) {
+	if t.blocked {
+		t.since = now
+	}
+	if t.slow {
+		t.slow = false
+		m.out.Notices = append(m.out.Notices, Notice{Target: p})
+	}
+}
+
+// Resume looks again at everything held: room may have freed (a link's
+// buffer drained, the handlers took events).
+func (m *Machine[T]) Resume(now time.Time) {
+	if m.local.slow && m.cfg.Rooms.HandlersTaken() != m.local.taken {
+		m.local.taken = m.cfg.Rooms.HandlersTaken()
+		m.progress(&m.local, Local, now)
+	}
+	for o := range m.waiting {
+		m.advance(o, now)
+	}
+	// A target that nothing waits for any more is not blocked.
+	for i := range m.peers {
+		if pr := &m.peers[i]; pr.blocked && (!pr.up || !m.waitsOn(Peer(i))) {
+			pr.blocked = false
+		}
+	}
+	if m.local.blocked && !m.waitsOn(Local) {
+		m.local.blocked = false
+	}
+}
+
+// waitsOn reports whether some held event waits for p (or Local).
+func (m *Machine[T]) waitsOn(p Peer) bool {
+	for o := range m.waiting {
+		if p == Local && o.waitLocal > 0 || p != Local && o.waitsFor(p) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// Tick declares slow the targets that took nothing for Timeout while
+// events waited on them, forgets idle origins, and resumes.
+func (m *Machine[T]) Tick(now time.Time) {
+	if m.local.blocked {
+		if taken := m.cfg.Rooms.HandlersTaken(); taken != m.local.taken {
+			m.local.taken, m.local.since = taken, now
+		}
+	}
+	m.Resume(now)
+	declared := m.declare(&m.local, Local, now)
+	for i := range m.peers {
+		if pr := &m.peers[i]; pr.live && pr.up && m.declare(&pr.target, Peer(i), now) {
+			declared = true
+		}
+	}
+	if now.Sub(m.lastSweep) >= m.cfg.IdleTimeout/4 {
+		m.sweep(now)
+	}
+	if declared {
+		m.Resume(now)
+	}
+}
+
+func (m *Machine[T]) declare(t *target, p Peer, now time.Time) bool {
+	if t.blocked && !t.slow && now.Sub(t.since) >= m.cfg.Timeout {
+		t.slow, t.blocked = true, false
+		m.out.Notices = append(m.out.Notices, Notice{Target: p, Slow: true})
+		return true
+	}
+	return false
+}
+
+// NextDeadline is when Tick next has a target to declare slow.
+func (m *Machine[T]) NextDeadline() (time.Time, bool) {
+	var next time.Time
+	ok := false
+	consider := func(t *target) {
+		if t.blocked && !t.slow && (!ok || t.since.Before(next)) {
+			next, ok = t.since, true
+		}
+	}
+	consider(&m.local)
+	for i := range m.peers {
+		if m.peers[i].live && m.peers[i].up {
+			consider(&m.peers[i].target)
+		}
+	}
+	return next.Add(m.cfg.Timeout), ok
+}
+
+// Slow reports whether target p (or Local) is declared slow.
+func (m *Machine[T]) Slow(p Peer) bool {
+	if p == Local {
+		return m.local.slow
+	}
+	pr := m.peer(p)
+	return pr != nil && pr.slow
+}
+
+// advance sends and delivers what o holds, in order per target, as far as
+// credit and room go, and lets go of what went everywhere.
+func (m *Machine[T]) advance(o *origin[T], now time.Time) {
+	for p, n := range o.waits {
+		if n > 0 {
+			m.advancePeer(o, Peer(p), now)
+		}
+	}
+	if o.waitLocal > 0 {
+		for i := o.head; i < len(o.held) && o.waitLocal > 0; i++ {
+			e := &o.held[i]
+			if !e.local {
+				continue
+			}
+			if !m.canDeliver(now) {
+				break
+			}
+			m.out.Delivers = append(m.out.Delivers, e.item)
+			e.local = false
+			o.waitLocal--
+			m.local.refresh(now)
+		}
+	}
+	m.popDone(o)
+}
+
+func (m *Machine[T]) advancePeer(o *origin[T], p Peer, now time.Time) {
+	for i := o.head; i < len(o.held) && o.waits[p] > 0; i++ {
+		e := &o.held[i]
+		k := slices.Index(e.to, p)
+		if k < 0 {
+			continue
+		}
+		if !m.canSend(o, p, e.boot, e.seq, now) {
+			return
+		}
+		m.out.Sends = append(m.out.Sends, Send[T]{To: p, Item: e.item})
+		e.to = slices.Delete(e.to, k, k+1)
+		o.waits[p]--
+		if pr := m.peer(p); pr != nil {
+			pr.refresh(now)
+		}
+	}
+}
+
+// popDone lets go of the held events at the front that went everywhere,
+// and grants what that consumed, once per boot.
+func (m *Machine[T]) popDone(o *origin[T]) {
+	var last *bootFlow
+	for o.head < len(o.held) {
+		e := &o.held[o.head]
+		if len(e.to) > 0 || e.local {
+			break
+		}
+		b := o.bootOf(e.boot, e.seq)
+		if last != nil && b != last {
+			m.consumed(o, last)
+		}
+		last = b
+		b.held--
+		*e = entry[T]{}
+		o.head++
+	}
+	if last != nil {
+		m.consumed(o, last)
+	}
+	o.compact()
+	if o.len() == 0 {
+		delete(m.waiting, o)
+	}
+}
+
+// dropOverflow, with Config.Drop, lets go of o's oldest held events beyond
+// Window: their links lose them (reported).
+func (m *Machine[T]) dropOverflow(o *origin[T]) {
+	for uint64(o.len()) > m.cfg.Window {
+		e := &o.held[o.head]
+		for _, p := range e.to {
+			o.waits[p]--
+			m.out.Dropped = append(m.out.Dropped, Drop{To: p, N: 1})
+		}
+		e.to = nil
+		if e.local { // Drop delivers at once; kept for symmetry
+			e.local = false
+			o.waitLocal--
+		}
+		m.popDone(o)
+	}
+}
+
+// sweep forgets origins with nothing held and no event for IdleTimeout.
+func (m *Machine[T]) sweep(now time.Time) {
+	m.lastSweep = now
+	for name, o := range m.origins {
+		if o.len() == 0 && now.Sub(o.last) > m.cfg.IdleTimeout {
+			delete(m.origins, name)
+			if name == m.lastName {
+				m.lastName, m.lastOrigin = "", nil
+			}
+		}
+	}
+}
