@@ -71,6 +71,12 @@ type Config struct {
 	// dropped, counted and reported (an Overflow PeerEvent with no Peer);
 	// relaying to other nodes is never held back by a slow handler.
 	HandlerQueue int
+	// SlowConsumer is what this node does when its handlers, or a link it
+	// relays to, cannot keep up: Backpressure (the zero value) holds its
+	// senders back, so that the origin's Emit waits and nothing is lost;
+	// Drop drops its handlers' backlog past HandlerQueue (reported) and
+	// never slows anyone for them. See SlowConsumerPolicy.
+	SlowConsumer SlowConsumerPolicy
 	// MaxFrameSize is the largest relay frame accepted. Default 1 MiB.
 	MaxFrameSize int
 	// Flood turns the epidemic broadcast tree off: every event goes in full
@@ -141,6 +147,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxPeers < 0 {
 		return bad("MaxPeers", "must be at least 1, got %d", c.MaxPeers)
+	}
+	if c.SlowConsumer != Backpressure && c.SlowConsumer != Drop {
+		return bad("SlowConsumer", "must be mesh.Backpressure or mesh.Drop, got %d", int(c.SlowConsumer))
 	}
 	if c.HandlerQueue < 0 {
 		return bad("HandlerQueue", "must be at least 1, got %d", c.HandlerQueue)

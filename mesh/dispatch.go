@@ -54,6 +54,10 @@ type dispatcher struct {
 
 	handlerDropped atomic.Uint64
 	delivered      atomic.Uint64
+	queued         atomic.Int64 // events, as of the last commit or take
+	// taken, if set, is called once run has taken a batch (room freed),
+	// without the dispatcher's lock: flow control resumes.
+	taken func()
 }
 
 // batch is what one commit queued: events, and the lent chunks to give
@@ -136,6 +140,7 @@ func (d *dispatcher) commit() {
 	// dropped still goes, for its chunks: earlier batches may read them.
 	d.q = append(d.q, staged)
 	d.events += queued
+	d.queued.Store(int64(d.events))
 	d.staged = batch{}
 	if k := len(d.spare); k > 0 {
 		d.staged.items, d.spare = d.spare[k-1], d.spare[:k-1]
@@ -150,6 +155,12 @@ func (d *dispatcher) commit() {
 		d.handlerDropped.Add(uint64(dropped))
 		d.losses.add(lossKey{err: ErrSlowConsumer}, nil, dropped)
 	}
+}
+
+// room is how many more events the queue takes now, the staged ones
+// counted. Called with the router's lock held.
+func (d *dispatcher) room() int {
+	return d.max - int(d.queued.Load()) - len(d.staged.items)
 }
 
 // reuseLocked hands the chunks run gave back to the lender. Called with mu
@@ -206,9 +217,13 @@ func (d *dispatcher) run() {
 		batches, d.q = d.q, batches // take every queued batch: both keep their capacity
 		taken := d.events
 		d.events = 0
+		d.queued.Store(0)
 		d.mu.Unlock()
 		if taken > 0 {
 			d.delivered.Add(uint64(taken)) // once per batch, before their handlers run
+			if d.taken != nil {
+				d.taken()
+			}
 		}
 		for _, b := range batches {
 			for i := range b.items {

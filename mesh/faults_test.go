@@ -167,9 +167,10 @@ func TestBadInputOnRelayPort(t *testing.T) {
 	})
 }
 
-// A slow handler never holds back relaying: the node behind it gets every
-// event, and the drops at the slow node are counted and reported.
-func TestSlowHandlerDoesNotStallRelaying(t *testing.T) {
+// With SlowConsumer: Drop a stuck handler never holds back relaying: the
+// node behind it gets every event, and the drops at the slow node are
+// counted and reported.
+func TestDropIsolatesAStuckHandler(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		release := make(chan struct{})
 		defer close(release)
@@ -178,6 +179,7 @@ func TestSlowHandlerDoesNotStallRelaying(t *testing.T) {
 			Configure: func(i int, cfg *mesh.Config) {
 				if i == 1 {
 					cfg.HandlerQueue = 10
+					cfg.SlowConsumer = mesh.Drop
 				}
 			},
 		})
@@ -195,6 +197,9 @@ func TestSlowHandlerDoesNotStallRelaying(t *testing.T) {
 		}
 		if s := slow.Stats(); s.HandlerDropped == 0 {
 			t.Fatal("HandlerDropped not counted")
+		}
+		if s := c.Node(0).Stats(); s.EmitWaits != 0 {
+			t.Fatalf("the emitter waited for a Drop node's handlers: %+v", s)
 		}
 		off()
 	})

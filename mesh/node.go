@@ -26,7 +26,6 @@ var (
 	ErrListening     = errors.New("mesh: already listening")
 	ErrNoMembership  = errors.New("mesh: no membership: GossipAddr is not set")
 	ErrSlowConsumer  = errors.New("mesh: handler queue full: a handler is too slow")
-	ErrPeerStuck     = errors.New("mesh: peer acknowledged nothing for Timeout with a full buffer")
 	ErrLate          = errors.New("mesh: event arrived after ReorderTimeout had declared it lost; dropped to keep its origin's order")
 	ErrGap           = errors.New("mesh: events never arrived within ReorderTimeout; declared lost")
 )
@@ -130,6 +129,7 @@ func New(cfg Config) (*Node, error) {
 	n.losses = newLossReporter(n.log, n.pdisp)
 	n.disp = newDispatcher(cfg.HandlerQueue, n.handlers, n.log, n.losses)
 	n.router = newRouter(n)
+	n.disp.taken = n.router.resumeIfHeld
 	if cfg.GossipAddr != "" || cfg.options().GossipTransport != nil {
 		if err := n.startMembership(); err != nil {
 			n.closeDispatchers()

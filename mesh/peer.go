@@ -23,10 +23,12 @@ const (
 	Rejected                             // a handshake was refused (Err says why)
 	Overflow                             // Dropped events were discarded (BufferMax, or a slow handler when Peer is nil)
 	Expired                              // a peer gone for BufferTimeout was forgotten with its buffer (Dropped)
+	Slow                                 // a consumer took nothing for Timeout: not waited for until it takes again (Peer nil: this node's handlers)
+	Recovered                            // a consumer declared Slow takes events again
 )
 
 var peerEventNames = [...]string{"", "listening", "connect", "peerid", "initialized", "acknowledge",
-	"disconnect", "reconnect", "backoff", "rejected", "overflow", "expired"}
+	"disconnect", "reconnect", "backoff", "rejected", "overflow", "expired", "slow", "recovered"}
 
 func (k PeerEventKind) String() string {
 	if k > 0 && int(k) < len(peerEventNames) {

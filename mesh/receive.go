@@ -47,7 +47,7 @@ func (h linkHandler) receiveOther(l *relay.Link, payload []byte) error {
 	switch kind {
 	case wire.KindEvent:
 		return h.n.router.receiveEvents(l, [][]byte{payload})
-	case wire.KindIHave, wire.KindGraft, wire.KindPrune:
+	case wire.KindIHave, wire.KindGraft, wire.KindPrune, wire.KindGrant:
 		return h.n.router.receiveTree(l, kind, payload)
 	}
 	return fmt.Errorf("mesh: unknown payload kind %d", kind)
@@ -86,6 +86,7 @@ func (h linkHandler) Event(l *relay.Link, ev relay.Event) {
 		n.pdisp.peerEvent(pe)
 		pe.Kind = Initialized
 	case relay.EventAcknowledge:
+		n.router.resumeIfHeld() // its buffer drained
 		pe.Kind = Acknowledge
 	case relay.EventDisconnect:
 		n.router.linkDown(l)

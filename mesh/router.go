@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/verbosemesh/verbose/dedup"
+	"github.com/verbosemesh/verbose/mesh/internal/flow"
 	"github.com/verbosemesh/verbose/mesh/internal/plumtree"
 	"github.com/verbosemesh/verbose/mesh/internal/store"
 	"github.com/verbosemesh/verbose/mesh/internal/wire"
@@ -32,7 +33,9 @@ type router struct {
 	log       hclog.Logger
 	stats     *stats
 	disp      *dispatcher
+	pdisp     *peerDispatcher
 	losses    *lossReporter
+	window    int // flow control's Window: what a receiver grants per (origin, boot)
 
 	// links is the current links, rebuilt under mu when one is added or
 	// removed: Emit's back-pressure and Stats read it without the lock.
@@ -53,6 +56,21 @@ type router struct {
 	byLink  map[*relay.Link]plumtree.PeerID
 	arrived uint64 // events parsed in the batch being received, for stats.received
 
+	// Flow control (flow.go): credit per (link, origin).
+	flow      *flow.Machine[*held]
+	fwd       []flow.Peer   // the tree's targets as flow's, reused
+	tent      []flow.Peer   // the tree's tentative peers as flow's, reused
+	credits   []wire.Credit // a GRANT being built, reused
+	flowArmed bool          // the tick loop knows flow has a deadline
+	emitSpace chan struct{} // closed and replaced when ownFull clears
+	// flowWaiting says that flow holds events or has a slow consumer (a
+	// drained link or the handlers' progress should resume it); ownFull
+	// that this node's own origin has Window events waiting (Emit waits).
+	// Written under mu.
+	flowWaiting atomic.Bool
+	flowHeld    atomic.Bool // flow holds events (Stats.Held)
+	ownFull     atomic.Bool
+
 	kick     chan struct{} // the orderer has a new deadline: tickLoop looks again
 	treeKick chan struct{} // the tree has work: treeLoop schedules a round
 }
@@ -67,16 +85,20 @@ func newRouter(n *Node) *router {
 	cfg := n.cfg
 	r := &router{
 		self: n.id, boot: n.boot, bufferMax: cfg.BufferMax,
-		log: n.log, stats: &n.stats, disp: n.disp, losses: n.losses,
-		clock:    newMonoClock(),
-		byLink:   make(map[*relay.Link]plumtree.PeerID),
-		kick:     make(chan struct{}, 1),
-		treeKick: make(chan struct{}, 1),
+		log: n.log, stats: &n.stats, disp: n.disp, pdisp: n.pdisp, losses: n.losses,
+		window:    cfg.BufferMax,
+		emitSpace: make(chan struct{}),
+		clock:     newMonoClock(),
+		byLink:    make(map[*relay.Link]plumtree.PeerID),
+		kick:      make(chan struct{}, 1),
+		treeKick:  make(chan struct{}, 1),
 	}
 	// An idle origin is forgotten only once no copy of its events can still
 	// be in flight (buffers keep them BufferTimeout per hop) nor held behind
 	// a gap (ReorderTimeout): forgetting sooner would let a late copy in as new.
-	idle := 4 * max(cfg.BufferTimeout, cfg.ReorderTimeout)
+	// Flow control holds an event at most about Timeout (then its
+	// consumer is declared slow and it goes), so that bounds copies too.
+	idle := 4 * max(cfg.BufferTimeout, cfg.ReorderTimeout, cfg.Timeout)
 	r.order = dedup.New[*inbound](dedup.Config{
 		Window:      max(4096, 4*cfg.BufferMax),
 		Grace:       cfg.ReorderTimeout,
@@ -93,6 +115,13 @@ func newRouter(n *Node) *router {
 	// The stores answer GRAFTs for as long as a link would have kept the
 	// events for an absent peer: a lazy link's peer that was cut off must
 	// be able to graft what it missed once it is back.
+	r.flow = flow.New[*held](flow.Config{
+		Window:      uint64(cfg.BufferMax),
+		Timeout:     cfg.Timeout,
+		Drop:        cfg.SlowConsumer == Drop,
+		IdleTimeout: idle,
+		Rooms:       flowRooms{r},
+	})
 	keep, age := 4*cfg.BufferMax, max(storeMaxAge, cfg.BufferTimeout)
 	r.recent, r.own = store.NewRecent(keep, age), store.NewOwn(keep, age)
 	return r
@@ -141,6 +170,7 @@ func (r *router) idLocked(l *relay.Link) plumtree.PeerID {
 	}
 	r.peers[id] = routed{link: l}
 	r.byLink[l] = id
+	r.flow.AddPeer(flow.Peer(id))
 	r.publishLocked()
 	return id
 }
@@ -154,6 +184,10 @@ func (r *router) removeLink(l *relay.Link) {
 		return
 	}
 	r.tree.RemovePeer(id)
+	now := r.read()
+	r.flow.RemovePeer(flow.Peer(id), now) // what waited for it goes nowhere: its link is gone
+	r.carryFlowLocked(now)
+	r.disp.commit()
 	r.peers[id] = routed{}
 	delete(r.byLink, l)
 	r.publishLocked()
@@ -170,7 +204,12 @@ func (r *router) publishLocked() {
 // linkUp notes a completed handshake on l.
 func (r *router) linkUp(l *relay.Link) {
 	r.mu.Lock()
-	r.tree.PeerUp(r.idLocked(l), l.RemoteID(), l.RemoteBoot())
+	id := r.idLocked(l)
+	r.tree.PeerUp(id, l.RemoteID(), l.RemoteBoot())
+	now := r.read()
+	r.flow.PeerUp(flow.Peer(id), uint64(l.RemoteWindow()), now)
+	r.carryFlowLocked(now)
+	r.disp.commit()
 	due := r.tree.TakeDue()
 	r.mu.Unlock()
 	if due {
@@ -183,6 +222,10 @@ func (r *router) linkDown(l *relay.Link) {
 	r.mu.Lock()
 	if id, ok := r.byLink[l]; ok {
 		r.tree.PeerDown(id)
+		now := r.read()
+		r.flow.PeerDown(flow.Peer(id), now) // its buffer takes what waited for it
+		r.carryFlowLocked(now)
+		r.disp.commit()
 	}
 	r.mu.Unlock()
 }
@@ -194,10 +237,15 @@ func (r *router) linkDown(l *relay.Link) {
 func (r *router) emit(seq uint64, payload []byte) {
 	r.mu.Lock()
 	now := r.read()
-	for _, p := range r.tree.Emit(seq, now) {
+	d := r.flow.Release(r.self, r.boot, seq, r.flowPeers(r.tree.Emit(seq, now)), nil, false, now)
+	for _, p := range d.Send {
 		r.peers[p].link.Send(payload)
 	}
+	if d.Held {
+		r.holdLocked(payload, nil, false)
+	}
 	r.own.Add(seq, payload, now)
+	r.carryFlowLocked(now)
 	due := r.tree.TakeDue()
 	r.mu.Unlock()
 	if due {
@@ -243,6 +291,7 @@ func (r *router) receiveEvent(from plumtree.PeerID, payload []byte, now time.Tim
 		r.stats.duplicates.Add(1) // our own event came back round a cycle
 		return nil
 	}
+	r.flow.Arrived(flow.Peer(from), env.Origin, env.Boot, env.Seq, now)
 	ready, verdict := r.order.Offer(env.Origin, env.Boot, env.Seq, in, now, r.ready[:0])
 	switch verdict {
 	case dedup.Fresh:
@@ -275,19 +324,25 @@ func (r *router) release(ready []*inbound, now time.Time) {
 		env := &in.env
 		fwd := r.tree.Release(env.Origin, env.Boot, env.Seq, in.from, env.Path, now)
 		k := store.Key{Origin: env.Origin, Boot: env.Boot, Seq: env.Seq}
+		local := env.Origin != r.self // not an event of an earlier boot of ours, come back
+		d := r.flow.Release(env.Origin, env.Boot, env.Seq, r.flowPeers(fwd), r.tentative(), local, now)
+		var payload []byte
 		if len(fwd) > 0 {
 			env.Path = append(env.Path, r.self)
-			payload := wire.EncodeEnvelope(env) // the links keep it: its own buffer
-			for _, p := range fwd {
+			payload = wire.EncodeEnvelope(env) // the links keep it: its own buffer
+			for _, p := range d.Send {
 				r.peers[p].link.Send(payload)
 			}
-			r.stats.forwarded.Add(uint64(len(fwd)))
+			r.stats.forwarded.Add(uint64(len(d.Send)))
 			r.recent.Add(k, payload, true, now)
 		} else {
 			r.recent.Add(k, in.raw, false, now)
 		}
-		if env.Origin != r.self { // an event of an earlier boot of ours, come back
+		if d.Deliver {
 			r.disp.stage(env)
+		}
+		if d.Held {
+			r.holdLocked(payload, env, local && !d.Deliver)
 		}
 		r.pool.reuse(in) // everyone kept a copy of what they need
 		ready[i] = nil
@@ -299,6 +354,7 @@ func (r *router) release(ready []*inbound, now time.Time) {
 // them at once, losses the orderer declared are reported, and the tree's
 // outputs are carried out.
 func (r *router) afterLocked(now time.Time) {
+	r.carryFlowLocked(now)
 	r.disp.commit()
 	r.reportSkipsLocked()
 	r.carryOutLocked(now)
@@ -322,6 +378,7 @@ func (r *router) receiveTree(l *relay.Link, kind wire.Kind, payload []byte) erro
 		ih  *wire.IHave
 		gr  *wire.Graft
 		pr  *wire.Prune
+		gt  *wire.Grant
 		err error
 	)
 	switch kind {
@@ -329,6 +386,8 @@ func (r *router) receiveTree(l *relay.Link, kind wire.Kind, payload []byte) erro
 		ih, err = wire.DecodeIHave(payload)
 	case wire.KindGraft:
 		gr, err = wire.DecodeGraft(payload)
+	case wire.KindGrant:
+		gt, err = wire.DecodeGrant(payload)
 	default:
 		pr, err = wire.DecodePrune(payload)
 	}
@@ -340,6 +399,9 @@ func (r *router) receiveTree(l *relay.Link, kind wire.Kind, payload []byte) erro
 	from := r.idLocked(l)
 	now := r.read()
 	switch {
+	case gt != nil:
+		r.receiveGrant(from, gt, now)
+		return nil
 	case ih != nil:
 		r.tree.IHave(from, ih, now)
 	case gr != nil:
@@ -358,6 +420,9 @@ func (r *router) receiveTree(l *relay.Link, kind wire.Kind, payload []byte) erro
 // events it asked to resend.
 func (r *router) carryOutLocked(now time.Time) {
 	rd := r.tree.Ready()
+	for _, k := range rd.Known {
+		r.flow.Untarget(flow.Peer(k.Peer), k.Origin, now)
+	}
 	for _, s := range rd.Sends {
 		l := r.peers[s.To].link
 		l.Send(s.Msg.Encode())
@@ -374,32 +439,24 @@ func (r *router) carryOutLocked(now time.Time) {
 	for _, rs := range rd.Resends {
 		r.resend(rs, now)
 	}
+	if len(rd.Resends)+len(rd.Known) > 0 {
+		r.carryFlowLocked(now)
+		r.disp.commit()
+	}
 }
 
-// resend answers a GRAFT: the stored events of the range, in order, with
-// this node on their path. Never more than the link's buffer has room for:
-// an answer that overflowed it would drop the oldest events, the ones asked
-// for; the grafter asks again (this link or another) for what is missing.
-// What the stores no longer hold is counted; the grafter falls back on
-// another neighbour's notice.
+// resend answers a GRAFT: flow control sends the stored events of the
+// range to the grafter first, in order and as its credit and its link's
+// room allow (carryFlowLocked looks them up). A range longer than the
+// stores keep is cut to what they can hold; the rest is counted missed, and
+// the grafter falls back on another neighbour's notice.
 func (r *router) resend(rs plumtree.Resend, now time.Time) {
-	l := r.peers[rs.To].link
 	lo, hi := rs.From, rs.Upto
 	if span := uint64(r.recent.Cap()); hi-lo+1 > span {
 		r.stats.graftMisses.Add(hi - span + 1 - lo)
 		lo = hi - span + 1
 	}
-	room := r.bufferMax - l.Buffered()
-	for seq := lo; seq <= hi && room > 0; seq++ {
-		p := r.resendable(store.Key{Origin: rs.Origin, Boot: rs.Boot, Seq: seq}, now)
-		if p == nil {
-			r.stats.graftMisses.Add(1)
-			continue
-		}
-		l.Send(p)
-		room--
-		r.stats.graftResent.Add(1)
-	}
+	r.flow.Graft(flow.Peer(rs.To), rs.Origin, rs.Boot, lo, hi, now)
 }
 
 // resendable returns event k's payload with this node on its path, from
@@ -435,8 +492,15 @@ func (r *router) tick() (next time.Time, ok bool) {
 	defer r.mu.Unlock()
 	now := r.read()
 	r.release(r.order.Tick(now, r.ready[:0]), now)
+	r.flow.Tick(now)
 	r.afterLocked(now)
-	return r.order.NextDeadline()
+	next, ok = r.order.NextDeadline()
+	fnext, fok := r.flow.NextDeadline()
+	r.flowArmed = fok
+	if fok && (!ok || fnext.Before(next)) {
+		next, ok = fnext, true
+	}
+	return next, ok
 }
 
 // round runs one of the tree's rounds (notices, grafts) and expires old

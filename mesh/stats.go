@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/verbosemesh/verbose/dedup"
 )
@@ -21,6 +22,11 @@ type stats struct {
 	prunes      atomic.Uint64
 	graftResent atomic.Uint64
 	graftMisses atomic.Uint64
+	// Flow control.
+	grants        atomic.Uint64
+	slowConsumers atomic.Uint64
+	emitWaits     atomic.Uint64
+	emitWaited    atomic.Uint64 // nanoseconds
 }
 
 // Stats is a snapshot of a node's counters since New.
@@ -49,6 +55,13 @@ type Stats struct {
 	GraftMisses uint64 // events asked for by a GRAFT that the store no longer held
 	EagerLinks  int    // (origin, link) pairs that carry events in full, over known origins
 	LazyLinks   int    // (origin, link) pairs that carry notices only
+
+	// Back-pressure (Config.SlowConsumer).
+	Grants        uint64        // GRANT batches sent: credit given to upstream links
+	SlowConsumers uint64        // consumers (a link, or this node's handlers) declared slow
+	EmitWaits     uint64        // Emit calls that waited for consumers
+	EmitWaited    time.Duration // the time they waited, in all
+	Held          bool          // flow control holds events for some consumer now
 }
 
 // Redundancy is event frames received per event delivered: 1.0 when every
@@ -83,6 +96,10 @@ func (s Stats) Sub(earlier Stats) Stats {
 	d.Prunes -= earlier.Prunes
 	d.GraftResent -= earlier.GraftResent
 	d.GraftMisses -= earlier.GraftMisses
+	d.Grants -= earlier.Grants
+	d.SlowConsumers -= earlier.SlowConsumers
+	d.EmitWaits -= earlier.EmitWaits
+	d.EmitWaited -= earlier.EmitWaited
 	return d
 }
 
@@ -104,6 +121,11 @@ func (n *Node) Stats() Stats {
 		Prunes:         n.stats.prunes.Load(),
 		GraftResent:    n.stats.graftResent.Load(),
 		GraftMisses:    n.stats.graftMisses.Load(),
+		Grants:         n.stats.grants.Load(),
+		SlowConsumers:  n.stats.slowConsumers.Load(),
+		EmitWaits:      n.stats.emitWaits.Load(),
+		EmitWaited:     time.Duration(n.stats.emitWaited.Load()),
+		Held:           n.router.flowHeld.Load(),
 	}
 	var os dedup.Stats
 	s.EagerLinks, s.LazyLinks, os = n.router.counts()

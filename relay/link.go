@@ -161,6 +161,14 @@ func (l *Link) RemoteBoot() uint64 {
 	return l.m.peer.Boot
 }
 
+// RemoteWindow is the remote's BufferMax from the last handshake (its
+// HELLO's Window); 0 before the first.
+func (l *Link) RemoteWindow() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.m.peer.Window
+}
+
 // Addr is the dial address, or the remote address of the current (or last)
 // connection of an inbound link.
 func (l *Link) Addr() string {

@@ -13,8 +13,9 @@ const Local Peer = -2
 
 // Rooms is what the caller says of the room its links and handlers have.
 type Rooms interface {
-	// LinkRoom reports whether p's retransmit buffer takes a credited send.
-	LinkRoom(p Peer) bool
+	// LinkRoom is how many more credited sends p's retransmit buffer takes
+	// now (what Ready has not carried out yet is counted by the machine).
+	LinkRoom(p Peer) int
 	// HandlerRoom is how many events the handler queue takes now.
 	HandlerRoom() int
 	// HandlersTaken counts the events the handlers have taken, ever.
@@ -54,6 +55,15 @@ type Ready[T any] struct {
 	Grants   []Grant  // to send; batch them per link
 	Notices  []Notice // targets declared slow, or taking again
 	Dropped  []Drop   // with Config.Drop: events dropped for a link
+	Resends  []Resend // stored events to send, answering a GRAFT (see Graft)
+}
+
+// Resend is a stored event the caller sends to To: (Origin, Boot, Seq).
+type Resend struct {
+	To     Peer
+	Origin string
+	Boot   uint64
+	Seq    uint64
 }
 
 // Send is an item to send on a link.
@@ -96,6 +106,7 @@ type Machine[T any] struct {
 
 	out       Ready[T]
 	send      []Peer    // Decision.Send, reused
+	pending   []int     // by Peer: sends in out, not yet carried out
 	keep      *entry[T] // the entry Keep gives the item to
 	lastSweep time.Time
 }
@@ -124,7 +135,9 @@ func New[T any](cfg Config) *Machine[T] {
 // the next input.
 func (m *Machine[T]) Ready() Ready[T] {
 	r := m.out
-	m.out = Ready[T]{Sends: r.Sends[:0], Delivers: r.Delivers[:0], Grants: r.Grants[:0], Notices: r.Notices[:0], Dropped: r.Dropped[:0]}
+	m.out = Ready[T]{Sends: r.Sends[:0], Delivers: r.Delivers[:0], Grants: r.Grants[:0], Notices: r.Notices[:0],
+		Dropped: r.Dropped[:0], Resends: r.Resends[:0]}
+	clear(m.pending)
 	return r
 }
 
@@ -150,6 +163,7 @@ func (m *Machine[T]) PeerUp(p Peer, window uint64, now time.Time) {
 		if int(p) < len(o.credit) {
 			o.credit[p] = credit{}
 		}
+		o.endCatchup(p) // the remote grafts again what it still misses
 	}
 	m.Resume(now)
 }
@@ -159,6 +173,10 @@ func (m *Machine[T]) PeerUp(p Peer, window uint64, now time.Time) {
 func (m *Machine[T]) PeerDown(p Peer, now time.Time) {
 	if pr := m.peer(p); pr != nil {
 		pr.up, pr.blocked = false, false
+		for _, o := range m.origins {
+			o.endCatchup(p)
+			o.dropMaybe(p) // it grafts what it misses once it is back
+		}
 		m.Resume(now)
 	}
 }
@@ -171,6 +189,7 @@ func (m *Machine[T]) RemovePeer(p Peer, now time.Time) {
 	m.peers[p] = peer{}
 	for o := range m.waiting {
 		o.dropTarget(p)
+		o.dropMaybe(p)
 	}
 	for _, o := range m.origins {
 		o.forgetUpstream(p)
@@ -208,7 +227,12 @@ func (m *Machine[T]) origin(name string, now time.Time) *origin[T] {
 // waiting before it, and to the handlers when local and they have room. If
 // some target must wait, Held is set and the caller hands the event over
 // with Keep at once.
-func (m *Machine[T]) Release(origin string, boot, seq uint64, targets []Peer, local bool, now time.Time) Decision {
+//
+// tentative are peers that may need the event but may have it from another
+// path (plumtree.Machine.Tentative): it is sent to none of them, but kept
+// for them, counting against the origin's Window, until Untarget (the peer
+// has it) or Graft (the peer asks for it: it goes from the caller's store).
+func (m *Machine[T]) Release(origin string, boot, seq uint64, targets, tentative []Peer, local bool, now time.Time) Decision {
 	o := m.origin(origin, now)
 	b := o.bootOf(boot, seq)
 	b.next = max(b.next, seq+1)
@@ -221,6 +245,13 @@ func (m *Machine[T]) Release(origin string, boot, seq uint64, targets []Peer, lo
 			rest = append(rest, p)
 		}
 	}
+	var maybe []Peer
+	for _, p := range tentative {
+		if pr := m.peer(p); pr != nil && pr.up && !pr.slow {
+			maybe = append(maybe, p)
+			pr.wait(now)
+		}
+	}
 	d := Decision{Send: m.send}
 	holdLocal := false
 	if local {
@@ -230,11 +261,11 @@ func (m *Machine[T]) Release(origin string, boot, seq uint64, targets []Peer, lo
 			holdLocal = true
 		}
 	}
-	if len(rest) == 0 && !holdLocal {
+	if len(rest) == 0 && !holdLocal && len(maybe) == 0 {
 		m.consumed(o, b)
 		return d
 	}
-	e := o.hold(entry[T]{boot: boot, seq: seq, to: rest, local: holdLocal})
+	e := o.hold(entry[T]{boot: boot, seq: seq, to: rest, maybe: maybe, local: holdLocal})
 	b.held++
 	m.waiting[o] = struct{}{}
 	m.keep, d.Held = e, true
@@ -252,6 +283,23 @@ func (m *Machine[T]) Keep(item T) {
 	}
 }
 
+// Waiting reports whether some event waits for a target.
+func (m *Machine[T]) Waiting() bool { return len(m.waiting) > 0 }
+
+// AnySlow reports whether some target is declared slow: the caller resumes
+// the machine when the handlers take events, for them to recover.
+func (m *Machine[T]) AnySlow() bool {
+	if m.local.slow {
+		return true
+	}
+	for i := range m.peers {
+		if m.peers[i].slow {
+			return true
+		}
+	}
+	return false
+}
+
 // Backlog is how many of origin's released events wait for a target: Emit
 // waits while its own origin's backlog is at Window.
 func (m *Machine[T]) Backlog(origin string) int {
@@ -265,7 +313,7 @@ func (m *Machine[T]) Backlog(origin string) int {
 // wait on p if not. A link that is down, or slow, takes it without credit.
 func (m *Machine[T]) canSend(o *origin[T], p Peer, boot, seq uint64, now time.Time) bool {
 	pr := m.peer(p)
-	if pr == nil || !pr.up || pr.slow {
+	if pr == nil || !pr.up || pr.slow || debugNoCredit {
 		return true
 	}
 	c := o.creditOf(p)
@@ -275,11 +323,54 @@ func (m *Machine[T]) canSend(o *origin[T], p Peer, boot, seq uint64, now time.Ti
 	case c.boot > boot:
 		return true // an old boot's straggler: the remote has moved on
 	}
-	if seq > c.upto || !m.cfg.Rooms.LinkRoom(p) {
+	if seq > c.upto || m.cfg.Rooms.LinkRoom(p) <= m.pendingOf(p) {
 		pr.wait(now)
 		return false
 	}
 	return true
+}
+
+func (m *Machine[T]) pendingOf(p Peer) int {
+	if int(p) < len(m.pending) {
+		return m.pending[p]
+	}
+	return 0
+}
+
+// sent counts a send to p that Ready carries out.
+func (m *Machine[T]) sent(p Peer) {
+	for int(p) >= len(m.pending) {
+		m.pending = append(m.pending, 0)
+	}
+	m.pending[p]++
+}
+
+// Untarget notes that p has origin's events by another path: nothing is
+// kept for it any more (see Release's tentative).
+func (m *Machine[T]) Untarget(p Peer, origin string, now time.Time) {
+	if o := m.origins[origin]; o != nil && o.maybeFor(p) > 0 {
+		o.dropMaybe(p)
+		m.popDone(o)
+	}
+}
+
+// Graft notes that p asked for (origin, boot)'s events from seq from on,
+// of which this node released up to upto: they go to p first, before any
+// other of the origin's events, from the caller's store (Ready.Resends), as
+// credit and room allow; a GRAFT grants the remote's Window from from.
+func (m *Machine[T]) Graft(p Peer, origin string, boot, from, upto uint64, now time.Time) {
+	pr := m.peer(p)
+	if pr == nil || from > upto {
+		return
+	}
+	o := m.origin(origin, now)
+	if c := o.creditOf(p); !c.set || c.boot < boot || c.boot == boot && c.upto < from+pr.window-1 {
+		*c = credit{set: true, boot: boot, upto: from + pr.window - 1}
+	}
+	o.dropMaybe(p) // the range covers what was kept for it
+	o.startCatchup(p, span{boot: boot, next: from, upto: upto})
+	m.waiting[o] = struct{}{}
+	m.advance(o, now)
 }
 
 // canDeliver reports whether the handlers take one more event now.
@@ -365,7 +456,7 @@ func (m *Machine[T]) Resume(now time.Time) {
 // waitsOn reports whether some held event waits for p (or Local).
 func (m *Machine[T]) waitsOn(p Peer) bool {
 	for o := range m.waiting {
-		if p == Local && o.waitLocal > 0 || p != Local && o.waitsFor(p) > 0 {
+		if p == Local && o.waitLocal > 0 || p != Local && o.waitsFor(p)+o.maybeFor(p) > 0 {
 			return true
 		}
 	}
@@ -391,6 +482,13 @@ func (m *Machine[T]) Tick(now time.Time) {
 		m.sweep(now)
 	}
 	if declared {
+		for i := range m.peers {
+			if m.peers[i].slow {
+				for o := range m.waiting {
+					o.dropMaybe(Peer(i))
+				}
+			}
+		}
 		m.Resume(now)
 	}
 }
@@ -434,8 +532,8 @@ func (m *Machine[T]) Slow(p Peer) bool {
 // advance sends and delivers what o holds, in order per target, as far as
 // credit and room go, and lets go of what went everywhere.
 func (m *Machine[T]) advance(o *origin[T], now time.Time) {
-	for p, n := range o.waits {
-		if n > 0 {
+	for p := range max(len(o.waits), len(o.catchup)) {
+		if o.waitsFor(Peer(p)) > 0 {
 			m.advancePeer(o, Peer(p), now)
 		}
 	}
@@ -458,6 +556,21 @@ func (m *Machine[T]) advance(o *origin[T], now time.Time) {
 }
 
 func (m *Machine[T]) advancePeer(o *origin[T], p Peer, now time.Time) {
+	if c := o.catchupOf(p); c != nil {
+		for ; c.next <= c.upto; c.next++ {
+			if !m.canSend(o, p, c.boot, c.next, now) {
+				return
+			}
+			m.out.Resends = append(m.out.Resends, Resend{To: p, Origin: o.name, Boot: c.boot, Seq: c.next})
+			m.sent(p)
+			if pr := m.peer(p); pr != nil {
+				pr.refresh(now)
+			}
+		}
+	}
+	if int(p) >= len(o.waits) {
+		return
+	}
 	for i := o.head; i < len(o.held) && o.waits[p] > 0; i++ {
 		e := &o.held[i]
 		k := slices.Index(e.to, p)
@@ -468,6 +581,7 @@ func (m *Machine[T]) advancePeer(o *origin[T], p Peer, now time.Time) {
 			return
 		}
 		m.out.Sends = append(m.out.Sends, Send[T]{To: p, Item: e.item})
+		m.sent(p)
 		e.to = slices.Delete(e.to, k, k+1)
 		o.waits[p]--
 		if pr := m.peer(p); pr != nil {
@@ -482,7 +596,7 @@ func (m *Machine[T]) popDone(o *origin[T]) {
 	var last *bootFlow
 	for o.head < len(o.held) {
 		e := &o.held[o.head]
-		if len(e.to) > 0 || e.local {
+		if len(e.to) > 0 || e.local || len(e.maybe) > 0 {
 			break
 		}
 		b := o.bootOf(e.boot, e.seq)
@@ -498,7 +612,7 @@ func (m *Machine[T]) popDone(o *origin[T]) {
 		m.consumed(o, last)
 	}
 	o.compact()
-	if o.len() == 0 {
+	if !o.busy() {
 		delete(m.waiting, o)
 	}
 }
@@ -512,7 +626,7 @@ func (m *Machine[T]) dropOverflow(o *origin[T]) {
 			o.waits[p]--
 			m.out.Dropped = append(m.out.Dropped, Drop{To: p, N: 1})
 		}
-		e.to = nil
+		e.to, e.maybe = nil, nil
 		if e.local { // Drop delivers at once; kept for symmetry
 			e.local = false
 			o.waitLocal--
@@ -525,7 +639,7 @@ func (m *Machine[T]) dropOverflow(o *origin[T]) {
 func (m *Machine[T]) sweep(now time.Time) {
 	m.lastSweep = now
 	for name, o := range m.origins {
-		if o.len() == 0 && now.Sub(o.last) > m.cfg.IdleTimeout {
+		if !o.busy() && now.Sub(o.last) > m.cfg.IdleTimeout {
 			delete(m.origins, name)
 			if name == m.lastName {
 				m.lastName, m.lastOrigin = "", nil
@@ -533,3 +647,5 @@ func (m *Machine[T]) sweep(now time.Time) {
 		}
 	}
 }
+
+var debugNoCredit = false

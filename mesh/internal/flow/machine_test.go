@@ -11,11 +11,20 @@ import (
 // rooms is a Rooms the tests set by hand.
 type rooms struct {
 	full    map[Peer]bool // links whose retransmit buffer takes nothing
+	room    int           // otherwise, what it takes (0: plenty)
 	handler int           // room in the handler queue
 	taken   uint64
 }
 
-func (r *rooms) LinkRoom(p Peer) bool  { return !r.full[p] }
+func (r *rooms) LinkRoom(p Peer) int {
+	if r.full[p] {
+		return 0
+	}
+	if r.room > 0 {
+		return r.room
+	}
+	return 1 << 20
+}
 func (r *rooms) HandlerRoom() int      { return r.handler }
 func (r *rooms) HandlersTaken() uint64 { return r.taken }
 
@@ -36,7 +45,7 @@ func newMachine(window uint64, drop bool) (*Machine[item], *rooms) {
 
 // release feeds seq of origin "x", boot 1, and keeps it if held.
 func release(m *Machine[item], seq uint64, targets []Peer, local bool, now time.Time) Decision {
-	d := m.Release("x", 1, seq, targets, local, now)
+	d := m.Release("x", 1, seq, targets, nil, local, now)
 	d.Send = slices.Clone(d.Send)
 	if d.Held {
 		m.Keep(item{seq})
@@ -317,7 +326,7 @@ func TestANewBootStartsAfresh(t *testing.T) {
 	m.PeerUp(a, 2, t0)
 	release(m, 1, []Peer{a}, false, t0)
 	release(m, 2, []Peer{a}, false, t0)
-	if d := m.Release("x", 2, 1, []Peer{a}, false, t0); len(d.Send) != 1 {
+	if d := m.Release("x", 2, 1, []Peer{a}, nil, false, t0); len(d.Send) != 1 {
 		t.Fatalf("new boot's first event: %+v", d)
 	}
 }
@@ -438,7 +447,7 @@ func runChain(t *testing.T, seed uint64) {
 		case 0: // emit or release what arrived
 			if i == 0 {
 				if next <= events && nd.m.Backlog("x") < window {
-					d := nd.m.Release("x", 1, next, down(0), true, t0)
+					d := nd.m.Release("x", 1, next, down(0), nil, true, t0)
 					apply(0, &d, next)
 					next++
 				}
@@ -446,7 +455,7 @@ func runChain(t *testing.T, seed uint64) {
 				s := nd.inbox[0]
 				nd.inbox = nd.inbox[1:]
 				nd.m.Arrived(0, "x", 1, s, t0)
-				d := nd.m.Release("x", 1, s, down(i), true, t0)
+				d := nd.m.Release("x", 1, s, down(i), nil, true, t0)
 				apply(i, &d, s)
 			}
 		case 1: // handlers take one
@@ -475,5 +484,73 @@ func runChain(t *testing.T, seed uint64) {
 		if !slices.Equal(nd.got, seqs(1, events)) {
 			t.Fatalf("node %d got %d events, first %v", i, len(nd.got), nd.got[:min(10, len(nd.got))])
 		}
+	}
+}
+
+func TestAGraftResendsFromTheStoreFirst(t *testing.T) {
+	m, _ := newMachine(16, false)
+	m.AddPeer(a)
+	m.PeerUp(a, 4, t0)
+	// a asks for 1..10, all released here; its credit starts at 1.
+	m.Graft(a, "x", 1, 1, 10, t0)
+	out := m.Ready()
+	if len(out.Resends) != 4 || out.Resends[0].Seq != 1 || out.Resends[3].Seq != 4 {
+		t.Fatalf("resends %+v, want 1..4 (the remote's window)", out.Resends)
+	}
+	// A new event waits behind the range.
+	if d := release(m, 11, []Peer{a}, false, t0); !d.Held {
+		t.Fatalf("event 11 went before the range: %+v", d)
+	}
+	m.Granted(a, "x", 1, 20, t0)
+	out = m.Ready()
+	var got []uint64
+	for _, r := range out.Resends {
+		got = append(got, r.Seq)
+	}
+	if !slices.Equal(got, seqs(5, 10)) || !slices.Equal(sent(out, a), []uint64{11}) {
+		t.Fatalf("after a grant: resends %v, sends %v", got, sent(out, a))
+	}
+}
+
+func TestSendsCountAgainstTheLinksRoom(t *testing.T) {
+	m, r := newMachine(100, false)
+	m.AddPeer(a)
+	m.PeerUp(a, 100, t0)
+	r.full[a] = true
+	for s := uint64(1); s <= 10; s++ {
+		release(m, s, []Peer{a}, false, t0)
+	}
+	r.full[a] = false
+	r.room = 3 // the link takes 3 more, and Ready has sent nothing yet
+	m.Resume(t0)
+	if got := sent(m.Ready(), a); !slices.Equal(got, seqs(1, 3)) {
+		t.Fatalf("sent %v into a room of 3", got)
+	}
+}
+
+func TestTentativeTargetsHoldUntilKnownOrGrafted(t *testing.T) {
+	m, _ := newMachine(4, false)
+	m.AddPeer(a)
+	m.AddPeer(b)
+	m.PeerUp(a, 100, t0)
+	m.PeerUp(b, 100, t0)
+	for s := uint64(1); s <= 6; s++ {
+		d := m.Release("x", 1, s, nil, []Peer{a, b}, false, t0)
+		if len(d.Send) != 0 || !d.Held {
+			t.Fatalf("seq %d: %+v, want held for the tentative peers, sent to none", s, d)
+		}
+		m.Keep(item{s})
+	}
+	if m.Backlog("x") != 6 {
+		t.Fatalf("backlog %d", m.Backlog("x"))
+	}
+	m.Untarget(a, "x", t0)
+	if m.Backlog("x") != 6 {
+		t.Fatalf("backlog %d after a is known: b may still need them", m.Backlog("x"))
+	}
+	m.Graft(b, "x", 1, 3, 6, t0)
+	out := m.Ready()
+	if m.Backlog("x") != 0 || len(out.Sends) != 0 || len(out.Resends) != 4 {
+		t.Fatalf("after b grafted 3..6: backlog %d, sends %+v, resends %+v", m.Backlog("x"), out.Sends, out.Resends)
 	}
 }

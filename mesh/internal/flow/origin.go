@@ -15,10 +15,17 @@ type origin[T any] struct {
 
 	credit    []credit // by Peer: how far this node may send there
 	held      []entry[T]
-	head      int   // held[:head] are gone
-	waits     []int // by Peer: held entries that still wait for it
-	waitLocal int   // held entries that still wait for the handlers
+	head      int    // held[:head] are gone
+	waits     []int  // by Peer: held entries that still wait for it
+	waitLocal int    // held entries that still wait for the handlers
+	catchup   []span // by Peer: stored events to resend first (a GRAFT)
+	maybes    []int  // by Peer: held entries kept for it tentatively
 	boots     []*bootFlow
+}
+
+// span is a range of an origin's stored events still to resend to a peer.
+type span struct {
+	boot, next, upto uint64
 }
 
 // credit is how far a link lets this node send an origin's events: seqs up
@@ -33,6 +40,7 @@ type credit struct {
 type entry[T any] struct {
 	boot, seq uint64
 	to        []Peer // links it still waits for
+	maybe     []Peer // links it is kept for, tentatively (never sent from here)
 	local     bool   // it still waits for the handlers
 	item      T
 }
@@ -73,11 +81,51 @@ func (o *origin[T]) watermark(b *bootFlow) uint64 {
 	return b.next
 }
 
+// waitsFor is how many of o's events wait for p: held ones, and one more
+// for a resend in progress.
 func (o *origin[T]) waitsFor(p Peer) int {
-	if p < 0 || int(p) >= len(o.waits) {
-		return 0
+	n := 0
+	if p >= 0 && int(p) < len(o.waits) {
+		n = o.waits[p]
 	}
-	return o.waits[p]
+	if o.catchupOf(p) != nil {
+		n++
+	}
+	return n
+}
+
+// catchupOf returns p's resend in progress, nil if none.
+func (o *origin[T]) catchupOf(p Peer) *span {
+	if p < 0 || int(p) >= len(o.catchup) || o.catchup[p].next > o.catchup[p].upto || o.catchup[p].next == 0 {
+		return nil
+	}
+	return &o.catchup[p]
+}
+
+func (o *origin[T]) startCatchup(p Peer, s span) {
+	for int(p) >= len(o.catchup) {
+		o.catchup = append(o.catchup, span{})
+	}
+	o.catchup[p] = s
+}
+
+func (o *origin[T]) endCatchup(p Peer) {
+	if int(p) < len(o.catchup) {
+		o.catchup[p] = span{}
+	}
+}
+
+// busy reports whether some event of o waits: held, or to resend.
+func (o *origin[T]) busy() bool {
+	if o.len() > 0 {
+		return true
+	}
+	for i := range o.catchup {
+		if o.catchupOf(Peer(i)) != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func (o *origin[T]) creditOf(p Peer) *credit {
@@ -95,6 +143,12 @@ func (o *origin[T]) hold(e entry[T]) *entry[T] {
 			o.waits = append(o.waits, 0)
 		}
 		o.waits[p]++
+	}
+	for _, p := range e.maybe {
+		for int(p) >= len(o.maybes) {
+			o.maybes = append(o.maybes, 0)
+		}
+		o.maybes[p]++
 	}
 	if e.local {
 		o.waitLocal++
@@ -119,7 +173,8 @@ func (o *origin[T]) compact() {
 
 // dropTarget stops waiting for p: what waited for it goes nowhere.
 func (o *origin[T]) dropTarget(p Peer) {
-	if o.waitsFor(p) == 0 {
+	o.endCatchup(p)
+	if int(p) >= len(o.waits) || o.waits[p] == 0 {
 		return
 	}
 	for i := o.head; i < len(o.held); i++ {
@@ -129,6 +184,27 @@ func (o *origin[T]) dropTarget(p Peer) {
 		}
 	}
 	o.waits[p] = 0
+}
+
+func (o *origin[T]) maybeFor(p Peer) int {
+	if p < 0 || int(p) >= len(o.maybes) {
+		return 0
+	}
+	return o.maybes[p]
+}
+
+// dropMaybe keeps nothing for p tentatively any more.
+func (o *origin[T]) dropMaybe(p Peer) {
+	if o.maybeFor(p) == 0 {
+		return
+	}
+	for i := o.head; i < len(o.held); i++ {
+		e := &o.held[i]
+		if k := slices.Index(e.maybe, p); k >= 0 {
+			e.maybe = slices.Delete(e.maybe, k, k+1)
+		}
+	}
+	o.maybes[p] = 0
 }
 
 // forgetUpstream forgets that p brings this origin's events.

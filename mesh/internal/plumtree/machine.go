@@ -52,6 +52,16 @@ type Config struct {
 type Ready struct {
 	Sends   []Send
 	Resends []Resend
+	// Known are the (peer, origin) pairs newly known not to need this
+	// node's copies of the origin's events: the peer has them from
+	// another path (see Tentative).
+	Known []Known
+}
+
+// Known says that Peer has Origin's events by another path.
+type Known struct {
+	Peer   PeerID
+	Origin string
 }
 
 // Send is a message to encode and send to a peer.
@@ -76,6 +86,7 @@ type Machine struct {
 	peers   []peer // by PeerID
 	freeIDs []PeerID
 	down    int // live peers that are down
+	live    int // live peers
 	origins map[string]*origin
 	// The origin of the previous event: consecutive events mostly share
 	// it, and hashing the origin for each lookup was a large part of the
@@ -88,6 +99,7 @@ type Machine struct {
 
 	out       Ready
 	fwd       []PeerID // Emit's and Release's answer, reused
+	tent      []PeerID // Release's tentative peers, reused
 	due       bool     // work appeared since TakeDue last said so
 	lastSweep time.Time
 }
@@ -122,7 +134,7 @@ func New(cfg Config) *Machine {
 // are reused by the next input: carry them out first.
 func (m *Machine) Ready() Ready {
 	r := m.out
-	m.out.Sends, m.out.Resends = m.out.Sends[:0], m.out.Resends[:0]
+	m.out.Sends, m.out.Resends, m.out.Known = m.out.Sends[:0], m.out.Resends[:0], m.out.Known[:0]
 	return r
 }
 
@@ -150,6 +162,7 @@ func (m *Machine) AddPeer() PeerID {
 	}
 	m.peers[id] = peer{live: true}
 	m.down++
+	m.live++
 	return id
 }
 
@@ -197,6 +210,7 @@ func (m *Machine) RemovePeer(p PeerID) {
 	for _, ms := range m.missing {
 		ms.forget(p)
 	}
+	m.live--
 	m.peers[p] = peer{}
 	m.freeIDs = append(m.freeIDs, p)
 }
@@ -274,18 +288,41 @@ func (m *Machine) Emit(seq uint64, now time.Time) []PeerID {
 // path; the lazy ones get a notice at the next round.
 func (m *Machine) Release(origin string, boot, seq uint64, from PeerID, path []string, now time.Time) []PeerID {
 	o := m.origin(origin, now)
-	m.fwd = m.fwd[:0]
-	if !o.leaf() || m.down > 0 {
+	m.fwd, m.tent = m.fwd[:0], m.tent[:0]
+	if !o.leaf() || m.down > 0 || o.relayed && o.eagerN+o.lazyN < m.live {
 		for i := range m.peers {
 			p := PeerID(i)
-			if !m.peers[i].live || p == from || m.skip(o, p) || onPath(path, m.peers[i].node) {
+			if !m.peers[i].live || p == from || onPath(path, m.peers[i].node) {
 				continue
 			}
-			m.fwd = append(m.fwd, p)
+			if !m.skip(o, p) {
+				m.fwd = append(m.fwd, p)
+			} else if o.relayed && o.modeOf(p) == unmarked {
+				m.tent = append(m.tent, p)
+			}
 		}
 	}
 	m.advanced(o, origin, boot, seq)
 	return m.fwd
+}
+
+// Tentative returns the peers the last Release noticed the event to
+// without knowing whether they have it from another path: connected,
+// unmarked for a relayed origin, neither the sender nor on the path. Such a
+// peer may depend on this node (a line, or the far side of a ring), so the
+// caller keeps the event for it (flow control holds it) until the peer
+// grafts it or is Known to have it elsewhere: otherwise this node could run
+// ahead of what its stores keep for the peer's GRAFT. Valid until the next
+// call.
+func (m *Machine) Tentative() []PeerID { return m.tent }
+
+// know marks p lazy for o (it has o's events by another path) if it was
+// unmarked, and reports it.
+func (m *Machine) know(o *origin, name string, p PeerID) {
+	if o.relayed && o.modeOf(p) == unmarked {
+		o.setLazy(p, time.Time{})
+		m.out.Known = append(m.out.Known, Known{Peer: p, Origin: name})
+	}
 }
 
 func onPath(path []string, node string) bool {
@@ -318,7 +355,11 @@ func (m *Machine) advanced(o *origin, name string, boot, seq uint64) {
 
 // Fresh records that a fresh event of origin came over p.
 func (m *Machine) Fresh(origin string, p PeerID, now time.Time) {
-	m.origin(origin, now).provider = p
+	o := m.origin(origin, now)
+	o.provider = p
+	if o.relayed && o.modeOf(p) == unmarked && m.peer(p) != nil {
+		m.know(o, origin, p)
+	}
 }
 
 // Duplicate handles an event of origin that arrived again, over p: another
@@ -330,6 +371,7 @@ func (m *Machine) Duplicate(origin string, p PeerID, now time.Time) {
 		return
 	}
 	o := m.origin(origin, now)
+	m.know(o, origin, p)
 	if p == o.provider {
 		return
 	}

@@ -36,6 +36,9 @@ func (m *Machine) IHave(p PeerID, ih *wire.IHave, now time.Time) {
 		if e.Origin == m.cfg.Self {
 			continue
 		}
+		if o := m.origins[e.Origin]; o != nil {
+			m.know(o, e.Origin, p) // p has released them: it needs no copy from here
+		}
 		if next, ok := m.released(e.Origin, e.Boot); !ok || next > e.Upto {
 			continue
 		}

@@ -11,6 +11,7 @@ const (
 	KindIHave Kind = 2 // batched "I have released (origin, boot) up to upto": IHave
 	KindGraft Kind = 3 // "be eager for origin again; resend (origin, boot) from seq from": Graft
 	KindPrune Kind = 4 // "send origin's events here as notices only": Prune
+	KindGrant Kind = 5 // batched "send (origin, boot) here up to upto": Grant
 )
 
 func (k Kind) String() string {
@@ -23,6 +24,8 @@ func (k Kind) String() string {
 		return "GRAFT"
 	case KindPrune:
 		return "PRUNE"
+	case KindGrant:
+		return "GRANT"
 	}
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }

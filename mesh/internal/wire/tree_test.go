@@ -16,6 +16,7 @@ func TestTreePayloadsDecode(t *testing.T) {
 		NewGraft("a", 1, 3),
 		NewPrune("a"),
 		NewIHave(most),
+		NewGrant([]Credit{{Origin: "a", Boot: 1, Upto: 1000}, {Origin: "b", Boot: 7, Upto: 3}}),
 	}
 	for _, m := range good {
 		b, err := EncodeValue(m)
@@ -40,6 +41,9 @@ func TestTreePayloadsDecode(t *testing.T) {
 		NewGraft(strings.Repeat("o", MaxOrigin+1), 1, 3),
 		NewPrune(strings.Repeat("o", MaxOrigin+1)),
 		NewIHave(append(most, Notice{Origin: "a", Boot: 1, Upto: 1})),
+		NewGrant([]Credit{{Origin: "", Boot: 1, Upto: 5}}),
+		NewGrant([]Credit{{Origin: "a", Boot: 0, Upto: 5}}),
+		NewGrant(make([]Credit, MaxGrants+1)),
 	}
 	for _, m := range bad {
 		b, _ := EncodeValue(m)
@@ -67,6 +71,8 @@ func decodeTreePayload(b []byte) error {
 		_, err = DecodeGraft(b)
 	case KindPrune:
 		_, err = DecodePrune(b)
+	case KindGrant:
+		_, err = DecodeGrant(b)
 	default:
 		_, err = decodeEnvelope(b)
 	}
@@ -78,6 +84,7 @@ func FuzzTreePayload(f *testing.F) {
 		NewIHave([]Notice{{Origin: "a", Boot: 1, Upto: 5}, {Origin: "b", Boot: 9, Upto: 9}}),
 		NewGraft("a", 1, 3),
 		NewPrune("a"),
+		NewGrant([]Credit{{Origin: "a", Boot: 1, Upto: 5}}),
 		toGo(&Envelope{Origin: "a", Boot: 1, Seq: 1, Name: "x", Path: []string{"a"}, Args: []byte{0x90}}),
 	} {
 		b, _ := EncodeValue(m)

@@ -1,0 +1,244 @@
+package mesh
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/verbosemesh/verbose/mesh/internal/flow"
+	"github.com/verbosemesh/verbose/mesh/internal/plumtree"
+	"github.com/verbosemesh/verbose/mesh/internal/store"
+	"github.com/verbosemesh/verbose/mesh/internal/wire"
+)
+
+// SlowConsumerPolicy says what a node does when its handlers, or a link it
+// relays to, cannot keep up.
+type SlowConsumerPolicy int
+
+const (
+	// Backpressure, the default, holds the node's senders back (credit per
+	// link and origin, see PROTOCOL.md): the origin's Emit waits, and
+	// nothing is lost. A consumer that takes nothing for Timeout is
+	// declared slow and waited for no more until it takes again.
+	Backpressure SlowConsumerPolicy = iota
+	// Drop never slows anyone for this node's handlers: past HandlerQueue
+	// their backlog is dropped, counted and reported (Overflow with
+	// ErrSlowConsumer).
+	Drop
+)
+
+func (p SlowConsumerPolicy) String() string {
+	switch p {
+	case Backpressure:
+		return "backpressure"
+	case Drop:
+		return "drop"
+	}
+	return "SlowConsumerPolicy(" + strconv.Itoa(int(p)) + ")"
+}
+
+// held is an event that flow control holds for some target: its encoding
+// with this node on its path, for links, and, if the handlers wait for it,
+// its envelope with owned args.
+type held struct {
+	payload []byte
+	env     wire.Envelope
+}
+
+// linkRoomFactor × BufferMax is how full a connected link's buffer may be
+// for a credited send: below relay's connected limit (4 × BufferMax), so
+// that grants, tree messages and GRAFT answers never push an event out.
+const linkRoomFactor = 2
+
+// flowRooms is what flow control asks of the links and the handlers.
+// Called with the router's lock held.
+type flowRooms struct{ r *router }
+
+func (f flowRooms) LinkRoom(p flow.Peer) int {
+	if l := f.r.peers[p].link; l != nil {
+		return linkRoomFactor*f.r.bufferMax - l.Buffered()
+	}
+	return 0
+}
+
+func (f flowRooms) HandlerRoom() int      { return f.r.disp.room() }
+func (f flowRooms) HandlersTaken() uint64 { return f.r.disp.delivered.Load() }
+
+// flowPeers returns ids as flow's peers, in a buffer reused by the next call.
+func (r *router) flowPeers(ids []plumtree.PeerID) []flow.Peer {
+	r.fwd = r.fwd[:0]
+	for _, id := range ids {
+		r.fwd = append(r.fwd, flow.Peer(id))
+	}
+	return r.fwd
+}
+
+// tentative returns the tree's tentative peers of its last Release as
+// flow's, in a buffer reused by the next call.
+func (r *router) tentative() []flow.Peer {
+	t := r.tree.Tentative()
+	if len(t) == 0 {
+		return nil
+	}
+	r.tent = r.tent[:0]
+	for _, id := range t {
+		r.tent = append(r.tent, flow.Peer(id))
+	}
+	return r.tent
+}
+
+// carryFlowLocked carries out what flow control let go: held events to
+// their links and handlers, grants, slow-consumer notices and (with Drop)
+// drops. The caller commits the dispatcher afterwards.
+func (r *router) carryFlowLocked(now time.Time) {
+	rd := r.flow.Ready()
+	for _, s := range rd.Sends {
+		r.peers[s.To].link.Send(s.Item.payload)
+	}
+	if n := len(rd.Sends); n > 0 {
+		r.stats.forwarded.Add(uint64(n))
+	}
+	for _, rs := range rd.Resends {
+		k := store.Key{Origin: rs.Origin, Boot: rs.Boot, Seq: rs.Seq}
+		if p := r.resendable(k, now); p != nil {
+			r.peers[rs.To].link.Send(p)
+			r.stats.graftResent.Add(1)
+		} else {
+			r.stats.graftMisses.Add(1)
+		}
+	}
+	for _, h := range rd.Delivers {
+		r.disp.stage(&h.env)
+	}
+	if len(rd.Grants) > 0 {
+		r.sendGrants(rd.Grants)
+	}
+	for _, nt := range rd.Notices {
+		r.noticeSlow(nt)
+	}
+	for _, d := range rd.Dropped {
+		pr := r.peers[d.To]
+		r.losses.add(lossKey{link: pr.link, err: ErrSlowConsumer}, pr.peer, d.N)
+	}
+	waiting := r.flow.Waiting()
+	r.flowHeld.Store(waiting)
+	r.flowWaiting.Store(waiting || r.flow.AnySlow()) // a slow consumer recovers on a resume
+	if waiting && !r.flowArmed {
+		r.flowArmed = true
+		r.kickOrderer() // the tick loop learns flow's deadline
+	}
+	full := r.flow.Backlog(r.self) >= r.window
+	if r.ownFull.Load() && !full {
+		close(r.emitSpace)
+		r.emitSpace = make(chan struct{})
+	}
+	r.ownFull.Store(full)
+}
+
+// sendGrants sends grants batched per link, at most MaxGrants a payload.
+func (r *router) sendGrants(gs []flow.Grant) {
+	slices.SortStableFunc(gs, func(a, b flow.Grant) int { return cmp.Compare(a.To, b.To) })
+	for i := 0; i < len(gs); {
+		j := i
+		r.credits = r.credits[:0]
+		for j < len(gs) && gs[j].To == gs[i].To && j-i < wire.MaxGrants {
+			r.credits = append(r.credits, wire.Credit{Origin: gs[j].Origin, Boot: gs[j].Boot, Upto: gs[j].Upto})
+			j++
+		}
+		if l := r.peers[gs[i].To].link; l != nil {
+			l.Send(wire.NewGrant(r.credits).Encode())
+			r.stats.grants.Add(1)
+		}
+		i = j
+	}
+}
+
+// noticeSlow reports a consumer declared slow, or taking again.
+func (r *router) noticeSlow(nt flow.Notice) {
+	pe := PeerEvent{Kind: Slow, Err: ErrSlowConsumer}
+	if !nt.Slow {
+		pe.Kind, pe.Err = Recovered, nil
+	}
+	if nt.Target != flow.Local {
+		pr := r.peers[nt.Target]
+		pe.Peer, pe.PeerID, pe.Err = pr.peer, pr.link.RemoteID(), nil
+	}
+	if nt.Slow {
+		r.stats.slowConsumers.Add(1)
+		r.log.Warn("a consumer took nothing for Timeout: not waiting for it until it takes again",
+			"peer", pe.PeerID, "handlers", nt.Target == flow.Local)
+	} else {
+		r.log.Info("a slow consumer takes events again", "peer", pe.PeerID, "handlers", nt.Target == flow.Local)
+	}
+	r.pdisp.peerEvent(pe)
+}
+
+// holdLocked hands flow control the event it held: the payload its links
+// wait for and, if the handlers wait, the envelope with owned args.
+func (r *router) holdLocked(payload []byte, env *wire.Envelope, local bool) {
+	h := &held{payload: payload}
+	if local {
+		h.env = wire.Envelope{Origin: env.Origin, Boot: env.Boot, Seq: env.Seq, Name: env.Name, Args: bytes.Clone(env.Args)}
+	}
+	r.flow.Keep(h)
+}
+
+// resume lets flow control look again at what it holds: a link's buffer
+// drained or the handlers took events.
+func (r *router) resume() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := r.read()
+	r.flow.Resume(now)
+	r.carryFlowLocked(now)
+	r.disp.commit()
+}
+
+// resumeIfHeld resumes flow control if it holds events: called when the
+// handlers took a batch or a link's buffer drained.
+func (r *router) resumeIfHeld() {
+	if r.flowWaiting.Load() {
+		r.resume()
+	}
+}
+
+// receiveGrant handles a GRANT from l.
+func (r *router) receiveGrant(from plumtree.PeerID, g *wire.Grant, now time.Time) {
+	for _, c := range g.Entries {
+		r.flow.Granted(flow.Peer(from), c.Origin, c.Boot, c.Upto, now)
+	}
+	r.carryFlowLocked(now)
+	r.disp.commit()
+}
+
+// waitFlow is Emit's back-pressure: it waits while this node's own events
+// wait for some consumer, Window of them. Flow control stops waiting for a
+// consumer that takes nothing for Timeout, so the wait ends by then.
+func (n *Node) waitFlow(ctx context.Context) error {
+	r := n.router
+	if !r.ownFull.Load() {
+		return nil
+	}
+	start := time.Now()
+	for {
+		r.mu.Lock()
+		full, ch := r.ownFull.Load(), r.emitSpace
+		r.mu.Unlock()
+		if !full {
+			break
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-n.stop:
+			return ErrClosed
+		}
+	}
+	n.stats.emitWaits.Add(1)
+	n.stats.emitWaited.Add(uint64(time.Since(start)))
+	return nil
+}
