@@ -12,6 +12,7 @@ import (
 	"github.com/verbosemesh/verbose/mesh/internal/plumtree"
 	"github.com/verbosemesh/verbose/mesh/internal/store"
 	"github.com/verbosemesh/verbose/mesh/internal/wire"
+	"github.com/verbosemesh/verbose/relay"
 )
 
 // SlowConsumerPolicy says what a node does when its handlers, or a link it
@@ -94,6 +95,36 @@ func (r *router) tentative() []flow.Peer {
 // their links and handlers, grants, slow-consumer notices and (with Drop)
 // drops. The caller commits the dispatcher afterwards.
 func (r *router) carryFlowLocked(now time.Time) {
+	// A GRAFT answer that the stores no longer hold is lost to the grafter:
+	// flow learns it (Lost), which may let more go. Bounded: what is left
+	// goes with the next input.
+	for range 4 {
+		lost := r.carryFlowOnce(now)
+		if len(lost) == 0 {
+			break
+		}
+		for _, p := range lost {
+			r.flow.Lost(p, now)
+		}
+	}
+	waiting := r.flow.Waiting()
+	r.flowHeld.Store(waiting)
+	r.flowWaiting.Store(waiting || r.flow.AnySlow()) // a slow consumer recovers on a resume
+	if waiting && !r.flowArmed {
+		r.flowArmed = true
+		r.kickOrderer() // the tick loop learns flow's deadline
+	}
+	full := r.flow.Backlog(r.self) >= r.window
+	if r.ownFull.Load() && !full {
+		close(r.emitSpace)
+		r.emitSpace = make(chan struct{})
+	}
+	r.ownFull.Store(full)
+}
+
+// carryFlowOnce carries out one Ready of flow's and returns the peers that
+// a stored event could not be resent to.
+func (r *router) carryFlowOnce(now time.Time) (lost []flow.Peer) {
 	rd := r.flow.Ready()
 	for _, s := range rd.Sends {
 		r.peers[s.To].link.Send(s.Item.payload)
@@ -108,6 +139,9 @@ func (r *router) carryFlowLocked(now time.Time) {
 			r.stats.graftResent.Add(1)
 		} else {
 			r.stats.graftMisses.Add(1)
+			if !slices.Contains(lost, rs.To) {
+				lost = append(lost, rs.To)
+			}
 		}
 	}
 	for _, h := range rd.Delivers {
@@ -123,19 +157,20 @@ func (r *router) carryFlowLocked(now time.Time) {
 		pr := r.peers[d.To]
 		r.losses.add(lossKey{link: pr.link, err: ErrSlowConsumer}, pr.peer, d.N)
 	}
-	waiting := r.flow.Waiting()
-	r.flowHeld.Store(waiting)
-	r.flowWaiting.Store(waiting || r.flow.AnySlow()) // a slow consumer recovers on a resume
-	if waiting && !r.flowArmed {
-		r.flowArmed = true
-		r.kickOrderer() // the tick loop learns flow's deadline
+	return lost
+}
+
+// linkLost notes that l's retransmit buffer dropped events (overflow): its
+// remote will not consume them (see flow's Lost).
+func (r *router) linkLost(l *relay.Link) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if id, ok := r.byLink[l]; ok {
+		now := r.read()
+		r.flow.Lost(flow.Peer(id), now)
+		r.carryFlowLocked(now)
+		r.disp.commit()
 	}
-	full := r.flow.Backlog(r.self) >= r.window
-	if r.ownFull.Load() && !full {
-		close(r.emitSpace)
-		r.emitSpace = make(chan struct{})
-	}
-	r.ownFull.Store(full)
 }
 
 // sendGrants sends grants batched per link, at most MaxGrants a payload.

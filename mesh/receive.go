@@ -98,6 +98,7 @@ func (h linkHandler) Event(l *relay.Link, ev relay.Event) {
 	case relay.EventRejected:
 		pe.Kind = Rejected
 	case relay.EventOverflow:
+		n.router.linkLost(l)
 		n.stats.overflowed.Add(uint64(ev.Dropped))
 		n.losses.add(lossKey{link: l, err: ev.Err}, p, ev.Dropped)
 		return

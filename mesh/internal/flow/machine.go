@@ -265,7 +265,7 @@ func (m *Machine[T]) Release(origin string, boot, seq uint64, targets, tentative
 		m.consumed(o, b)
 		return d
 	}
-	e := o.hold(entry[T]{boot: boot, seq: seq, to: rest, maybe: maybe, local: holdLocal})
+	e := o.hold(entry[T]{boot: boot, seq: seq, to: rest, maybe: maybe, local: holdLocal, at: now})
 	b.held++
 	m.waiting[o] = struct{}{}
 	m.keep, d.Held = e, true
@@ -313,7 +313,7 @@ func (m *Machine[T]) Backlog(origin string) int {
 // wait on p if not. A link that is down, or slow, takes it without credit.
 func (m *Machine[T]) canSend(o *origin[T], p Peer, boot, seq uint64, now time.Time) bool {
 	pr := m.peer(p)
-	if pr == nil || !pr.up || pr.slow || debugNoCredit {
+	if pr == nil || !pr.up || pr.slow {
 		return true
 	}
 	c := o.creditOf(p)
@@ -343,6 +343,23 @@ func (m *Machine[T]) sent(p Peer) {
 		m.pending = append(m.pending, 0)
 	}
 	m.pending[p]++
+}
+
+// Lost notes that events sent to p were lost on the way (its retransmit
+// buffer overflowed, or a GRAFT asked for events no longer stored): p will
+// not consume them, so credit that counts them would never come back. p's
+// credits start afresh, as on a reconnection: the next events show p the
+// gap, which its orderer skips after its grace.
+func (m *Machine[T]) Lost(p Peer, now time.Time) {
+	if m.peer(p) == nil {
+		return
+	}
+	for _, o := range m.origins {
+		if int(p) < len(o.credit) {
+			o.credit[p] = credit{}
+		}
+	}
+	m.Resume(now)
 }
 
 // Untarget notes that p has origin's events by another path: nothing is
@@ -473,6 +490,29 @@ func (m *Machine[T]) Tick(now time.Time) {
 	}
 	m.Resume(now)
 	declared := m.declare(&m.local, Local, now)
+	// Nothing is held longer than Timeout: what the oldest held event of
+	// an origin still waits for is declared slow, even if it took a
+	// little since (a trickle would otherwise hold events without bound,
+	// and a copy must not outlive what receivers remember of its origin).
+	for o := range m.waiting {
+		if o.len() == 0 || now.Sub(o.held[o.head].at) < m.cfg.Timeout {
+			continue
+		}
+		e := &o.held[o.head]
+		for _, p := range e.to {
+			if pr := m.peer(p); pr != nil && pr.up && m.force(&pr.target, p) {
+				declared = true
+			}
+		}
+		if e.local && m.force(&m.local, Local) {
+			declared = true
+		}
+		for _, p := range e.maybe {
+			if pr := m.peer(p); pr != nil && m.force(&pr.target, p) {
+				declared = true
+			}
+		}
+	}
 	for i := range m.peers {
 		if pr := &m.peers[i]; pr.live && pr.up && m.declare(&pr.target, Peer(i), now) {
 			declared = true
@@ -502,6 +542,16 @@ func (m *Machine[T]) declare(t *target, p Peer, now time.Time) bool {
 	return false
 }
 
+// force declares t slow now, if it is not.
+func (m *Machine[T]) force(t *target, p Peer) bool {
+	if t.slow {
+		return false
+	}
+	t.slow, t.blocked = true, false
+	m.out.Notices = append(m.out.Notices, Notice{Target: p, Slow: true})
+	return true
+}
+
 // NextDeadline is when Tick next has a target to declare slow.
 func (m *Machine[T]) NextDeadline() (time.Time, bool) {
 	var next time.Time
@@ -515,6 +565,13 @@ func (m *Machine[T]) NextDeadline() (time.Time, bool) {
 	for i := range m.peers {
 		if m.peers[i].live && m.peers[i].up {
 			consider(&m.peers[i].target)
+		}
+	}
+	for o := range m.waiting {
+		if o.len() > 0 {
+			if at := o.held[o.head].at; !ok || at.Before(next) {
+				next, ok = at, true
+			}
 		}
 	}
 	return next.Add(m.cfg.Timeout), ok
@@ -647,5 +704,3 @@ func (m *Machine[T]) sweep(now time.Time) {
 		}
 	}
 }
-
-var debugNoCredit = false

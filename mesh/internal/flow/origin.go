@@ -42,6 +42,7 @@ type entry[T any] struct {
 	to        []Peer // links it still waits for
 	maybe     []Peer // links it is kept for, tentatively (never sent from here)
 	local     bool   // it still waits for the handlers
+	at        time.Time
 	item      T
 }
 
