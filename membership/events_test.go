@@ -196,27 +196,8 @@ func (s *captureSink) AddSampleWithLabels(k []string, _ float32, l []metrics.Lab
 	s.rec(k, l)
 }
 
-func TestMetricSinkGetsMemberlistMetrics(t *testing.T) {
-	sinkA := &captureSink{}
-	sinkB := &captureSink{}
-	a, _ := newNode(t, "a", func(c *Config) { c.MetricSink = sinkA })
-	b, _ := newNode(t, "b", func(c *Config) { c.MetricSink = sinkB })
-	if _, err := b.Join(a.Addr()); err != nil {
-		t.Fatal(err)
-	}
-	// a accepts b's join stream; b dials it: each sink sees its own side.
-	waitFor(t, converge, "a's sink to count a tcp accept", func() bool { return sinkA.has("memberlist.tcp.accept") })
-	waitFor(t, converge, "b's sink to count a tcp connect", func() bool { return sinkB.has("memberlist.tcp.connect") })
-	if sinkA.has("memberlist.tcp.connect") {
-		t.Error("a's sink got b's tcp connect: samples were not routed by instance")
-	}
-	for _, s := range []*captureSink{sinkA, sinkB} {
-		s.mu.Lock()
-		for _, l := range s.labels {
-			if l.Name == routeLabel {
-				t.Errorf("routing label leaked to the sink: %+v", l)
-			}
-		}
-		s.mu.Unlock()
-	}
+func (s *captureSink) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.keys)
 }

@@ -64,7 +64,10 @@ func New(cfg Config) (*Membership, error) {
 	cfg.Logger = cfg.Logger.Named("membership")
 	meta, _ := encodeMeta(cfg.Meta, false) // validated
 
-	labels, unreg := registerSink(cfg.MetricSink)
+	if cfg.MetricSink != nil && !cfg.GlobalMetrics {
+		cfg.Logger.Warn("MetricSink is set but GlobalMetrics is not: memberlist's metrics are not routed to it, go-metrics' global is left alone")
+	}
+	labels, unreg := registerSink(cfg.MetricSink, cfg.GlobalMetrics)
 	d := newDelegate(&cfg, meta)
 	mc := memberlistConfig(&cfg, d, labels)
 	// Departed members stay listed as long as memberlist gossips about them.

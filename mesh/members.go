@@ -28,6 +28,7 @@ func (n *Node) startMembership() error {
 		Logger:        n.log,
 		Events:        n.memberEvent,
 		MetricSink:    n.cfg.MetricSink,
+		GlobalMetrics: n.cfg.GlobalMetrics,
 		Transport:     n.cfg.options().GossipTransport,
 		ProbeFast:     n.cfg.options().FastGossip,
 	})

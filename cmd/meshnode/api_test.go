@@ -224,7 +224,7 @@ func TestMetrics(t *testing.T) {
 	waitFor(t, 10*time.Second, "memberlist metrics in /metrics", func() bool {
 		code, b := httpDo(t, http.MethodGet, a.url("/metrics"), "", nil)
 		body = string(b)
-		return code == 200 && strings.Contains(body, "\nmemberlist_")
+		return code == 200 && strings.Contains(body, "\nverbose_memberlist_")
 	})
 	for _, want := range []string{
 		"verbose_events_emitted_total 1\n",
