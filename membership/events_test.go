@@ -103,16 +103,21 @@ func TestDelegateFiltersAndStates(t *testing.T) {
 	d.notify(testNode(t, "a", "c", true), MemberLeave, now)
 	d.notify(testNode(t, "b", "c", false), MemberUpdate, now) // first heard as update
 	d.notify(testNode(t, "b", "c", false), MemberLeave, now)
+	// memberlist's own verdict: a dead message the node sent about itself.
+	d.notify(testNode(t, "c", "c", false), MemberJoin, now)
+	left := testNode(t, "c", "c", false)
+	left.State = memberlist.StateLeft
+	d.notify(left, MemberLeave, now)
 
 	var kinds []string
 	for _, e := range d.take() {
 		kinds = append(kinds, e.Kind.String()+" "+e.Member.Name+" "+e.Member.State)
 	}
-	want := "join a alive,leave a left,join b alive,leave b dead"
+	want := "join a alive,leave a left,join b alive,leave b dead,join c alive,leave c left"
 	if got := strings.Join(kinds, ","); got != want {
 		t.Fatalf("events = %s\nwant     %s", got, want)
 	}
-	if ms := d.members(now.Add(30 * time.Second)); len(ms) != 2 {
+	if ms := d.members(now.Add(30 * time.Second)); len(ms) != 3 {
 		t.Fatalf("members before reap = %+v", ms)
 	}
 	if ms := d.members(now.Add(2 * time.Minute)); len(ms) != 0 {
