@@ -29,6 +29,9 @@ var (
 	ErrPeerStuck     = errors.New("mesh: peer acknowledged nothing for Timeout with a full buffer")
 	ErrLate          = errors.New("mesh: event arrived after ReorderTimeout had declared it lost; dropped to keep its origin's order")
 	ErrGap           = errors.New("mesh: events never arrived within ReorderTimeout; declared lost")
+	// ErrPeerLeft is the Err of the Expired PeerEvent that reports a link
+	// released because its member left the cluster gracefully.
+	ErrPeerLeft = errors.New("mesh: peer left the cluster")
 )
 
 // MaxNameLen is the longest event name accepted.
@@ -64,6 +67,7 @@ type Node struct {
 	peers   map[*relay.Link]*Peer
 	inbound map[string]*Peer // remote NodeID → accepted link, so a reconnect resumes its buffer
 	members map[string]*Peer // remote NodeID → link dialled because membership found it
+	left    map[string]left  // remote NodeID → the member's incarnation that left (see releaseLeft)
 	ln      net.Listener
 	pending map[net.Conn]struct{} // accepted connections still handshaking
 
@@ -104,6 +108,7 @@ func New(cfg Config) (*Node, error) {
 		peers:    make(map[*relay.Link]*Peer),
 		inbound:  make(map[string]*Peer),
 		members:  make(map[string]*Peer),
+		left:     make(map[string]left),
 		pending:  make(map[net.Conn]struct{}),
 		handlers: newHandlerTable(),
 		stop:     make(chan struct{}),
@@ -294,6 +299,14 @@ func (n *Node) OnPeer(fn func(PeerEvent)) (off func()) {
 
 // Close leaves the cluster, closes every link and the listener, and waits
 // for the node's goroutines. It is idempotent.
+//
+// A graceful departure, in this order: no more Emit (ErrClosed) and no new
+// links; a short wait (at most Timeout, and twice AcknowledgeInterval) for
+// the peers to acknowledge what they were sent, so that this node's last
+// events are delivered; then the leave, after which every member releases
+// its link to this node at once; then the links close. Events still
+// unacknowledged then are counted (Stats.Expired) and reported: an Expired
+// PeerEvent with ErrClosed and a log line per link.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.mu.Lock()
@@ -309,16 +322,25 @@ func (n *Node) Close() error {
 		n.mu.Unlock()
 
 		var errs []error
-		if n.mem != nil {
-			errs = append(errs, n.stopMembership())
-		}
 		if ln != nil {
 			if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 				errs = append(errs, err)
 			}
 		}
+		n.flush(peers, min(n.cfg.Timeout, 2*n.cfg.AcknowledgeInterval))
+		if n.mem != nil {
+			n.leave()
+		}
 		for _, p := range peers {
 			p.link.Close()
+			if b := p.link.Buffered(); b > 0 {
+				n.stats.expired.Add(uint64(b))
+				n.log.Warn("closed with events a peer had not acknowledged", "peer", p.ID(), "addr", p.Addr(), "dropped", b)
+				n.pdisp.peerEvent(PeerEvent{Kind: Expired, Peer: p, PeerID: p.ID(), Addr: p.Addr(), Err: ErrClosed, Dropped: b})
+			}
+		}
+		if n.mem != nil {
+			errs = append(errs, n.shutdownMembership())
 		}
 		close(n.stop)
 		n.wg.Wait()
@@ -326,6 +348,34 @@ func (n *Node) Close() error {
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
+}
+
+// flush waits until every connected peer has acknowledged all it was sent,
+// or for wait at most. A disconnected peer cannot acknowledge: it is not
+// waited for.
+func (n *Node) flush(peers []*Peer, wait time.Duration) {
+	settled := func() bool {
+		for _, p := range peers {
+			if p.link.Buffered() > 0 && p.link.State() == relay.Connected {
+				return false
+			}
+		}
+		return true
+	}
+	if settled() {
+		return
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !settled() {
+		select {
+		case <-deadline.C:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // closeDispatchers stops the handlers' goroutines and the loss reports.
