@@ -243,8 +243,8 @@ func TestMetrics(t *testing.T) {
 		"verbose_redundancy ",
 		"verbose_peers 1\n",
 		"verbose_buffered_events ",
-		`verbose_peer_buffered_events{addr="`,
-		`verbose_peer_ack_lag_seconds{addr="`,
+		`verbose_peer_buffered_events{peer="`,
+		`verbose_peer_ack_lag_seconds{peer="`,
 		`verbose_peer_events_total{kind="reconnect"} `,
 		"go_goroutines ",
 	} {
