@@ -203,3 +203,42 @@ func TestCloseDeliversLastEvents(t *testing.T) {
 		c.WaitFromOrigin(t, 1, 2, 50)
 	})
 }
+
+// A node that closes while a peer is unreachable counts its own events that
+// peer never acknowledged as lost for it, reports them (Expired, ErrClosed),
+// and counts nothing for the peer that acknowledged everything.
+func TestCloseCountsOwnUnacknowledged(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := testcluster.New(t, 3)
+		n0 := c.Node(0)
+		pl := watchPeers(n0)
+		c.Net().Partition([]string{c.Host(0), c.Host(1)}, []string{c.Host(2)})
+		eventually(t, time.Minute, "node 0's link to node 2 down", func() bool {
+			for _, p := range peersTo(n0, c.ID(2)) {
+				if p.State() == mesh.Connected {
+					return false
+				}
+			}
+			return true
+		})
+		for k := range 5 {
+			c.Emit(0, "own", k)
+		}
+		c.Stop(0)
+		if s := n0.Stats(); s.Expired != 5 {
+			t.Fatalf("closing node counted %d own events lost, want 5", s.Expired)
+		}
+		var got []mesh.PeerEvent
+		pl.mu.Lock()
+		for _, e := range pl.evs {
+			if e.Kind == mesh.Expired {
+				got = append(got, e)
+			}
+		}
+		pl.mu.Unlock()
+		if len(got) != 1 || got[0].PeerID != c.ID(2) || got[0].Dropped != 5 || !errors.Is(got[0].Err, mesh.ErrClosed) {
+			t.Fatalf("Expired reports at close: %+v, want one for node 2 with 5 and ErrClosed", got)
+		}
+		c.WaitFromOrigin(t, 1, 0, 5) // the reachable peer got them all
+	})
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/verbosemesh/verbose/membership"
 	"github.com/verbosemesh/verbose/mesh/internal/slab"
+	"github.com/verbosemesh/verbose/mesh/internal/wire"
 	"github.com/verbosemesh/verbose/relay"
 )
 
@@ -304,9 +305,9 @@ func (n *Node) OnPeer(fn func(PeerEvent)) (off func()) {
 // links; a short wait (at most Timeout, and twice AcknowledgeInterval) for
 // the peers to acknowledge what they were sent, so that this node's last
 // events are delivered; then the leave, after which every member releases
-// its link to this node at once; then the links close. Events still
+// its link to this node at once; then the links close. Own events still
 // unacknowledged then are counted (Stats.Expired) and reported: an Expired
-// PeerEvent with ErrClosed and a log line per link.
+// PeerEvent with ErrClosed and a log line per link (see reportUnacked).
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.mu.Lock()
@@ -333,11 +334,7 @@ func (n *Node) Close() error {
 		}
 		for _, p := range peers {
 			p.link.Close()
-			if b := p.link.Buffered(); b > 0 {
-				n.stats.expired.Add(uint64(b))
-				n.log.Warn("closed with events a peer had not acknowledged", "peer", p.ID(), "addr", p.Addr(), "dropped", b)
-				n.pdisp.peerEvent(PeerEvent{Kind: Expired, Peer: p, PeerID: p.ID(), Addr: p.Addr(), Err: ErrClosed, Dropped: b})
-			}
+			n.reportUnacked(p)
 		}
 		if n.mem != nil {
 			errs = append(errs, n.shutdownMembership())
@@ -348,6 +345,38 @@ func (n *Node) Close() error {
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
+}
+
+// reportUnacked tells what a closed link leaves unacknowledged. This
+// node's own events are lost for that peer (nobody else holds them once
+// this node is gone): counted in Stats.Expired, logged, reported as Expired
+// with ErrClosed. Events it relayed are not: their origin still has them,
+// and the peer's tree grafts them from another neighbour; they are logged.
+func (n *Node) reportUnacked(p *Peer) {
+	if p.link.Buffered() == 0 {
+		return
+	}
+	own, relayed := 0, 0
+	var env wire.Envelope
+	var parser *wire.Parser // nil: a plain parse, no interning
+	p.link.EachUnacked(func(b []byte) {
+		if !wire.IsEvent(b) || parser.Parse(&env, nil, b) != nil {
+			return // a tree message: nothing to deliver
+		}
+		if env.Origin == n.id {
+			own++
+		} else {
+			relayed++
+		}
+	})
+	if relayed > 0 {
+		n.log.Info("closed with relayed events a peer had not acknowledged; it grafts them from others", "peer", p.ID(), "addr", p.Addr(), "relayed", relayed)
+	}
+	if own > 0 {
+		n.stats.expired.Add(uint64(own))
+		n.log.Warn("closed with own events a peer had not acknowledged: lost for it", "peer", p.ID(), "addr", p.Addr(), "dropped", own)
+		n.pdisp.peerEvent(PeerEvent{Kind: Expired, Peer: p, PeerID: p.ID(), Addr: p.Addr(), Err: ErrClosed, Dropped: own})
+	}
 }
 
 // flush waits until every connected peer has acknowledged all it was sent,

@@ -174,6 +174,18 @@ func (l *Link) Addr() string {
 	return l.connAddr
 }
 
+// EachUnacked calls fn with every payload sent and not yet acknowledged,
+// oldest first, with the link's lock held: fn must not call the link, and
+// must not keep the payload. For an owner that must tell what a stopped
+// link could not deliver.
+func (l *Link) EachUnacked(fn func(payload []byte)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, p := range l.m.pay[l.m.head:] {
+		fn(p)
+	}
+}
+
 // Redial makes a dialing link that is not connected dial again at once,
 // with its back-off reset, at addr when addr is not "" (the remote came
 // back at another address: a live connection to the old one is dropped).

@@ -48,3 +48,16 @@ func TestRedialMovesResetsBackoffAndKeepsBuffer(t *testing.T) {
 		}
 	})
 }
+
+func TestEachUnackedOldestFirst(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := memnet.New(4)
+		a := mustDial(t, relay.Config{NodeID: "a", Transport: n.Host("a")}, "b:7947", newRecorder()) // nobody listens
+		sendAll(a, payloads("a", 1, 3))
+		var got []string
+		a.EachUnacked(func(p []byte) { got = append(got, string(p)) })
+		if len(got) != 3 || got[0] != "a00001" || got[2] != "a00003" {
+			t.Fatalf("EachUnacked gave %v", got)
+		}
+	})
+}
