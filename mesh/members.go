@@ -74,7 +74,16 @@ func (n *Node) advertiseRelay(addr string) {
 
 // Join joins the cluster through the given seeds' gossip addresses and
 // returns how many answered. Members of this node's channel are then
-// linked automatically: the member with the lower NodeID dials.
+// linked automatically: the member with the lower NodeID dials. A member
+// that dies keeps its links and buffer for BufferTimeout and is redialled
+// at once when it is seen alive again; a member that leaves (Close) is
+// released at once: its links closed, its buffer freed (Stats.Released,
+// an Expired PeerEvent with ErrPeerLeft). Links made by Connect are not
+// membership's: they redial until closed.
+//
+// Whether a node is ready (joined, and linked to the members it should
+// be) reads from Members and Peers: every other alive member with a
+// RelayAddr has a Connected Peer of its Name, up to MaxPeers.
 func (n *Node) Join(seeds ...string) (int, error) {
 	if n.mem == nil {
 		return 0, ErrNoMembership
