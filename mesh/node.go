@@ -347,11 +347,14 @@ func (n *Node) Close() error {
 	return n.closeErr
 }
 
-// reportUnacked tells what a closed link leaves unacknowledged. This
-// node's own events are lost for that peer (nobody else holds them once
-// this node is gone): counted in Stats.Expired, logged, reported as Expired
-// with ErrClosed. Events it relayed are not: their origin still has them,
-// and the peer's tree grafts them from another neighbour; they are logged.
+// reportUnacked tells what a closed link leaves unacknowledged. Events this
+// node relayed are not lost: their origin still has them, and the peer's
+// tree grafts them from another neighbour; they are logged. This node's own
+// events go with it: counted in Stats.Expired (as a peer's buffer dropped
+// at BufferTimeout is), logged, reported as Expired with ErrClosed. For
+// that peer they are lost unless a neighbour that acknowledged them passes
+// them on (the tree does, when one did): the count is what this node could
+// not deliver to that peer itself, an upper bound on the loss.
 func (n *Node) reportUnacked(p *Peer) {
 	if p.link.Buffered() == 0 {
 		return
@@ -374,7 +377,7 @@ func (n *Node) reportUnacked(p *Peer) {
 	}
 	if own > 0 {
 		n.stats.expired.Add(uint64(own))
-		n.log.Warn("closed with own events a peer had not acknowledged: lost for it", "peer", p.ID(), "addr", p.Addr(), "dropped", own)
+		n.log.Warn("closed with own events a peer had not acknowledged: lost for it unless a neighbour passes them on", "peer", p.ID(), "addr", p.Addr(), "dropped", own)
 		n.pdisp.peerEvent(PeerEvent{Kind: Expired, Peer: p, PeerID: p.ID(), Addr: p.Addr(), Err: ErrClosed, Dropped: own})
 	}
 }
