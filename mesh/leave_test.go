@@ -242,3 +242,20 @@ func TestCloseCountsOwnUnacknowledged(t *testing.T) {
 		c.WaitFromOrigin(t, 1, 0, 5) // the reachable peer got them all
 	})
 }
+
+// The same over loopback TCP and real gossip: a node that closes is gone
+// from the others' Peers() within seconds, not BufferTimeout.
+func TestLeaveReleasesPeerOverLoopback(t *testing.T) {
+	c := testcluster.NewWith(t, 3, testcluster.Options{Network: testcluster.TCP, Join: true})
+	gone := c.ID(1)
+	c.Emit(1, "last", 1)
+	start := time.Now()
+	c.Stop(1)
+	for _, i := range []int{0, 2} {
+		eventually(t, leaveBound, "node 1 gone from Peers()", func() bool { return len(peersTo(c.Node(i), gone)) == 0 })
+		c.WaitFromOrigin(t, i, 1, 1)
+	}
+	t.Logf("released everywhere %v after Close began", time.Since(start))
+	c.Emit(0, "after", 1)
+	c.WaitFromOrigin(t, 2, 0, 1)
+}
