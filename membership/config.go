@@ -47,7 +47,7 @@ type Config struct {
 	// hashicorp/go-metrics' process-wide global.
 	MetricSink metrics.MetricSink
 	// GlobalMetrics lets membership install a router as go-metrics'
-	// process-wide sink (once per process), which is the only way to get
+	// process-wide sink (unless it already is), the only way to get
 	// memberlist's metrics to MetricSink. The router passes every sample
 	// that is not a routed instance's on to the global that was set
 	// before, so an application that set its own global first keeps its

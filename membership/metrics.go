@@ -15,9 +15,11 @@ import (
 // hashicorp/go-metrics, which write to one process-wide *Metrics. It takes
 // no sink of its own, but it attaches Config.MetricLabels to every sample.
 //
-// So, only when a Config asks (GlobalMetrics, with a MetricSink), the first
-// such Membership installs sinkRouter as that global, keeping the *Metrics
-// that was global before (the application's, or go-metrics' blackhole).
+// So, only when a Config asks (GlobalMetrics, with a MetricSink), such a
+// Membership installs sinkRouter as that global (unless it already is),
+// keeping the *Metrics that was global before (the application's, or
+// go-metrics' blackhole). An application that sets a global of its own
+// later replaces the router until the next routed Membership starts.
 // Each routed Membership sets one private label, routeLabel=<instance
 // number>, by which the router finds the instance's sink and which it then
 // strips. Every other sample (the application's own, or an instance's
@@ -34,9 +36,8 @@ import (
 const routeLabel = "verbose_membership_instance"
 
 var (
-	routerOnce sync.Once
-	router     = &sinkRouter{sinks: make(map[string]metrics.MetricSink)}
-	instanceN  atomic.Uint64
+	router    = &sinkRouter{sinks: make(map[string]metrics.MetricSink)}
+	instanceN atomic.Uint64
 )
 
 // registerSink routes this instance's samples to sink and returns the
@@ -47,7 +48,7 @@ func registerSink(sink metrics.MetricSink, global bool) ([]metrics.Label, func()
 	if sink == nil || !global {
 		return nil, func() {}
 	}
-	routerOnce.Do(router.install)
+	router.ensureGlobal()
 	id := strconv.FormatUint(instanceN.Add(1), 10)
 	router.mu.Lock()
 	router.sinks[id] = sink
@@ -63,8 +64,10 @@ func registerSink(sink metrics.MetricSink, global bool) ([]metrics.Label, func()
 // memberlist's samples to their instance's sink and all others to the
 // global that was there before.
 type sinkRouter struct {
-	prev *metrics.Metrics // the global before ours: gets every unrouted sample
-	unit time.Duration    // the timer granularity of our global (prev's)
+	installMu sync.Mutex
+	self      *metrics.Metrics                // our global, once installed
+	prev      atomic.Pointer[metrics.Metrics] // the global before ours: gets every unrouted sample
+	unit      atomic.Int64                    // the timer granularity of our global (prev's)
 
 	mu    sync.RWMutex
 	sinks map[string]metrics.MetricSink
@@ -72,23 +75,31 @@ type sinkRouter struct {
 
 var _ metrics.MetricSink = (*sinkRouter)(nil)
 
-// install makes r the process-wide sink. Our *Metrics adds no prefix, no
-// label and no runtime-metrics goroutine, and converts timers with the
-// previous global's granularity, so that what is passed on to it is what it
-// would have got itself.
-func (r *sinkRouter) install() {
-	r.prev = metrics.Default()
+// ensureGlobal makes r the process-wide sink unless it is already: first
+// use, or the application set a global of its own since (r then passes on
+// to that one). Our *Metrics adds no prefix, no label and no
+// runtime-metrics goroutine, and converts timers with the previous global's
+// granularity, so that what is passed on to it is what it would have got
+// itself.
+func (r *sinkRouter) ensureGlobal() {
+	r.installMu.Lock()
+	defer r.installMu.Unlock()
+	prev := metrics.Default()
+	if prev == r.self {
+		return
+	}
 	cfg := metrics.DefaultConfig("")
 	cfg.EnableHostname = false
 	cfg.EnableHostnameLabel = false
 	cfg.EnableRuntimeMetrics = false
 	cfg.EnableTypePrefix = false
 	cfg.EnableServiceLabel = false
-	if g := r.prev.TimerGranularity; g > 0 {
+	if g := prev.TimerGranularity; g > 0 {
 		cfg.TimerGranularity = g
 	}
-	r.unit = cfg.TimerGranularity
-	_, _ = metrics.NewGlobal(cfg, r) // cannot fail without runtime metrics
+	r.unit.Store(int64(cfg.TimerGranularity))
+	r.prev.Store(prev)
+	r.self, _ = metrics.NewGlobal(cfg, r) // cannot fail without runtime metrics
 }
 
 // route finds the sink for labels and returns the labels it should see;
@@ -116,7 +127,7 @@ func (r *sinkRouter) SetGaugeWithLabels(key []string, val float32, labels []metr
 	if s, ls := r.route(labels); s != nil {
 		s.SetGaugeWithLabels(promName(key, gauge), val, ls)
 	} else if !routed(labels) {
-		r.prev.SetGaugeWithLabels(key, val, labels)
+		r.prev.Load().SetGaugeWithLabels(key, val, labels)
 	}
 }
 
@@ -124,7 +135,7 @@ func (r *sinkRouter) IncrCounterWithLabels(key []string, val float32, labels []m
 	if s, ls := r.route(labels); s != nil {
 		s.IncrCounterWithLabels(promName(key, counter), val, ls)
 	} else if !routed(labels) {
-		r.prev.IncrCounterWithLabels(key, val, labels)
+		r.prev.Load().IncrCounterWithLabels(key, val, labels)
 	}
 }
 
@@ -134,19 +145,19 @@ func (r *sinkRouter) AddSampleWithLabels(key []string, val float32, labels []met
 	if s, ls := r.route(labels); s != nil {
 		k := promName(key, sample)
 		if timerKeys[strings.Join(key, ".")] {
-			val = float32(float64(val) * r.unit.Seconds())
+			val = float32(float64(val) * time.Duration(r.unit.Load()).Seconds())
 		}
 		s.AddSampleWithLabels(k, val, ls)
 	} else if !routed(labels) {
-		r.prev.AddSampleWithLabels(key, val, labels)
+		r.prev.Load().AddSampleWithLabels(key, val, labels)
 	}
 }
 
 // The unlabelled forms carry no route: the application's, passed on.
-func (r *sinkRouter) SetGauge(key []string, val float32)    { r.prev.SetGauge(key, val) }
-func (r *sinkRouter) EmitKey(key []string, val float32)     { r.prev.EmitKey(key, val) }
-func (r *sinkRouter) IncrCounter(key []string, val float32) { r.prev.IncrCounter(key, val) }
-func (r *sinkRouter) AddSample(key []string, val float32)   { r.prev.AddSample(key, val) }
+func (r *sinkRouter) SetGauge(key []string, val float32)    { r.prev.Load().SetGauge(key, val) }
+func (r *sinkRouter) EmitKey(key []string, val float32)     { r.prev.Load().EmitKey(key, val) }
+func (r *sinkRouter) IncrCounter(key []string, val float32) { r.prev.Load().IncrCounter(key, val) }
+func (r *sinkRouter) AddSample(key []string, val float32)   { r.prev.Load().AddSample(key, val) }
 
 // routed reports whether labels carry a route: the sample is one of our
 // instances' (whose sink may be gone), never the application's.

@@ -11,9 +11,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// The one test that touches go-metrics' process-wide global: the router is
-// installed once per process, so every step that depends on what was global
-// before runs here, in order.
+// The test that sets go-metrics' process-wide global itself: what the
+// router passes on depends on what was global before it, so every step
+// runs here, in order.
 func TestMetricsRouting(t *testing.T) {
 	// The application's own global, set before any node.
 	app := metrics.NewInmemSink(time.Hour, time.Hour)
