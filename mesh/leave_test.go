@@ -2,6 +2,7 @@ package mesh_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -258,4 +259,48 @@ func TestLeaveReleasesPeerOverLoopback(t *testing.T) {
 	t.Logf("released everywhere %v after Close began", time.Since(start))
 	c.Emit(0, "after", 1)
 	c.WaitFromOrigin(t, 2, 0, 1)
+}
+
+// Once a member is released for leaving, the incarnation that left is
+// refused if it redials before it has closed its links (no ghost link); the
+// same NodeID restarted (a new boot) is accepted and its events flow.
+func TestLeftIncarnationRefusedRestartAccepted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tn := newTestNet(t)
+		b := tn.server("b")
+		a := tn.node("a")
+		plA := watchPeers(a)
+		if _, err := a.Connect("b:7947"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, time.Minute, "a linked to b", connected(b, 1))
+
+		mesh.ReleaseLeft(b, "a")
+		eventually(t, time.Minute, "a's redial refused", func() bool {
+			plA.mu.Lock()
+			defer plA.mu.Unlock()
+			for _, e := range plA.evs {
+				if e.Kind == mesh.Rejected && e.Err != nil && strings.Contains(e.Err.Error(), "left the cluster") {
+					return true
+				}
+			}
+			return false
+		})
+		time.Sleep(10 * time.Second) // a keeps redialling, refused each time
+		if n := len(peersTo(b, "a")); n != 0 {
+			t.Fatalf("b took %d links from the incarnation that left", n)
+		}
+		a.Close()
+
+		a2 := tn.node("a") // the same NodeID, restarted: a new boot
+		got := listen(b, "*")
+		if _, err := a2.Connect("b:7947"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, time.Minute, "the restarted a linked to b", connected(b, 1))
+		if err := a2.Emit("hello", 1); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, time.Minute, "its event delivered", func() bool { return len(got.all()) == 1 })
+	})
 }
