@@ -9,7 +9,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	metrics "github.com/hashicorp/go-metrics"
-	compat "github.com/hashicorp/go-metrics/compat"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -42,14 +41,19 @@ type Config struct {
 	// Shutdown. The local node is never reported.
 	Events func(Event)
 
-	// MetricSink receives memberlist's metrics. memberlist v0.5.4 has no
-	// per-instance sink: it writes to the process-wide go-metrics global
-	// chosen by go-metrics/compat (armon/go-metrics by default,
-	// hashicorp/go-metrics with -tags hashicorpmetrics). When any Config
-	// has a MetricSink, membership installs a router as that global and
-	// tags each instance's samples with a private label to send them to
-	// the right sink (see metrics.go).
+	// MetricSink receives memberlist's metrics, named by Prometheus'
+	// conventions (see metrics.go), when GlobalMetrics allows it.
+	// memberlist has no per-instance sink: it writes only to
+	// hashicorp/go-metrics' process-wide global.
 	MetricSink metrics.MetricSink
+	// GlobalMetrics lets membership install a router as go-metrics'
+	// process-wide sink (unless it already is), the only way to get
+	// memberlist's metrics to MetricSink. The router passes every sample
+	// that is not a routed instance's on to the global that was set
+	// before, so an application that set its own global first keeps its
+	// metrics. Without it the global is left alone and MetricSink gets
+	// nothing (New logs a warning).
+	GlobalMetrics bool
 
 	// Transport replaces memberlist's UDP/TCP transport (tests: see
 	// MockNetwork). nil = memberlist's NetTransport on BindAddr.
@@ -143,9 +147,9 @@ func splitIPPort(addr string, bind bool) (string, int, error) {
 //   - TCPTimeout = joinTimeout: bounds a join against a silent seed.
 //   - DeadNodeReclaimTime: a NodeID restarted on a new port (port 0,
 //     containers) may reclaim its dead record without waiting to be reaped.
-//   - MetricLabels: our private routing label, only when a sink is set.
+//   - MetricLabels: our private routing label, only when a sink is routed.
 //   - ProbeFast: short probe/gossip/suspicion timings for tests.
-func memberlistConfig(c *Config, d *delegate, labels []compat.Label) *memberlist.Config {
+func memberlistConfig(c *Config, d *delegate, labels []metrics.Label) *memberlist.Config {
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = c.NodeID
 	mc.Label = labelPrefix + c.Channel

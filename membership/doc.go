@@ -1,9 +1,11 @@
 // Package membership puts hashicorp/memberlist behind a small API: join a
 // cluster by seed, carry this node's metadata (relay address, channel,
 // protocol version), report members joining, updating and leaving, gossip
-// encryption, and memberlist's logs and metrics routed to ours. It is the
-// only package of verbose that imports memberlist, and it knows nothing of
-// relay frames or the mesh.
+// encryption, memberlist's logs routed to ours, and its metrics to a sink
+// of ours when the application allows touching go-metrics' process-wide
+// sink (Config.GlobalMetrics; see metrics.go). It is the only package of
+// verbose that imports memberlist, and it knows nothing of relay frames or
+// the mesh.
 //
 // # What it owns
 //

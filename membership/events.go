@@ -31,8 +31,9 @@ type Member struct {
 // EventKind says what changed about a member.
 type EventKind int
 
-// Event kinds. MemberLeave covers both a graceful leave and a failure: see
-// Member.State ("left" or "dead").
+// Event kinds. MemberLeave covers both a graceful leave and a failure:
+// Member.State says which, "left" (the member announced its departure) or
+// "dead" (others stopped hearing from it).
 const (
 	MemberJoin EventKind = iota + 1
 	MemberUpdate
@@ -186,8 +187,11 @@ func (d *delegate) notify(n *memberlist.Node, kind EventKind, now time.Time) {
 		if !known {
 			return
 		}
+		// memberlist marks a node that announced its own death (Leave)
+		// StateLeft, one declared dead by others StateDead; our metadata
+		// flag says the same and covers a left state lost in gossip.
 		m.State = StateDead
-		if leaving || old.leaving {
+		if n.State == memberlist.StateLeft || leaving || old.leaving {
 			m.State = StateLeft
 		}
 		d.view[n.Name] = &entry{member: m, leaving: leaving || old.leaving, goneAt: now}

@@ -103,16 +103,21 @@ func TestDelegateFiltersAndStates(t *testing.T) {
 	d.notify(testNode(t, "a", "c", true), MemberLeave, now)
 	d.notify(testNode(t, "b", "c", false), MemberUpdate, now) // first heard as update
 	d.notify(testNode(t, "b", "c", false), MemberLeave, now)
+	// memberlist's own verdict: a dead message the node sent about itself.
+	d.notify(testNode(t, "c", "c", false), MemberJoin, now)
+	left := testNode(t, "c", "c", false)
+	left.State = memberlist.StateLeft
+	d.notify(left, MemberLeave, now)
 
 	var kinds []string
 	for _, e := range d.take() {
 		kinds = append(kinds, e.Kind.String()+" "+e.Member.Name+" "+e.Member.State)
 	}
-	want := "join a alive,leave a left,join b alive,leave b dead"
+	want := "join a alive,leave a left,join b alive,leave b dead,join c alive,leave c left"
 	if got := strings.Join(kinds, ","); got != want {
 		t.Fatalf("events = %s\nwant     %s", got, want)
 	}
-	if ms := d.members(now.Add(30 * time.Second)); len(ms) != 2 {
+	if ms := d.members(now.Add(30 * time.Second)); len(ms) != 3 {
 		t.Fatalf("members before reap = %+v", ms)
 	}
 	if ms := d.members(now.Add(2 * time.Minute)); len(ms) != 0 {
@@ -196,27 +201,8 @@ func (s *captureSink) AddSampleWithLabels(k []string, _ float32, l []metrics.Lab
 	s.rec(k, l)
 }
 
-func TestMetricSinkGetsMemberlistMetrics(t *testing.T) {
-	sinkA := &captureSink{}
-	sinkB := &captureSink{}
-	a, _ := newNode(t, "a", func(c *Config) { c.MetricSink = sinkA })
-	b, _ := newNode(t, "b", func(c *Config) { c.MetricSink = sinkB })
-	if _, err := b.Join(a.Addr()); err != nil {
-		t.Fatal(err)
-	}
-	// a accepts b's join stream; b dials it: each sink sees its own side.
-	waitFor(t, converge, "a's sink to count a tcp accept", func() bool { return sinkA.has("memberlist.tcp.accept") })
-	waitFor(t, converge, "b's sink to count a tcp connect", func() bool { return sinkB.has("memberlist.tcp.connect") })
-	if sinkA.has("memberlist.tcp.connect") {
-		t.Error("a's sink got b's tcp connect: samples were not routed by instance")
-	}
-	for _, s := range []*captureSink{sinkA, sinkB} {
-		s.mu.Lock()
-		for _, l := range s.labels {
-			if l.Name == routeLabel {
-				t.Errorf("routing label leaked to the sink: %+v", l)
-			}
-		}
-		s.mu.Unlock()
-	}
+func (s *captureSink) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.keys)
 }

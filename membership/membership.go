@@ -64,7 +64,10 @@ func New(cfg Config) (*Membership, error) {
 	cfg.Logger = cfg.Logger.Named("membership")
 	meta, _ := encodeMeta(cfg.Meta, false) // validated
 
-	labels, unreg := registerSink(cfg.MetricSink)
+	if cfg.MetricSink != nil && !cfg.GlobalMetrics {
+		cfg.Logger.Warn("MetricSink is set but GlobalMetrics is not: memberlist's metrics are not routed to it, go-metrics' global is left alone")
+	}
+	labels, unreg := registerSink(cfg.MetricSink, cfg.GlobalMetrics)
 	d := newDelegate(&cfg, meta)
 	mc := memberlistConfig(&cfg, d, labels)
 	// Departed members stay listed as long as memberlist gossips about them.
@@ -237,9 +240,9 @@ func (m *Membership) broadcastMeta(timeout time.Duration) {
 // (MemberLeave with State "left"), not "dead". memberlist keeps running
 // until Shutdown. timeout <= 0 means 5s.
 //
-// memberlist does not tell receivers whether a node left or died, so Leave
-// first gossips metadata flagged "leaving", then memberlist's leave. If the
-// flag is lost, others report "dead" instead.
+// Leave first gossips metadata flagged "leaving", then memberlist's leave
+// (a dead message about itself, which memberlist reports as StateLeft):
+// either tells the others this node left rather than died.
 func (m *Membership) Leave(timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = defaultLeaveTimeout

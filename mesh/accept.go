@@ -71,6 +71,16 @@ func (n *Node) handleConn(conn net.Conn) {
 		conn.Close()
 		return
 	}
+	if l, ok := n.left[hello.NodeID]; ok {
+		if l.boot != 0 && l.boot == hello.Boot {
+			// The member that left, redialling before it closes its links.
+			n.mu.Unlock()
+			n.log.Debug("refused a member that left", "peer", hello.NodeID, "addr", addr)
+			relay.Refuse(conn, "left the cluster")
+			return
+		}
+		delete(n.left, hello.NodeID) // restarted: a new incarnation
+	}
 	p := n.inbound[hello.NodeID]
 	if p == nil {
 		if len(n.peers) >= n.cfg.MaxPeers {

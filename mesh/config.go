@@ -86,8 +86,17 @@ type Config struct {
 	// only short notices over the other links (see PROTOCOL.md). For
 	// measuring one against the other; set it alike on every node.
 	Flood bool
-	// MetricSink receives memberlist's metrics (hashicorp/go-metrics).
+	// MetricSink receives memberlist's metrics (hashicorp/go-metrics),
+	// named by Prometheus' conventions (verbose_memberlist_…, counters
+	// ending in _total, timers in _seconds), when GlobalMetrics allows it.
 	MetricSink metrics.MetricSink
+	// GlobalMetrics lets the node install a router as go-metrics'
+	// process-wide sink, the only place memberlist writes its metrics: it
+	// sends each node's samples to its MetricSink and every other sample
+	// on to the global set before (an application that set its own first
+	// keeps its metrics). Without it go-metrics' global is left alone and
+	// MetricSink gets nothing (New logs a warning).
+	GlobalMetrics bool
 
 	opts *meshopt.Options // set by internal/meshopt, for this module's harnesses
 }

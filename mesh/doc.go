@@ -71,5 +71,7 @@
 // the tree's rounds; both idle while there is nothing to do), the two
 // dispatchers (and memberlist when GossipAddr is set); Listen starts an
 // accept loop; Connect and Join start links (two goroutines each). Close
-// stops and waits for all of them.
+// waits briefly for the peers to acknowledge what they were sent, leaves
+// the cluster (the others release their links to this node at once), closes
+// the links, and stops and waits for all of the goroutines.
 package mesh

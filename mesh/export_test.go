@@ -13,3 +13,6 @@ func TreeProvider(n *Node, origin string) string {
 	}
 	return r.peers[p].link.RemoteID()
 }
+
+// ReleaseLeft releases id as if membership had reported it left.
+func ReleaseLeft(n *Node, id string) { n.releaseLeft(id) }

@@ -28,6 +28,7 @@ func (n *Node) startMembership() error {
 		Logger:        n.log,
 		Events:        n.memberEvent,
 		MetricSink:    n.cfg.MetricSink,
+		GlobalMetrics: n.cfg.GlobalMetrics,
 		Transport:     n.cfg.options().GossipTransport,
 		ProbeFast:     n.cfg.options().FastGossip,
 	})
@@ -38,15 +39,19 @@ func (n *Node) startMembership() error {
 	return nil
 }
 
-func (n *Node) stopMembership() error {
-	var err error
-	if lerr := n.mem.Leave(min(n.cfg.Timeout, 3*time.Second)); lerr != nil {
-		n.log.Warn("leaving the cluster", "error", lerr)
+// leave announces this node's departure: the others see it "left" and
+// release their links to it at once.
+func (n *Node) leave() {
+	if err := n.mem.Leave(min(n.cfg.Timeout, 3*time.Second)); err != nil {
+		n.log.Warn("leaving the cluster", "error", err)
 	}
-	if serr := n.mem.Shutdown(); serr != nil {
-		err = fmt.Errorf("mesh: membership shutdown: %w", serr)
+}
+
+func (n *Node) shutdownMembership() error {
+	if err := n.mem.Shutdown(); err != nil {
+		return fmt.Errorf("mesh: membership shutdown: %w", err)
 	}
-	return err
+	return nil
 }
 
 // advertiseRelay tells the cluster where our relay listener is. A wildcard
@@ -69,7 +74,16 @@ func (n *Node) advertiseRelay(addr string) {
 
 // Join joins the cluster through the given seeds' gossip addresses and
 // returns how many answered. Members of this node's channel are then
-// linked automatically: the member with the lower NodeID dials.
+// linked automatically: the member with the lower NodeID dials. A member
+// that dies keeps its links and buffer for BufferTimeout and is redialled
+// at once when it is seen alive again; a member that leaves (Close) is
+// released at once: its links closed, its buffer freed (Stats.Released,
+// an Expired PeerEvent with ErrPeerLeft). Links made by Connect are not
+// membership's: they redial until closed.
+//
+// Whether a node is ready (joined, and linked to the members it should
+// be) reads from Members and Peers: every other alive member with a
+// RelayAddr has a Connected Peer of its Name, up to MaxPeers.
 func (n *Node) Join(seeds ...string) (int, error) {
 	if n.mem == nil {
 		return 0, ErrNoMembership
@@ -111,28 +125,84 @@ func (n *Node) GossipAddr() string {
 }
 
 // memberEvent links members of our channel as they appear: one link per
-// pair, dialled by the lower NodeID. A member that leaves or dies keeps its
-// link (disconnected, redialling, buffering) until BufferTimeout expires it.
+// pair, dialled by the lower NodeID. A member that dies keeps its links
+// (disconnected, redialling, buffering) until BufferTimeout expires them; one
+// that comes back alive under the same NodeID is the same peer: its link is
+// redialled at once (at its new address if it moved), back-off reset. A
+// member that leaves gracefully is released at once (releaseLeft).
 func (n *Node) memberEvent(ev membership.Event) {
 	m := ev.Member
 	if m.Name == n.id || m.Channel != n.cfg.Channel || m.Version != relay.Version {
 		return
 	}
-	if ev.Kind == membership.MemberLeave || m.RelayAddr == "" || n.id > m.Name {
+	if ev.Kind == membership.MemberLeave {
+		if m.State == membership.StateLeft {
+			n.releaseLeft(m.Name)
+		}
+		return
+	}
+	if m.RelayAddr == "" || n.id > m.Name {
 		return
 	}
 	n.mu.Lock()
 	p := n.members[m.Name]
 	n.mu.Unlock()
 	if p != nil {
-		if p.link.Addr() == m.RelayAddr {
-			return
-		}
-		// The member moved: its old address is gone for good.
-		n.log.Info("member moved", "member", m.Name, "from", p.link.Addr(), "to", m.RelayAddr)
-		p.Close()
+		p.link.Redial(m.RelayAddr)
+		return
 	}
 	if _, err := n.dial(m.RelayAddr, m.Name); err != nil {
 		n.log.Warn("cannot link a member", "member", m.Name, "addr", m.RelayAddr, "error", err)
+	}
+}
+
+// left is a member that left gracefully: the boot id of the incarnation
+// that left, so that its last redials are refused while a restart (a new
+// boot) is welcome, and when it left, so that the record is dropped in time.
+type left struct {
+	boot uint64
+	at   time.Time
+}
+
+// releaseLeft unlinks a member that left the cluster: its member link and
+// its accepted link are closed and their buffers freed at once (it will not
+// come back for them: a restart under the same NodeID is linked anew), each
+// counted in Stats.Released, logged and reported as an Expired PeerEvent
+// with ErrPeerLeft. Links made by Connect keep their contract: they redial
+// until closed.
+func (n *Node) releaseLeft(id string) {
+	now := time.Now()
+	n.mu.Lock()
+	if n.isClosed() {
+		n.mu.Unlock()
+		return
+	}
+	var gone []*Peer
+	for _, p := range []*Peer{n.members[id], n.inbound[id]} {
+		if p != nil && (len(gone) == 0 || gone[0] != p) {
+			gone = append(gone, p)
+		}
+	}
+	rec := left{at: now}
+	for _, p := range gone {
+		if b := p.link.RemoteBoot(); b != 0 {
+			rec.boot = b
+		}
+	}
+	for k, l := range n.left {
+		if now.Sub(l.at) > n.cfg.BufferTimeout {
+			delete(n.left, k)
+		}
+	}
+	n.left[id] = rec
+	n.mu.Unlock()
+	for _, p := range gone {
+		addr := p.Addr()
+		n.removePeer(p)
+		p.link.Close()
+		freed := p.link.Buffered()
+		n.stats.released.Add(uint64(freed))
+		n.log.Info("member left the cluster: link released", "peer", id, "addr", addr, "freed", freed)
+		n.pdisp.peerEvent(PeerEvent{Kind: Expired, Peer: p, PeerID: id, Addr: addr, Err: ErrPeerLeft, Dropped: freed})
 	}
 }

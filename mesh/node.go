@@ -13,6 +13,7 @@ import (
 
 	"github.com/verbosemesh/verbose/membership"
 	"github.com/verbosemesh/verbose/mesh/internal/slab"
+	"github.com/verbosemesh/verbose/mesh/internal/wire"
 	"github.com/verbosemesh/verbose/relay"
 )
 
@@ -28,6 +29,9 @@ var (
 	ErrSlowConsumer  = errors.New("mesh: handler queue full: a handler is too slow")
 	ErrLate          = errors.New("mesh: event arrived after ReorderTimeout had declared it lost; dropped to keep its origin's order")
 	ErrGap           = errors.New("mesh: events never arrived within ReorderTimeout; declared lost")
+	// ErrPeerLeft is the Err of the Expired PeerEvent that reports a link
+	// released because its member left the cluster gracefully.
+	ErrPeerLeft = errors.New("mesh: peer left the cluster")
 )
 
 // MaxNameLen is the longest event name accepted.
@@ -63,6 +67,7 @@ type Node struct {
 	peers   map[*relay.Link]*Peer
 	inbound map[string]*Peer // remote NodeID → accepted link, so a reconnect resumes its buffer
 	members map[string]*Peer // remote NodeID → link dialled because membership found it
+	left    map[string]left  // remote NodeID → the member's incarnation that left (see releaseLeft)
 	ln      net.Listener
 	pending map[net.Conn]struct{} // accepted connections still handshaking
 
@@ -103,6 +108,7 @@ func New(cfg Config) (*Node, error) {
 		peers:    make(map[*relay.Link]*Peer),
 		inbound:  make(map[string]*Peer),
 		members:  make(map[string]*Peer),
+		left:     make(map[string]left),
 		pending:  make(map[net.Conn]struct{}),
 		handlers: newHandlerTable(),
 		stop:     make(chan struct{}),
@@ -294,6 +300,14 @@ func (n *Node) OnPeer(fn func(PeerEvent)) (off func()) {
 
 // Close leaves the cluster, closes every link and the listener, and waits
 // for the node's goroutines. It is idempotent.
+//
+// A graceful departure, in this order: no more Emit (ErrClosed) and no new
+// links; a short wait (at most Timeout, and twice AcknowledgeInterval) for
+// the peers to acknowledge what they were sent, so that this node's last
+// events are delivered; then the leave, after which every member releases
+// its link to this node at once; then the links close. Own events still
+// unacknowledged then are counted (Stats.Expired) and reported: an Expired
+// PeerEvent with ErrClosed and a log line per link (see reportUnacked).
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.mu.Lock()
@@ -309,16 +323,21 @@ func (n *Node) Close() error {
 		n.mu.Unlock()
 
 		var errs []error
-		if n.mem != nil {
-			errs = append(errs, n.stopMembership())
-		}
 		if ln != nil {
 			if err := ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 				errs = append(errs, err)
 			}
 		}
+		n.flush(peers, min(n.cfg.Timeout, 2*n.cfg.AcknowledgeInterval))
+		if n.mem != nil {
+			n.leave()
+		}
 		for _, p := range peers {
 			p.link.Close()
+			n.reportUnacked(p)
+		}
+		if n.mem != nil {
+			errs = append(errs, n.shutdownMembership())
 		}
 		close(n.stop)
 		n.wg.Wait()
@@ -326,6 +345,69 @@ func (n *Node) Close() error {
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr
+}
+
+// reportUnacked tells what a closed link leaves unacknowledged. Events this
+// node relayed are not lost: their origin still has them, and the peer's
+// tree grafts them from another neighbour; they are logged. This node's own
+// events go with it: counted in Stats.Expired (as a peer's buffer dropped
+// at BufferTimeout is), logged, reported as Expired with ErrClosed. For
+// that peer they are lost unless a neighbour that acknowledged them passes
+// them on (the tree does, when one did): the count is what this node could
+// not deliver to that peer itself, an upper bound on the loss.
+func (n *Node) reportUnacked(p *Peer) {
+	if p.link.Buffered() == 0 {
+		return
+	}
+	own, relayed := 0, 0
+	var env wire.Envelope
+	var parser *wire.Parser // nil: a plain parse, no interning
+	p.link.EachUnacked(func(b []byte) {
+		if !wire.IsEvent(b) || parser.Parse(&env, nil, b) != nil {
+			return // a tree message: nothing to deliver
+		}
+		if env.Origin == n.id {
+			own++
+		} else {
+			relayed++
+		}
+	})
+	if relayed > 0 {
+		n.log.Info("closed with relayed events a peer had not acknowledged; it grafts them from others", "peer", p.ID(), "addr", p.Addr(), "relayed", relayed)
+	}
+	if own > 0 {
+		n.stats.expired.Add(uint64(own))
+		n.log.Warn("closed with own events a peer had not acknowledged: lost for it unless a neighbour passes them on", "peer", p.ID(), "addr", p.Addr(), "dropped", own)
+		n.pdisp.peerEvent(PeerEvent{Kind: Expired, Peer: p, PeerID: p.ID(), Addr: p.Addr(), Err: ErrClosed, Dropped: own})
+	}
+}
+
+// flush waits until every connected peer has acknowledged all it was sent,
+// or for wait at most. A disconnected peer cannot acknowledge: it is not
+// waited for.
+func (n *Node) flush(peers []*Peer, wait time.Duration) {
+	settled := func() bool {
+		for _, p := range peers {
+			if p.link.Buffered() > 0 && p.link.State() == relay.Connected {
+				return false
+			}
+		}
+		return true
+	}
+	if settled() {
+		return
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !settled() {
+		select {
+		case <-deadline.C:
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // closeDispatchers stops the handlers' goroutines and the loss reports.

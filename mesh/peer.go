@@ -22,7 +22,7 @@ const (
 	Backoff                              // the next redial is in Delay (Attempt n)
 	Rejected                             // a handshake was refused (Err says why)
 	Overflow                             // Dropped events were discarded (BufferMax, or a slow handler when Peer is nil)
-	Expired                              // a peer gone for BufferTimeout was forgotten with its buffer (Dropped)
+	Expired                              // a buffer was given up (Dropped): a peer gone for BufferTimeout was forgotten; a member that left was released (Err ErrPeerLeft); this node closed with it unacknowledged (Err ErrClosed)
 	Slow                                 // a consumer took nothing for Timeout: not waited for until it takes again (Peer nil: this node's handlers)
 	Recovered                            // a consumer declared Slow takes events again
 )

@@ -42,10 +42,7 @@ func (d *peerDispatcher) run() {
 	for {
 		<-d.wake
 		d.mu.Lock()
-		if d.closed {
-			d.mu.Unlock()
-			return
-		}
+		closed := d.closed
 		evs, d.q = d.q, evs[:0] // both keep their capacity
 		d.mu.Unlock()
 		for _, pe := range evs {
@@ -54,10 +51,14 @@ func (d *peerDispatcher) run() {
 			}
 		}
 		clear(evs)
+		if closed {
+			return
+		}
 	}
 }
 
-// close stops the dispatcher; queued events are discarded.
+// close stops the dispatcher once the events queued so far are delivered
+// (a closing node's last reports, such as what it could not deliver).
 func (d *peerDispatcher) close() {
 	d.mu.Lock()
 	d.closed = true

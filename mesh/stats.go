@@ -15,6 +15,7 @@ type stats struct {
 	forwarded   atomic.Uint64
 	overflowed  atomic.Uint64
 	expired     atomic.Uint64
+	released    atomic.Uint64
 	badPayloads atomic.Uint64
 	stale       atomic.Uint64
 	notices     atomic.Uint64
@@ -37,7 +38,8 @@ type Stats struct {
 	Duplicates     uint64 // event frames dropped as already seen
 	Forwarded      uint64 // event frames relayed to other links
 	Overflowed     uint64 // events dropped from peer buffers at BufferMax
-	Expired        uint64 // events dropped with a peer gone for BufferTimeout
+	Expired        uint64 // events dropped with a peer gone for BufferTimeout, or unacknowledged when this node closed
+	Released       uint64 // events buffered for members that left the cluster, freed unsent: not losses, they left
 	HandlerDropped uint64 // deliveries dropped because handlers were too slow
 	Skipped        uint64 // events declared lost after ReorderTimeout
 	Late           uint64 // events that arrived after a skip had declared them lost: dropped, reported as Overflow with ErrLate
@@ -86,6 +88,7 @@ func (s Stats) Sub(earlier Stats) Stats {
 	d.Forwarded -= earlier.Forwarded
 	d.Overflowed -= earlier.Overflowed
 	d.Expired -= earlier.Expired
+	d.Released -= earlier.Released
 	d.HandlerDropped -= earlier.HandlerDropped
 	d.Skipped -= earlier.Skipped
 	d.Late -= earlier.Late
@@ -113,6 +116,7 @@ func (n *Node) Stats() Stats {
 		Forwarded:      n.stats.forwarded.Load(),
 		Overflowed:     n.stats.overflowed.Load(),
 		Expired:        n.stats.expired.Load(),
+		Released:       n.stats.released.Load(),
 		HandlerDropped: n.disp.handlerDropped.Load(),
 		BadPayloads:    n.stats.badPayloads.Load(),
 		Stale:          n.stats.stale.Load(),

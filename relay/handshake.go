@@ -60,8 +60,11 @@ func writeFrame(conn net.Conn, f Frame, timeout time.Duration) error {
 // reported (Rejected) and logged; the caller backs off. pending is what
 // was read beyond the remote HELLO: the start of the frame stream.
 func (l *Link) dial() (conn net.Conn, pending []byte, remote Hello, ok bool) {
+	l.mu.Lock()
+	addr := l.addr
+	l.mu.Unlock()
 	ctx, cancel := context.WithTimeout(l.ctx, l.cfg.Timeout)
-	conn, err := l.cfg.Transport.Dial(ctx, l.addr)
+	conn, err := l.cfg.Transport.Dial(ctx, addr)
 	cancel()
 	if err != nil {
 		l.log.Debug("dial failed", "error", err)
@@ -82,7 +85,7 @@ func (l *Link) dial() (conn net.Conn, pending []byte, remote Hello, ok bool) {
 	br := bufio.NewReader(conn)
 	remote, err = l.handshake(conn, br, hello)
 	if err != nil {
-		l.endHandshake(conn, fmt.Errorf("relay: handshake with %s: %w", l.addr, err))
+		l.endHandshake(conn, fmt.Errorf("relay: handshake with %s: %w", addr, err))
 		return nil, nil, Hello{}, false
 	}
 	_ = conn.SetDeadline(time.Time{})

@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -27,7 +28,7 @@ type Link struct {
 	cfg      Config
 	h        Handler
 	log      hclog.Logger
-	addr     string // dial address; "" for inbound links
+	addr     string // dial address, guarded by mu (Redial moves it); "" for inbound links
 	outbound bool
 
 	ctx    context.Context // cancelled by Close: aborts a dial
@@ -54,6 +55,7 @@ type Link struct {
 	dropErr     error
 	space       chan struct{} // closed and replaced when WaitSpace should look again
 	spaceWanted bool
+	redial      bool // Redial asked: dial now, back-off reset
 }
 
 type attachment struct {
@@ -172,12 +174,63 @@ func (l *Link) RemoteWindow() int {
 // Addr is the dial address, or the remote address of the current (or last)
 // connection of an inbound link.
 func (l *Link) Addr() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if l.outbound {
 		return l.addr
 	}
+	return l.connAddr
+}
+
+// EachUnacked calls fn with every payload sent and not yet acknowledged,
+// oldest first, with the link's lock held: fn must not call the link, and
+// must not keep the payload. For an owner that must tell what a stopped
+// link could not deliver.
+func (l *Link) EachUnacked(fn func(payload []byte)) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.connAddr
+	for _, p := range l.m.pay[l.m.head:] {
+		fn(p)
+	}
+}
+
+// Redial makes a dialing link that is not connected dial again at once,
+// with its back-off reset, at addr when addr is not "" (the remote came
+// back at another address: a live connection to the old one is dropped).
+// The buffer is kept and resent as after any reconnect. It does nothing on
+// an inbound or stopped link, nor on a connected one that has not moved.
+func (l *Link) Redial(addr string) {
+	if !l.outbound {
+		return
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
+	}
+	moved := addr != "" && addr != l.addr
+	if moved {
+		l.log.Info("remote moved; redialing", "from", l.addr, "to", addr)
+		l.addr = addr
+		if l.conn != nil {
+			l.dropErr = fmt.Errorf("relay: remote moved to %s", addr)
+			l.conn.Close()
+		}
+	}
+	if moved || l.State() != Connected {
+		l.redial = true
+	}
+	l.mu.Unlock()
+	l.poke()
+}
+
+// takeRedial reports whether Redial asked for a redial, and clears it.
+func (l *Link) takeRedial() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.redial
+	l.redial = false
+	return r
 }
 
 // Outbound reports whether the link was created by Dial.

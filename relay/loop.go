@@ -39,6 +39,10 @@ func (l *Link) run() {
 			}
 			continue
 		}
+		if wait && l.takeRedial() {
+			bo.Reset()
+			attempt, wait = 0, false
+		}
 		if wait {
 			delay := bo.NextBackOff()
 			if delay == backoff.Stop {
@@ -52,6 +56,10 @@ func (l *Link) run() {
 			}
 			if l.hasAttach() {
 				continue
+			}
+			if l.takeRedial() {
+				bo.Reset()
+				attempt = 0
 			}
 		}
 		wait = true
@@ -101,15 +109,15 @@ func (l *Link) hasAttach() bool {
 	return l.attach != nil
 }
 
-// idle waits while disconnected until until (zero: indefinitely), an attach
-// or Close, ticking the machine so that the buffer expires on time. It
+// idle waits while disconnected until until (zero: indefinitely), an attach,
+// a Redial (when waiting to redial) or Close, ticking the machine so that the buffer expires on time. It
 // returns false when the link must stop.
 func (l *Link) idle(until time.Time) bool {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		l.mu.Lock()
-		if l.attach != nil {
+		if l.attach != nil || (l.redial && !until.IsZero()) {
 			l.mu.Unlock()
 			return true
 		}

@@ -71,6 +71,7 @@ func startAgent(opts *agentOptions, log hclog.Logger) (*agent, error) {
 	cfg := opts.cfg
 	cfg.Logger = log
 	cfg.MetricSink = m.sink
+	cfg.GlobalMetrics = true // the agent owns its process: memberlist's metrics need go-metrics' global
 	tlsCfg, err := opts.tlsConfig()
 	if err != nil {
 		return nil, err

@@ -224,7 +224,7 @@ func TestMetrics(t *testing.T) {
 	waitFor(t, 10*time.Second, "memberlist metrics in /metrics", func() bool {
 		code, b := httpDo(t, http.MethodGet, a.url("/metrics"), "", nil)
 		body = string(b)
-		return code == 200 && strings.Contains(body, "\nmemberlist_")
+		return code == 200 && strings.Contains(body, "\nverbose_memberlist_")
 	})
 	for _, want := range []string{
 		"verbose_events_emitted_total 1\n",
@@ -243,8 +243,8 @@ func TestMetrics(t *testing.T) {
 		"verbose_redundancy ",
 		"verbose_peers 1\n",
 		"verbose_buffered_events ",
-		`verbose_peer_buffered_events{addr="`,
-		`verbose_peer_ack_lag_seconds{addr="`,
+		`verbose_peer_buffered_events{peer="`,
+		`verbose_peer_ack_lag_seconds{peer="`,
 		`verbose_peer_events_total{kind="reconnect"} `,
 		"go_goroutines ",
 	} {

@@ -172,7 +172,7 @@ func TestAgentsEndToEnd(t *testing.T) {
 
 	code, body := httpDo(t, http.MethodGet, "http://"+n1.http+"/metrics", "", nil)
 	if code != 200 || !strings.Contains(string(body), "verbose_events_emitted_total ") ||
-		!strings.Contains(string(body), "\nmemberlist_") || !strings.Contains(string(body), "verbose_peers 2\n") {
+		!strings.Contains(string(body), "\nverbose_memberlist_") || !strings.Contains(string(body), "verbose_peers 2\n") {
 		t.Errorf("/metrics: %d\n%s", code, body)
 	}
 

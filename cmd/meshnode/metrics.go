@@ -55,6 +55,7 @@ func (m *agentMetrics) attach(node *mesh.Node) {
 	counter("verbose_events_forwarded_total", "Event frames relayed to other links.", func(s mesh.Stats) uint64 { return s.Forwarded })
 	counter("verbose_events_overflow_dropped_total", "Events dropped from peer buffers at BufferMax.", func(s mesh.Stats) uint64 { return s.Overflowed })
 	counter("verbose_events_expired_dropped_total", "Events dropped with a peer gone for BufferTimeout.", func(s mesh.Stats) uint64 { return s.Expired })
+	counter("verbose_events_released_total", "Events buffered for members that left the cluster, freed unsent (not a loss).", func(s mesh.Stats) uint64 { return s.Released })
 	counter("verbose_events_handler_dropped_total", "Deliveries dropped because handlers were too slow.", func(s mesh.Stats) uint64 { return s.HandlerDropped })
 	counter("verbose_events_skipped_total", "Events declared lost after the reorder timeout.", func(s mesh.Stats) uint64 { return s.Skipped })
 	counter("verbose_events_late_dropped_total", "Events that arrived after ReorderTimeout had declared them lost, dropped to keep order.", func(s mesh.Stats) uint64 { return s.Late })
@@ -137,7 +138,9 @@ type peerCollector struct {
 }
 
 func newPeerCollector(node *mesh.Node) *peerCollector {
-	labels := []string{"peer", "addr"}
+	// The peer's NodeID only: an address label would start new series with
+	// every pod IP. A departed peer is not in Peers(), so its series go.
+	labels := []string{"peer"}
 	return &peerCollector{
 		node:     node,
 		buffered: prometheus.NewDesc("verbose_peer_buffered_events", "Unacknowledged events held for a peer.", labels, nil),
@@ -158,7 +161,7 @@ func (c *peerCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
-	type key struct{ id, addr string }
+	type key struct{ id string }
 	type row struct {
 		buffered int
 		lag      float64
@@ -180,9 +183,10 @@ func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
 			}
 			lag = now.Sub(last).Seconds()
 		}
-		// Two links can share an (id, addr) pair for a moment (a redial
-		// racing a close); Prometheus refuses duplicate series, so merge.
-		k := key{p.ID(), p.Addr()}
+		// Two links can share a peer id for a moment (a redial racing a
+		// close, both nodes dialling); Prometheus refuses duplicate series,
+		// so merge.
+		k := key{p.ID()}
 		if r := rows[k]; r != nil {
 			r.buffered += b
 			r.lag = max(r.lag, lag)
@@ -197,7 +201,7 @@ func (c *peerCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	c.mu.Unlock()
 	for k, r := range rows {
-		ch <- prometheus.MustNewConstMetric(c.buffered, prometheus.GaugeValue, float64(r.buffered), k.id, k.addr)
-		ch <- prometheus.MustNewConstMetric(c.ackLag, prometheus.GaugeValue, r.lag, k.id, k.addr)
+		ch <- prometheus.MustNewConstMetric(c.buffered, prometheus.GaugeValue, float64(r.buffered), k.id)
+		ch <- prometheus.MustNewConstMetric(c.ackLag, prometheus.GaugeValue, r.lag, k.id)
 	}
 }
