@@ -59,10 +59,14 @@ const linkRoomFactor = 2
 type flowRooms struct{ r *router }
 
 func (f flowRooms) LinkRoom(p flow.Peer) int {
-	if l := f.r.peers[p].link; l != nil {
-		return linkRoomFactor*f.r.bufferMax - l.Buffered()
+	l := f.r.peers[p].link
+	switch {
+	case l == nil:
+		return 0
+	case l.State() != relay.Connected:
+		return f.r.bufferMax - l.Buffered() // what relay keeps for an absent peer
 	}
-	return 0
+	return linkRoomFactor*f.r.bufferMax - l.Buffered()
 }
 
 func (f flowRooms) HandlerRoom() int      { return f.r.disp.room() }

@@ -615,7 +615,10 @@ func (m *Machine[T]) advance(o *origin[T], now time.Time) {
 func (m *Machine[T]) advancePeer(o *origin[T], p Peer, now time.Time) {
 	if c := o.catchupOf(p); c != nil {
 		for ; c.next <= c.upto; c.next++ {
-			if !m.canSend(o, p, c.boot, c.next, now) {
+			// Never more than the link's room, even down or slow: an
+			// answer that overflowed the buffer would push out the
+			// events it is made of.
+			if m.cfg.Rooms.LinkRoom(p) <= m.pendingOf(p) || !m.canSend(o, p, c.boot, c.next, now) {
 				return
 			}
 			m.out.Resends = append(m.out.Resends, Resend{To: p, Origin: o.name, Boot: c.boot, Seq: c.next})
