@@ -26,7 +26,6 @@ func TestMisplacedClientFlagsRefused(t *testing.T) {
 		}
 	}
 	// After "--", dashes are arguments; a dash that names no flag is one too.
-	fs, _ := clientFlags("emit")
 	for _, tc := range []struct {
 		args, want []string
 	}{
@@ -34,7 +33,7 @@ func TestMisplacedClientFlagsRefused(t *testing.T) {
 		{[]string{"--", "e", "--http"}, []string{"e", "--http"}},
 		{[]string{"e", "-1", "--not-a-flag"}, []string{"e", "-1", "--not-a-flag"}},
 	} {
-		fs, _ = clientFlags("emit")
+		fs, _ := clientFlags("emit")
 		if err := fs.Parse(tc.args); err != nil {
 			t.Fatal(err)
 		}
