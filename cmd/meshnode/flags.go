@@ -211,7 +211,7 @@ func applyEnv(fs *flag.FlagSet, environ []string, set map[string]bool, from map[
 		set[f.Name] = true
 		from[f.Name] = name
 		if serr := setFlag(f, val); serr != nil {
-			err = &flagError{flag: f.Name, msg: serr.Error(), from: name}
+			err = &flagError{flag: f.Name, msg: fmt.Sprintf("invalid value %q: %v", val, serr), from: name}
 		}
 	})
 	if err != nil {
@@ -276,7 +276,7 @@ func applyConfigFile(fs *flag.FlagSet, path string, set map[string]bool, from ma
 		}
 		for _, val := range vals {
 			if err := f.Value.Set(val); err != nil {
-				return &flagError{flag: k, msg: err.Error(), from: src}
+				return &flagError{flag: k, msg: fmt.Sprintf("invalid value %q: %v", val, err), from: src}
 			}
 		}
 	}
