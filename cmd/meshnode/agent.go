@@ -129,6 +129,7 @@ func (a *agent) start(opts *agentOptions) error {
 		a.httpLn = ln
 		a.api = newAPI(a.node, apiMetrics, a.log.Named("http"))
 		a.api.joined = &a.joined
+		a.api.maxPeers = opts.cfg.MaxPeers
 		a.metrics.reg.MustRegister(a.api.streamDropped)
 		a.srv = a.newServer(a.api.handler())
 		a.serve(a.srv, ln, "HTTP API")
