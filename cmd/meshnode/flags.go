@@ -124,6 +124,7 @@ func newAgentFlagSet(o *agentOptions, v *agentFlagValues) *flag.FlagSet {
 	fs.StringVar(&o.tlsCA, "tls-ca", "", "PEM CA `file` that peers' certificates must chain to")
 	fs.StringVar(&v.level, "log-level", "info", "log `level`: trace, debug, info, warn or error")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
+	fs.VisitAll(func(f *flag.Flag) { f.Usage += " [$" + envName(f.Name) + "]" })
 	return fs
 }
 
