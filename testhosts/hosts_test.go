@@ -28,6 +28,8 @@ func TestMain(m *testing.M) {
 		os.Exit(helperEmit(os.Getenv("HOSTS_HTTP"), os.Getenv("HOSTS_EVENT")))
 	case "tail":
 		os.Exit(helperTail(os.Getenv("HOSTS_HTTP"), os.Getenv("HOSTS_EVENT")))
+	case "get":
+		os.Exit(helperGet(os.Getenv("HOSTS_URL")))
 	}
 	os.Exit(m.Run())
 }
@@ -69,6 +71,19 @@ func helperEmit(addr, event string) int {
 		out.Flush()
 		i++
 	}
+}
+
+// helperGet prints the body of one GET.
+func helperGet(url string) int {
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(os.Stdout, resp.Body)
+	return 0
 }
 
 // helperTail opens the agent's event stream (retrying until the agent
@@ -278,6 +293,25 @@ func (c *cluster) meshnode(i int, args ...string) (string, error) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", nsName(i), c.bin}, args...)...).Output()
 	return string(out), err
+}
+
+// counter reads one unlabelled metric of agent i (-1 if absent).
+func (c *cluster) counter(i int, name string) int {
+	cmd := exec.Command("ip", "netns", "exec", nsName(i), c.self)
+	cmd.Env = append(os.Environ(), helperEnv+"=get", "HOSTS_URL=http://127.0.0.1:7948/metrics")
+	out, err := cmd.Output()
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err == nil {
+				return int(f)
+			}
+		}
+	}
+	return -1
 }
 
 func (c *cluster) ready(i int) bool {
@@ -581,6 +615,15 @@ func TestRealHosts(t *testing.T) {
 		nodes, tJoin.Round(time.Millisecond), downHost, tCatchUp.Round(time.Millisecond), tReady.Round(time.Millisecond))
 	t.Logf("FIGURES: host %d SIGKILLed at event %d, restarted at event %d (same node id), ready %v after restart; its first stream got %d events (up to %d), the second %d (from %d, %d of them delivered again); events neither stream saw: %d %v",
 		killHost, killedAt, restartedAt, tRestartReady.Round(time.Millisecond), len(r1.idx), last(r1.idx), len(r2.idx), firstAfter, again, len(gap), head(gap))
+	t.Logf("FIGURES: the restarted host %d counted %d events declared lost (verbose_events_skipped_total) and %d dropped as late (verbose_events_late_dropped_total)",
+		killHost, c.counter(killHost, "verbose_events_skipped_total"), c.counter(killHost, "verbose_events_late_dropped_total"))
+	for i := 1; i <= nodes; i++ {
+		if i != killHost {
+			if n := c.counter(i, "verbose_events_skipped_total") + c.counter(i, "verbose_events_late_dropped_total"); n != 0 {
+				t.Errorf("agent %d: skipped + late = %d, want 0", i, n)
+			}
+		}
+	}
 	t.Logf("FIGURES: all streams complete %v after the last emit", tDrain.Round(time.Millisecond))
 }
 
