@@ -4,7 +4,7 @@ PKGS      ?= ./...
 FUZZTIME  ?= 30s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: help test test-short check fmt vet staticcheck tidy-check fuzz bench meshbench cluster build chaos soak
+.PHONY: help test test-short check fmt vet staticcheck tidy-check fuzz bench meshbench cluster build chaos soak hosts
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -62,3 +62,6 @@ meshbench: ## the cluster benchmark against raw TCP (MESHBENCH_FLAGS="--network=
 
 cluster: ## a local 3-node cluster (see README)
 	./testcluster/cluster.sh up 3
+
+hosts: ## real hosts (root): 5 agents in network namespaces on a bridge, a link down/up, a SIGKILL and restart (testhosts/)
+	GO=$(GO) ./testhosts/run.sh

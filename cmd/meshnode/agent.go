@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -22,7 +24,7 @@ const shutdownTimeout = 5 * time.Second
 
 // runAgent is `meshnode agent`: it runs until ctx ends (SIGINT/SIGTERM).
 func runAgent(ctx context.Context, stopSignals func(), args []string, stdout, stderr io.Writer) int {
-	opts, fs, err := parseAgentFlags(args)
+	opts, fs, err := parseAgentConfig(args, os.Environ())
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printUsage(stdout, fs, agentSynopsis)
@@ -31,7 +33,10 @@ func runAgent(ctx context.Context, stopSignals func(), args []string, stdout, st
 		fmt.Fprintf(stderr, "meshnode agent: %v\nRun 'meshnode agent --help' for usage.\n", err)
 		return exitUsage
 	}
-	log := hclog.New(&hclog.LoggerOptions{Name: "meshnode", Level: opts.logLevel, Output: stderr})
+	log := hclog.New(&hclog.LoggerOptions{Name: "meshnode", Level: opts.logLevel, Output: stderr, JSONFormat: opts.logJSON})
+	for _, k := range opts.unknownEnv {
+		log.Warn("ignoring an environment variable that names no agent setting", "variable", k)
+	}
 	a, err := startAgent(opts, log)
 	if err != nil {
 		log.Error("cannot start the agent", "error", err)
@@ -54,6 +59,9 @@ type agent struct {
 	api     *api
 	srv     *http.Server
 	httpLn  net.Listener
+	metSrv  *http.Server // --metrics-addr; nil when /metrics is on the API's listener
+	metLn   net.Listener
+	joined  atomic.Bool // a --join succeeded (or there was none to do)
 
 	stop      chan struct{} // ends the background join
 	wg        sync.WaitGroup
@@ -98,26 +106,34 @@ func (a *agent) start(opts *agentOptions) error {
 			return fmt.Errorf("--relay: %w", err)
 		}
 	}
+	apiMetrics := a.metrics
+	if opts.metricsAddr != "" {
+		apiMetrics = nil // served on its own listener below
+		ln, err := net.Listen("tcp", opts.metricsAddr)
+		if err != nil {
+			return fmt.Errorf("--metrics-addr: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", a.metrics.handler())
+		mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			writeError(w, http.StatusNotFound, "no such endpoint: %s (this listener serves GET /metrics only)", r.URL.Path)
+		})
+		a.metLn = ln
+		a.metSrv = a.newServer(mux)
+		a.serve(a.metSrv, ln, "metrics")
+	}
 	if opts.http != "" {
 		ln, err := net.Listen("tcp", opts.http)
 		if err != nil {
 			return fmt.Errorf("--http: %w", err)
 		}
 		a.httpLn = ln
-		a.api = newAPI(a.node, a.metrics, a.log.Named("http"))
-		a.srv = &http.Server{
-			Handler:           a.api.handler(),
-			ReadHeaderTimeout: 10 * time.Second,
-			IdleTimeout:       2 * time.Minute,
-			ErrorLog:          a.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
-		}
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			if err := a.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				a.log.Error("HTTP server failed", "error", err)
-			}
-		}()
+		a.api = newAPI(a.node, apiMetrics, a.log.Named("http"))
+		a.api.joined = &a.joined
+		a.api.maxPeers = opts.cfg.MaxPeers
+		a.metrics.reg.MustRegister(a.api.streamDropped)
+		a.srv = a.newServer(a.api.handler())
+		a.serve(a.srv, ln, "HTTP API")
 	}
 	for _, addr := range opts.connect {
 		if _, err := a.node.Connect(addr); err != nil {
@@ -127,6 +143,8 @@ func (a *agent) start(opts *agentOptions) error {
 	if len(opts.join) > 0 {
 		a.wg.Add(1)
 		go a.joinLoop(opts.join)
+	} else {
+		a.joined.Store(true)
 	}
 	relay, httpAddr := "", ""
 	if ra := a.node.Addr(); ra != nil {
@@ -135,8 +153,31 @@ func (a *agent) start(opts *agentOptions) error {
 	if a.httpLn != nil {
 		httpAddr = a.httpLn.Addr().String()
 	}
-	a.log.Info("agent started", "node", a.node.ID(), "gossip", a.node.GossipAddr(), "relay", relay, "http", httpAddr)
+	metricsAddr := httpAddr
+	if a.metLn != nil {
+		metricsAddr = a.metLn.Addr().String()
+	}
+	a.log.Info("agent started", "node", a.node.ID(), "gossip", a.node.GossipAddr(), "relay", relay, "http", httpAddr, "metrics", metricsAddr)
 	return nil
+}
+
+func (a *agent) newServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          a.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+}
+
+func (a *agent) serve(srv *http.Server, ln net.Listener, what string) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("server failed", "server", what, "error", err)
+		}
+	}()
 }
 
 // joinLoop joins the seeds, retrying with back-off until one answers or the
@@ -150,6 +191,7 @@ func (a *agent) joinLoop(seeds []string) {
 	for {
 		n, err := a.node.Join(seeds...)
 		if err == nil && n > 0 {
+			a.joined.Store(true)
 			a.log.Info("joined the cluster", "seeds", seeds, "answered", n)
 			return
 		}
@@ -186,8 +228,24 @@ func (a *agent) close() {
 			}
 			cancel()
 		}
+		if a.metSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			if err := a.metSrv.Shutdown(ctx); err != nil {
+				a.log.Warn("metrics server shutdown", "error", err)
+				a.metSrv.Close()
+			}
+			cancel()
+		}
 		a.wg.Wait()
 	})
+}
+
+// metricsAddr is the bound --metrics-addr address ("" without it).
+func (a *agent) metricsAddr() string {
+	if a.metLn == nil {
+		return ""
+	}
+	return a.metLn.Addr().String()
 }
 
 // httpAddr is the bound HTTP API address ("" without the API).

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/verbosemesh/verbose/mesh"
 )
@@ -34,12 +35,57 @@ type api struct {
 	streams       sync.WaitGroup
 
 	queueLen atomic.Int64 // each stream's queue; streamQueue unless a test shrinks it
+
+	// The open streams, by filter, for the events emitted through this
+	// API: the node does not deliver its own events to its handlers, so
+	// the API hands them to its local streams itself. emitMu keeps the
+	// order in which the local streams see them the order of the emits.
+	emitMu sync.Mutex
+	subsMu sync.Mutex
+	subs   map[*subscriber][]string // filter names; "*" = all
+	joined *atomic.Bool             // nil: ready needs no join
+
+	maxPeers int // with MaxPeers links connected, ready without the rest
+
+	streamDropped prometheus.Counter
 }
 
 func newAPI(node *mesh.Node, metrics *agentMetrics, log hclog.Logger) *api {
-	a := &api{node: node, metrics: metrics, log: log, done: make(chan struct{})}
+	a := &api{node: node, metrics: metrics, log: log, done: make(chan struct{}), subs: map[*subscriber][]string{}}
 	a.queueLen.Store(streamQueue)
+	a.streamDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "verbose_stream_dropped_events_total",
+		Help: "Events dropped for /v1/events readers too slow to take them (slow consumers).",
+	})
 	return a
+}
+
+// addSub registers a stream's subscriber for local emits; the returned
+// func removes it.
+func (a *api) addSub(s *subscriber, names []string) func() {
+	a.subsMu.Lock()
+	a.subs[s] = names
+	a.subsMu.Unlock()
+	return func() {
+		a.subsMu.Lock()
+		delete(a.subs, s)
+		a.subsMu.Unlock()
+	}
+}
+
+// deliverLocal offers an event emitted through this API to the local
+// streams whose filter takes it.
+func (a *api) deliverLocal(e mesh.Event) {
+	a.subsMu.Lock()
+	defer a.subsMu.Unlock()
+	for s, names := range a.subs {
+		for _, n := range names {
+			if n == "*" || n == e.Name {
+				s.offer(e)
+				break
+			}
+		}
+	}
 }
 
 // closeStreams ends every event stream and waits for their handlers.
@@ -60,13 +106,14 @@ func (a *api) handler() http.Handler {
 	mux.HandleFunc("GET /v1/members", a.members)
 	mux.HandleFunc("GET /v1/peers", a.peers)
 	mux.HandleFunc("GET /v1/health", a.health)
+	mux.HandleFunc("GET /v1/ready", a.ready)
 	if a.metrics != nil {
 		mux.Handle("GET /metrics", a.metrics.handler())
 	}
 	// The method-less patterns catch the wrong methods, so that they get a
 	// JSON error like every other failure rather than the mux's plain text.
 	allowed := map[string]string{"/v1/emit": "POST", "/v1/events": "GET, HEAD", "/v1/members": "GET, HEAD",
-		"/v1/peers": "GET, HEAD", "/v1/health": "GET, HEAD"}
+		"/v1/peers": "GET, HEAD", "/v1/health": "GET, HEAD", "/v1/ready": "GET, HEAD"}
 	if a.metrics != nil {
 		allowed["/metrics"] = "GET, HEAD"
 	}
@@ -150,6 +197,8 @@ func (a *api) emit(w http.ResponseWriter, r *http.Request) {
 	for i, v := range req.Args {
 		args[i] = naturalJSON(v)
 	}
+	a.emitMu.Lock()
+	defer a.emitMu.Unlock()
 	if err := a.node.EmitContext(r.Context(), req.Event, args...); err != nil {
 		switch {
 		case errors.Is(err, mesh.ErrBadEvent):
@@ -163,6 +212,10 @@ func (a *api) emit(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	// Local subscribers see local publishes (as with NATS). The library's
+	// Emit does not return the sequence number: seq 0 and "local": true
+	// mark these lines.
+	a.deliverLocal(mesh.Event{Name: req.Event, Args: args, Origin: a.node.ID()})
 	writeJSON(w, http.StatusAccepted, map[string]bool{"ok": true})
 }
 
@@ -246,4 +299,70 @@ func (a *api) health(w http.ResponseWriter, _ *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, h)
+}
+
+// readyJSON is the shape of /v1/ready.
+type readyJSON struct {
+	Ready     bool     `json:"ready"`
+	NodeID    string   `json:"node_id"`
+	Reason    string   `json:"reason,omitempty"`
+	Unlinked  []string `json:"unlinked,omitempty"` // members or --connect peers without a connected link
+	Members   int      `json:"members"`
+	Connected int      `json:"connected"`
+}
+
+// ready answers 200 when the agent has joined (a --join seed answered)
+// and holds a connected link to every member it should be linked to: each
+// alive member, when one of the pair can dial the other (the lower NodeID
+// dials the other's advertised relay address), or MaxPeers connected
+// links. Without membership, every
+// --connect link must be connected. Otherwise 503 with the reason.
+func (a *api) ready(w http.ResponseWriter, _ *http.Request) {
+	r := readyJSON{NodeID: a.node.ID()}
+	connected := map[string]bool{}
+	var outboundDown []string
+	for _, p := range a.node.Peers() {
+		if p.State() == mesh.Connected {
+			connected[p.ID()] = true
+			r.Connected++
+		} else if p.Outbound() {
+			outboundDown = append(outboundDown, p.Addr())
+		}
+	}
+	members := a.node.Members()
+	switch {
+	case a.joined != nil && !a.joined.Load():
+		r.Reason = "not joined: no --join seed has answered yet"
+	case members == nil: // no membership: the --connect links
+		if len(outboundDown) > 0 {
+			r.Unlinked = outboundDown
+			r.Reason = fmt.Sprintf("%d --connect link(s) not connected", len(outboundDown))
+		}
+	default:
+		selfRelay := ""
+		for _, m := range members {
+			if m.Name == r.NodeID {
+				selfRelay = m.RelayAddr
+			}
+		}
+		for _, m := range members {
+			if m.State != "alive" || m.Name == r.NodeID {
+				continue
+			}
+			r.Members++
+			dialable := (r.NodeID < m.Name && m.RelayAddr != "") || (r.NodeID > m.Name && selfRelay != "")
+			if dialable && !connected[m.Name] {
+				r.Unlinked = append(r.Unlinked, m.Name)
+			}
+		}
+		if len(r.Unlinked) > 0 && (a.maxPeers == 0 || r.Connected < a.maxPeers) {
+			r.Reason = fmt.Sprintf("no connected link to %d alive member(s)", len(r.Unlinked))
+		}
+	}
+	r.Ready = r.Reason == ""
+	status := http.StatusOK
+	if !r.Ready {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, r)
 }

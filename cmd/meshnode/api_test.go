@@ -86,7 +86,7 @@ func TestEmitReachesOtherNodesStream(t *testing.T) {
 		t.Errorf("arg 4 is %T %v, want int64 -7", args[4], args[4])
 	}
 
-	// The emitter's own stream never shows its own events.
+	// The emitter counts its link and itself.
 	var h healthJSON
 	getJSON(t, a.url("/v1/health"), &h)
 	if h.Status != "ok" || h.NodeID != "node-a" || h.Peers != 1 || h.Connected != 1 || h.Members != 1 {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -50,11 +51,41 @@ func baseURL(addr string) (string, error) {
 	return strings.TrimRight(u.String(), "/"), nil
 }
 
-// clientFlags is the flag set every client subcommand shares.
+// clientFlags is the flag set every client subcommand shares. --http
+// defaults to $MESHNODE_HTTP_ADDR, else the agent's default address.
 func clientFlags(name string) (*flag.FlagSet, *string) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	addr := fs.String("http", defaultHTTPAddr, "the agent's HTTP API `address`")
+	def := defaultHTTPAddr
+	if v := os.Getenv(httpAddrEnv); v != "" {
+		def = v
+	}
+	addr := fs.String("http", def, "the agent's HTTP API `address` (or $"+httpAddrEnv+")")
 	return fs, addr
+}
+
+// positional returns the positional arguments left after fs parsed args,
+// refusing a flag of fs among them: the flag package stops at the first
+// positional argument, so `emit EVENT --http ADDR` would otherwise send
+// "--http" and ADDR as event arguments to the default agent. Arguments
+// after a "--" are taken as they are (the "--" itself dropped).
+func positional(fs *flag.FlagSet, args []string) ([]string, error) {
+	rest := fs.Args()
+	if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+		return rest, nil
+	}
+	for i, arg := range rest {
+		if arg == "--" {
+			return append(rest[:i:i], rest[i+1:]...), nil
+		}
+		if !strings.HasPrefix(arg, "-") {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+		if fs.Lookup(name) != nil {
+			return nil, fmt.Errorf("flag %s after the positional arguments: flags go first (meshnode %s [flags] ...); put -- before arguments that start with a dash", arg, fs.Name())
+		}
+	}
+	return rest, nil
 }
 
 // do sends one request and decodes a JSON answer into out (when non-nil).
@@ -121,21 +152,25 @@ func runEmit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if code, done := parseFlags(fs, "meshnode emit [--http ADDR] EVENT [ARG...]", args, stdout, stderr); done {
 		return code
 	}
-	if fs.NArg() < 1 {
+	pos, err := positional(fs, args)
+	if err != nil {
+		return usageErr(stderr, "emit", err)
+	}
+	if len(pos) < 1 {
 		return usageErr(stderr, "emit", errors.New("missing EVENT"))
 	}
 	base, err := baseURL(*addr)
 	if err != nil {
 		return usageErr(stderr, "emit", err)
 	}
-	eargs := make([]json.RawMessage, 0, fs.NArg()-1)
-	for _, a := range fs.Args()[1:] {
+	eargs := make([]json.RawMessage, 0, len(pos)-1)
+	for _, a := range pos[1:] {
 		eargs = append(eargs, emitArg(a))
 	}
 	body, err := json.Marshal(struct {
 		Event string            `json:"event"`
 		Args  []json.RawMessage `json:"args"`
-	}{fs.Arg(0), eargs})
+	}{pos[0], eargs})
 	if err != nil {
 		return fail(stderr, "emit", err)
 	}
@@ -151,6 +186,10 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if code, done := parseFlags(fs, "meshnode tail [--http ADDR] [--count N] [EVENT...]", args, stdout, stderr); done {
 		return code
 	}
+	pos, err := positional(fs, args)
+	if err != nil {
+		return usageErr(stderr, "tail", err)
+	}
 	if *count < 0 {
 		return usageErr(stderr, "tail", fmt.Errorf("--count must not be negative, got %d", *count))
 	}
@@ -159,7 +198,7 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return usageErr(stderr, "tail", err)
 	}
 	q := url.Values{}
-	for _, e := range fs.Args() {
+	for _, e := range pos {
 		q.Add("event", e)
 	}
 	u := base + "/v1/events"
@@ -282,6 +321,47 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return fail(stderr, "health", err)
 	}
 	return printJSON(stdout, stderr, "health", h)
+}
+
+// runReady prints /v1/ready and exits 0 when the agent is ready, 1 when
+// not (with the reason), so that it serves as an exec probe.
+func runReady(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs, addr := clientFlags("ready")
+	if code, done := parseFlags(fs, "meshnode ready [--http ADDR]", args, stdout, stderr); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		return usageErr(stderr, "ready", fmt.Errorf("unexpected argument %q", fs.Arg(0)))
+	}
+	base, err := baseURL(*addr)
+	if err != nil {
+		return usageErr(stderr, "ready", err)
+	}
+	c := newClient(clientRequestTimeout)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/ready", nil)
+	if err != nil {
+		return fail(stderr, "ready", err)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return fail(stderr, "ready", fmt.Errorf("cannot reach the agent: %w", err))
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fail(stderr, "ready", fmt.Errorf("reading the agent's answer: %w", err))
+	}
+	var r readyJSON
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusServiceUnavailable || json.Unmarshal(data, &r) != nil {
+		return fail(stderr, "ready", apiError(resp.Status, data))
+	}
+	if code := printJSON(stdout, stderr, "ready", r); code != exitOK {
+		return code
+	}
+	if !r.Ready {
+		return fail(stderr, "ready", fmt.Errorf("not ready: %s", r.Reason))
+	}
+	return exitOK
 }
 
 func printJSON(stdout, stderr io.Writer, cmd string, v any) int {

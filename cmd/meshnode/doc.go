@@ -2,9 +2,18 @@
 //
 // `meshnode agent` runs one mesh.Node in its own process: it listens for
 // relay links, joins a cluster by gossip, and serves an HTTP API on loopback
-// (emit, a stream of received events, members, peers, health, Prometheus
-// metrics). The other subcommands (emit, tail, members, peers, health,
-// version) are thin clients of that HTTP API.
+// (emit, a stream of received events, members, peers, health, readiness,
+// Prometheus metrics, the last optionally on a listener of its own). The
+// other subcommands (emit, tail, members, peers, health, ready, version)
+// are thin clients of that HTTP API, at --http or $MESHNODE_HTTP_ADDR.
+//
+// Settings: flags, then MESHNODE_* environment variables (envName), then
+// a JSON --config file, then defaults, in that order of precedence.
+//
+// Local delivery: the node never hands its own events to its handlers, so
+// an event emitted through POST /v1/emit is given to the agent's own
+// /v1/events streams by the API itself, after the node accepted it and in
+// the order of the emits (marked "local": true, seq 0).
 //
 // It owns nothing of the protocol: it uses only package mesh's public API.
 //

@@ -33,10 +33,13 @@ Usage:
   meshnode tail    [--http ADDR] [EVENT...]     print received events as JSON lines until interrupted
   meshnode members [--http ADDR] [--json]       list the cluster's members
   meshnode peers   [--http ADDR] [--json]       list the agent's relay links
-  meshnode health  [--http ADDR]                print the agent's health
+  meshnode health  [--http ADDR]                print the agent's health (alive)
+  meshnode ready   [--http ADDR]                print its readiness; exit 1 unless joined and linked
   meshnode version                              print the version
 
-Flags go before the positional arguments. ADDR defaults to 127.0.0.1:7948.
+Flags go before the positional arguments (a flag after them is refused; put
+-- before arguments that start with a dash). ADDR defaults to
+$MESHNODE_HTTP_ADDR, else 127.0.0.1:7948.
 `
 
 func main() {
@@ -68,6 +71,8 @@ func run(ctx context.Context, stopSignals func(), args []string, stdout, stderr 
 		return runPeers(ctx, rest, stdout, stderr)
 	case "health":
 		return runHealth(ctx, rest, stdout, stderr)
+	case "ready":
+		return runReady(ctx, rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "meshnode %s (%s %s/%s)\n", buildVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 		return exitOK

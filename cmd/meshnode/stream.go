@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/verbosemesh/verbose/mesh"
 )
 
@@ -28,6 +30,7 @@ type eventJSON struct {
 	Args   []any  `json:"args"`
 	Origin string `json:"origin"`
 	Seq    uint64 `json:"seq"`
+	Local  bool   `json:"local,omitempty"` // emitted through this agent's API (seq is 0: see api.emit)
 	Error  string `json:"error,omitempty"`
 }
 
@@ -36,6 +39,7 @@ type eventJSON struct {
 type subscriber struct {
 	q       chan mesh.Event
 	dropped atomic.Uint64
+	total   prometheus.Counter // every drop, all streams; nil in some tests
 }
 
 func (s *subscriber) offer(e mesh.Event) {
@@ -43,6 +47,9 @@ func (s *subscriber) offer(e mesh.Event) {
 	case s.q <- e:
 	default:
 		s.dropped.Add(1)
+		if s.total != nil {
+			s.total.Inc()
+		}
 	}
 }
 
@@ -82,11 +89,13 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 	}
 	defer a.streams.Done()
 
-	sub := &subscriber{q: make(chan mesh.Event, a.queueLen.Load())}
-	for _, name := range filterNames(names) {
+	sub := &subscriber{q: make(chan mesh.Event, a.queueLen.Load()), total: a.streamDropped}
+	filter := filterNames(names)
+	for _, name := range filter {
 		off := a.node.On(name, sub.offer)
 		defer off()
 	}
+	defer a.addSub(sub, filter)()
 	sse := acceptsSSE(r)
 	h := w.Header()
 	if sse {
@@ -178,7 +187,8 @@ func writeEvent(bw *bufio.Writer, sse bool, e mesh.Event) {
 	if args == nil {
 		args = []any{}
 	}
-	line, err := json.Marshal(eventJSON{Event: e.Name, Args: jsonSafeSlice(args), Origin: e.Origin, Seq: e.Seq})
+	local := e.Seq == 0 // only deliverLocal makes events without a sequence number
+	line, err := json.Marshal(eventJSON{Event: e.Name, Args: jsonSafeSlice(args), Origin: e.Origin, Seq: e.Seq, Local: local})
 	if err != nil {
 		line, _ = json.Marshal(eventJSON{Event: e.Name, Args: []any{}, Origin: e.Origin, Seq: e.Seq,
 			Error: "args not representable in JSON: " + err.Error()})
