@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/verbosemesh/verbose/internal/testca"
+	"github.com/verbosemesh/verbose/mesh"
 )
 
 func TestAgentFlagDefaults(t *testing.T) {
@@ -33,13 +34,14 @@ func TestAgentFlagsParsed(t *testing.T) {
 	key := base64.StdEncoding.EncodeToString(make([]byte, 32))
 	o, _, err := parseAgentFlags([]string{"--node-id", "n1", "--channel", "c", "--gossip", "", "--relay", "127.0.0.1:1",
 		"--http", "", "--connect", "a:1", "--connect", "b:2", "--timeout", "3s", "--buffer-timeout", "1m",
-		"--buffer-max", "7", "--ack-interval", "10ms", "--max-peers", "9", "--log-level", "debug"})
+		"--buffer-max", "7", "--ack-interval", "10ms", "--max-peers", "9", "--log-level", "debug", "--slow-consumer", "drop"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if o.cfg.NodeID != "n1" || o.cfg.Channel != "c" || o.cfg.GossipAddr != "" || o.relay != "127.0.0.1:1" || o.http != "" ||
 		strings.Join(o.connect, ",") != "a:1,b:2" || o.cfg.Timeout != 3*time.Second || o.cfg.BufferTimeout != time.Minute ||
-		o.cfg.BufferMax != 7 || o.cfg.AcknowledgeInterval != 10*time.Millisecond || o.cfg.MaxPeers != 9 || o.logLevel != hclog.Debug {
+		o.cfg.BufferMax != 7 || o.cfg.AcknowledgeInterval != 10*time.Millisecond || o.cfg.MaxPeers != 9 || o.logLevel != hclog.Debug ||
+		o.cfg.SlowConsumer != mesh.Drop {
 		t.Errorf("parsed = %+v", o)
 	}
 	o, _, err = parseAgentFlags([]string{"--encrypt", key, "--join", "x:1", "--join", "y:2"})
@@ -62,6 +64,7 @@ func TestAgentFlagErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--buffer-max", "0"}, "--buffer-max"},
 		{[]string{"--buffer-max", "lots"}, "buffer-max"},
 		{[]string{"--max-peers", "-2"}, "--max-peers"},
+		{[]string{"--slow-consumer", "sometimes"}, "slow-consumer"},
 		{[]string{"--encrypt", "not base64!"}, "--encrypt"},
 		{[]string{"--encrypt", base64.StdEncoding.EncodeToString(make([]byte, 15))}, "--encrypt"},
 		{[]string{"--gossip", "", "--encrypt", base64.StdEncoding.EncodeToString(make([]byte, 16))}, "--encrypt"},

@@ -41,7 +41,7 @@ func newMetrics() (*agentMetrics, error) {
 
 // trackedPeerEvents are the lifecycle events counted in
 // verbose_peer_events_total: the ones that mean trouble or churn.
-var trackedPeerEvents = []mesh.PeerEventKind{mesh.Reconnect, mesh.Disconnect, mesh.Rejected, mesh.Overflow, mesh.Expired, mesh.Backoff}
+var trackedPeerEvents = []mesh.PeerEventKind{mesh.Reconnect, mesh.Disconnect, mesh.Rejected, mesh.Overflow, mesh.Expired, mesh.Backoff, mesh.Slow, mesh.Recovered}
 
 func (m *agentMetrics) attach(node *mesh.Node) {
 	counter := func(name, help string, get func(mesh.Stats) uint64) {
@@ -65,12 +65,23 @@ func (m *agentMetrics) attach(node *mesh.Node) {
 	counter("verbose_tree_prunes_total", "PRUNEs sent after duplicates.", func(s mesh.Stats) uint64 { return s.Prunes })
 	counter("verbose_tree_graft_resent_total", "Events resent to answer GRAFTs.", func(s mesh.Stats) uint64 { return s.GraftResent })
 	counter("verbose_tree_graft_misses_total", "Events asked for by GRAFTs that were no longer stored.", func(s mesh.Stats) uint64 { return s.GraftMisses })
+	counter("verbose_flow_grants_total", "GRANT batches sent: credit given to upstream links.", func(s mesh.Stats) uint64 { return s.Grants })
+	counter("verbose_flow_slow_consumers_total", "Consumers (a link, or this node's handlers) declared slow after Timeout.", func(s mesh.Stats) uint64 { return s.SlowConsumers })
+	counter("verbose_flow_emit_waits_total", "Emit calls that waited for consumers (back-pressure).", func(s mesh.Stats) uint64 { return s.EmitWaits })
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "verbose_flow_emit_wait_seconds_total", Help: "Time Emit calls waited for consumers, in all."},
+		func() float64 { return node.Stats().EmitWaited.Seconds() }))
 	gauge := func(name, help string, get func(mesh.Stats) float64) {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
 			func() float64 { return get(node.Stats()) }))
 	}
 	gauge("verbose_tree_eager_links", "(origin, link) pairs that carry events in full.", func(s mesh.Stats) float64 { return float64(s.EagerLinks) })
 	gauge("verbose_tree_lazy_links", "(origin, link) pairs that carry notices only.", func(s mesh.Stats) float64 { return float64(s.LazyLinks) })
+	gauge("verbose_flow_holding", "1 while flow control holds events for some consumer (senders are being held back).", func(s mesh.Stats) float64 {
+		if s.Held {
+			return 1
+		}
+		return 0
+	})
 	gauge("verbose_redundancy", "Event frames received per event delivered since start (1.0 is the floor).", func(s mesh.Stats) float64 { return s.Redundancy() })
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "verbose_peers", Help: "Relay links."},
 		func() float64 { return float64(len(node.Peers())) }))
