@@ -15,7 +15,11 @@
 // order, goes where the tree says, into the recent-event store that answers
 // GRAFTs (internal/store), and to the dispatcher, which runs the handlers
 // on a goroutine of its own. The link acknowledges the batch once the router
-// has returned.
+// has returned. Flow control (internal/flow) stands between the router's
+// decision and each consumer: an event goes to a link only with that link's
+// credit for its origin and room in its buffer, and to the handlers only
+// with room in their queue; what cannot go waits, in origin order, and the
+// node grants its upstream links more only as it consumes (GRANT payloads).
 //
 // # Structure
 //
@@ -25,10 +29,12 @@
 //     event's fate is decided, and the relay.Handler that feeds it.
 //   - dispatch.go, handlers.go, peerevents.go: handlers and their queues.
 //   - losses.go: every drop reported, aggregated per interval.
+//   - flow.go: back-pressure (SlowConsumerPolicy), GRANTs, Emit's wait.
 //   - internal/plumtree: the per-origin broadcast tree, a state machine with
 //     no IO; internal/wire: the payloads' encoding; internal/store: the
 //     events kept for GRAFTs; internal/slab: the memory the event path cuts
-//     its copies from.
+//     its copies from; internal/flow: credit per (link, origin), a state
+//     machine with no IO.
 //
 // # Epidemic broadcast tree
 //
@@ -47,11 +53,13 @@
 // buffer) and stages for delivery; nothing on that path waits for the
 // network or for handlers, and a link never calls back into the router from
 // inside one of its own methods. Handlers run on one dispatcher goroutine
-// per node, in delivery order (see Config.HandlerQueue for the slow-handler
+// per node, in delivery order (see Config.SlowConsumer for the slow-handler
 // policy); OnPeer handlers on another. On handlers get Args decoded; OnRaw
 // handlers read the args from their wire bytes (Event.Scan, Event.RawArgs),
-// and an event that reaches only those is never decoded. Emit alone applies
-// back-pressure (see Node.Emit).
+// and an event that reaches only those is never decoded. Emit alone waits
+// (see Node.Emit); the dispatcher, having taken a batch, and a link, having
+// been acknowledged, call the router (with no lock of theirs held) so that
+// flow control resumes.
 //
 // Locks are taken in this order, never the other way round: Node.emitMu
 // (Emit), Node.mu (the peer table), router.mu (the event path); below them

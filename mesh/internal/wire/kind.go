@@ -5,7 +5,7 @@ import "fmt"
 // Kind is a payload's kind, the first element of its msgpack array.
 type Kind uint8
 
-// The payload kinds of protocol version 2.
+// The payload kinds of protocol version 3.
 const (
 	KindEvent Kind = 1 // an event: Envelope
 	KindIHave Kind = 2 // batched "I have released (origin, boot) up to upto": IHave
