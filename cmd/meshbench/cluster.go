@@ -16,9 +16,10 @@ import (
 // cluster is N nodes of one phase, in one process.
 type cluster struct {
 	nodes []*mesh.Node
-	want  []int        // links each node has when the topology is up
-	log   hclog.Logger // the nodes' root logger, silenced at close
-	raw   bool         // trackers are OnRaw handlers (--handler=raw)
+	want  []int         // links each node has when the topology is up
+	log   hclog.Logger  // the nodes' root logger, silenced at close
+	raw   bool          // trackers are OnRaw handlers (--handler=raw)
+	slow  time.Duration // the last node's handler spends this per event (--slow-handler)
 }
 
 // clusterSpec says how to build a cluster.
@@ -32,7 +33,7 @@ type clusterSpec struct {
 // newCluster starts the nodes and, with spec.connect, links them and waits
 // for every link to be up.
 func newCluster(o options, spec clusterSpec, log hclog.Logger) (*cluster, error) {
-	c := &cluster{log: log, raw: o.Handler == "raw"}
+	c := &cluster{log: log, raw: o.Handler == "raw", slow: o.SlowHandler}
 	var mnet *memnet.Network
 	var gossip *membership.MockNetwork
 	if spec.network == "mem" {

@@ -40,6 +40,8 @@ type options struct {
 	AckInterval  time.Duration
 	Timeout      time.Duration
 	LogLevel     string
+	SlowHandler  time.Duration // the last node's handler cost per event
+	SlowConsumer string        // backpressure or drop (mesh Config.SlowConsumer)
 }
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
@@ -64,6 +66,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.AckInterval, "ack-interval", 0, "mesh Config.AcknowledgeInterval (0: the default)")
 	fs.DurationVar(&o.Timeout, "timeout", 0, "mesh Config.Timeout (0: the default)")
 	fs.StringVar(&o.LogLevel, "log-level", "error", "log level of the nodes")
+	fs.DurationVar(&o.SlowHandler, "slow-handler", 0, "the last node's handler spends this long per event (a slow consumer: back-pressure must lose nothing)")
+	fs.StringVar(&o.SlowConsumer, "slow-consumer", "backpressure", "mesh Config.SlowConsumer: backpressure or drop")
 	if err := fs.Parse(args); err != nil {
 		return o, fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -120,6 +124,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	if o.Handler != "raw" && o.Handler != "args" {
 		return bad("--handler must be raw or args, got %q", o.Handler)
 	}
+	if o.SlowConsumer != "backpressure" && o.SlowConsumer != "drop" {
+		return bad("--slow-consumer must be backpressure or drop, got %q", o.SlowConsumer)
+	}
 	if hclog.LevelFromString(o.LogLevel) == hclog.NoLevel {
 		return bad("--log-level: unknown level %q", o.LogLevel)
 	}
@@ -135,6 +142,7 @@ func (o options) meshConfig(log hclog.Logger) mesh.Config {
 		AcknowledgeInterval: o.AckInterval,
 		Timeout:             o.Timeout,
 		Flood:               o.Tree == "off",
+		SlowConsumer:        map[string]mesh.SlowConsumerPolicy{"backpressure": mesh.Backpressure, "drop": mesh.Drop}[o.SlowConsumer],
 		Logger:              log,
 	}
 }
@@ -148,6 +156,10 @@ func (o options) configLine() string {
 	if timeout == 0 {
 		timeout = mesh.DefaultTimeout
 	}
-	return fmt.Sprintf("BufferMax=%d HandlerQueue=%d AcknowledgeInterval=%v Timeout=%v tree=%s handler=%s",
-		o.BufferMax, o.HandlerQueue, ack, timeout, o.Tree, o.Handler)
+	line := fmt.Sprintf("BufferMax=%d HandlerQueue=%d AcknowledgeInterval=%v Timeout=%v tree=%s handler=%s SlowConsumer=%s",
+		o.BufferMax, o.HandlerQueue, ack, timeout, o.Tree, o.Handler, o.SlowConsumer)
+	if o.SlowHandler > 0 {
+		line += fmt.Sprintf(" slow-handler=%v (last node)", o.SlowHandler)
+	}
+	return line
 }

@@ -70,19 +70,32 @@ func eventArgs(pad any, idx int64, ts int64) []any {
 // With --handler=raw (c.raw) it is an OnRaw handler that Scans.
 func attach(c *cluster, latency bool, expect int) (ts []*tracker, off func()) {
 	var offs []func()
-	for _, n := range c.nodes[1:] {
+	for i, n := range c.nodes[1:] {
 		t := newTracker(latency, expect)
 		ts = append(ts, t)
+		onRaw, on := t.onRaw, t.on
+		if c.slow > 0 && i == len(c.nodes)-2 {
+			// --slow-handler: the last node's handler works this long per
+			// event (a busy loop: time.Sleep cannot sleep microseconds).
+			onRaw = func(e mesh.Event) { spin(c.slow); t.onRaw(e) }
+			on = func(e mesh.Event) { spin(c.slow); t.on(e) }
+		}
 		if c.raw {
-			offs = append(offs, n.OnRaw("*", t.onRaw))
+			offs = append(offs, n.OnRaw("*", onRaw))
 		} else {
-			offs = append(offs, n.On("*", t.on))
+			offs = append(offs, n.On("*", on))
 		}
 	}
 	return ts, func() {
 		for _, f := range offs {
 			f()
 		}
+	}
+}
+
+// spin keeps the goroutine busy for d.
+func spin(d time.Duration) {
+	for end := time.Now().Add(d); time.Now().Before(end); {
 	}
 }
 
