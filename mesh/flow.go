@@ -115,8 +115,12 @@ func (r *router) carryFlowLocked(now time.Time) {
 	r.flowHeld.Store(waiting)
 	r.flowWaiting.Store(waiting || r.flow.AnySlow()) // a slow consumer recovers on a resume
 	if waiting && !r.flowArmed {
-		r.flowArmed = true
-		r.kickOrderer() // the tick loop learns flow's deadline
+		// The tick loop learns flow's deadline (when a consumer would be
+		// declared slow); with none, there is nothing to wake it for.
+		if _, ok := r.flow.NextDeadline(); ok {
+			r.flowArmed = true
+			r.kickOrderer()
+		}
 	}
 	full := r.flow.Backlog(r.self) >= r.window
 	if r.ownFull.Load() && !full {

@@ -618,7 +618,13 @@ func (m *Machine[T]) advancePeer(o *origin[T], p Peer, now time.Time) {
 			// Never more than the link's room, even down or slow: an
 			// answer that overflowed the buffer would push out the
 			// events it is made of.
-			if m.cfg.Rooms.LinkRoom(p) <= m.pendingOf(p) || !m.canSend(o, p, c.boot, c.next, now) {
+			if m.cfg.Rooms.LinkRoom(p) <= m.pendingOf(p) {
+				if pr := m.peer(p); pr != nil && pr.up {
+					pr.wait(now)
+				}
+				return
+			}
+			if !m.canSend(o, p, c.boot, c.next, now) {
 				return
 			}
 			m.out.Resends = append(m.out.Resends, Resend{To: p, Origin: o.name, Boot: c.boot, Seq: c.next})
