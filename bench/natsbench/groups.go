@@ -135,7 +135,7 @@ func hasPrefix(prefixes ...string) func(string) bool {
 var (
 	isGCWork = hasPrefix("runtime.gcBgMarkWorker", "runtime.gcDrain", "runtime.bgsweep", "runtime.bgscavenge",
 		"runtime.gcAssistAlloc", "runtime.gcStart", "runtime.gcMarkDone", "runtime.gcMarkTermination",
-		"runtime.markroot", "runtime.scanobject", "runtime.gcWriteBarrier", "runtime.wbBufFlush", "runtime.bulkBarrierPreWrite")
+		"runtime.markroot", "runtime.scanobject", "runtime.gcWriteBarrier", "gcWriteBarrier", "runtime.wbBufFlush", "runtime.bulkBarrierPreWrite")
 	isAlloc = hasPrefix("runtime.mallocgc", "runtime.newobject", "runtime.growslice", "runtime.makeslice", "runtime.newarray",
 		"runtime.concatstring", "runtime.slicebytetostring", "runtime.rawstring", "runtime.convT", "runtime.mapassign")
 	isSyscall = hasPrefix("syscall.Syscall", "syscall.RawSyscall", "syscall.syscall", "syscall.rawsyscall",
@@ -229,6 +229,7 @@ func component(f frame, outer []frame) string {
 
 // shortFn drops a function name's import path.
 func shortFn(fn string) string {
+	fn = strings.ReplaceAll(fn, "%2e", ".") // a profile's escaped dot in an import path
 	if i := strings.LastIndex(fn, "/"); i >= 0 {
 		return fn[i+1:]
 	}

@@ -245,6 +245,7 @@ func run(o options, stdout, stderr io.Writer) error {
 						rp.Results[i].Ratio = rp.Results[i].EvPerSec / best.EvPerSec
 					}
 				}
+				best.Ratio = 1
 				rp.Results = append([]result{best}, rp.Results...)
 			}
 			sr.Runs = append(sr.Runs, rp)
@@ -310,6 +311,7 @@ func medians(runs []repetition) []result {
 		m.Latency.P99us = med(func(r result) float64 { return r.Latency.P99us })
 		m.Latency.MaxUs = med(func(r result) float64 { return r.Latency.MaxUs })
 		m.CPUPerDelivery = med(func(r result) float64 { return r.CPUPerDelivery })
+		m.OtherCores = med(func(r result) float64 { return r.OtherCores })
 		for _, r := range col {
 			m.Loss += r.Loss // loss and dups are summed, not medians
 			m.Dups += r.Dups
@@ -318,6 +320,9 @@ func medians(runs []repetition) []result {
 	}
 	return out
 }
+
+// na marks a figure not measured.
+const na = "-"
 
 func fmtF(v float64, prec int) string { return strconv.FormatFloat(v, 'f', prec, 64) }
 
@@ -329,14 +334,17 @@ func (rep *report) write(w io.Writer) {
 	for _, sr := range rep.Sizes {
 		fmt.Fprintf(w, "\n%d nodes: 1 publisher, %d receivers\n", sr.Nodes, sr.Nodes-1)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "run\tsystem\tev/s per receiver\t× raw TCP\tp50 ms\tp99 ms\tCPU ns/delivery\tloss\tdups\tload (1 5 15 min)\t")
+		fmt.Fprintln(tw, "run\tsystem\tev/s per receiver\t× raw TCP\tp50 ms\tp99 ms\tCPU ns/delivery\tloss\tdups\tothers' CPU (cores)\tload at start\t")
 		row := func(run string, r result, load string) {
-			ratio := fmtF(r.Ratio, 3)
-			if r.System == "raw TCP" {
-				ratio = "1"
+			ratio, others := na, na
+			if r.Ratio > 0 {
+				ratio = fmtF(r.Ratio, 3)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t\n", run, r.System, fmtF(r.EvPerSec, 0), ratio,
-				fmtF(r.Latency.P50us/1e3, 2), fmtF(r.Latency.P99us/1e3, 2), fmtF(r.CPUPerDelivery, 0), r.Loss, r.Dups, load)
+			if r.OtherCores >= 0 {
+				others = fmtF(r.OtherCores, 2)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t\n", run, r.System, fmtF(r.EvPerSec, 0), ratio,
+				fmtF(r.Latency.P50us/1e3, 2), fmtF(r.Latency.P99us/1e3, 2), fmtF(r.CPUPerDelivery, 0), r.Loss, r.Dups, others, load)
 		}
 		for i, rp := range sr.Runs {
 			for _, r := range rp.Results {
@@ -362,9 +370,13 @@ func (rep *report) write(w io.Writer) {
 	}
 	for _, sr := range rep.Sizes {
 		for _, r := range sr.Medians {
-			fmt.Fprintf(w, "RESULT nodes=%d system=%q ev_s=%s ratio=%s p50_us=%s p99_us=%s cpu_ns=%s loss=%d dups=%d runs=%d\n",
-				sr.Nodes, r.System, fmtF(r.EvPerSec, 0), fmtF(r.Ratio, 3), fmtF(r.Latency.P50us, 0), fmtF(r.Latency.P99us, 0),
-				fmtF(r.CPUPerDelivery, 0), r.Loss, r.Dups, len(sr.Runs))
+			ratio := na
+			if r.Ratio > 0 {
+				ratio = fmtF(r.Ratio, 3)
+			}
+			fmt.Fprintf(w, "RESULT nodes=%d system=%q ev_s=%s ratio=%s p50_us=%s p99_us=%s cpu_ns=%s loss=%d dups=%d other_cores=%s runs=%d\n",
+				sr.Nodes, r.System, fmtF(r.EvPerSec, 0), ratio, fmtF(r.Latency.P50us, 0), fmtF(r.Latency.P99us, 0),
+				fmtF(r.CPUPerDelivery, 0), r.Loss, r.Dups, fmtF(r.OtherCores, 2), len(sr.Runs))
 		}
 	}
 	if rep.Profile != nil {

@@ -146,6 +146,9 @@ func TestRunAllSystemsShort(t *testing.T) {
 		if r.Latency.Samples == 0 || r.Latency.P99us < r.Latency.P50us {
 			t.Errorf("%s: latency %+v", r.System, r.Latency)
 		}
+		if r.OtherCores < 0 || r.OtherCores > float64(rep.Machine.CPUs) {
+			t.Errorf("%s: others' CPU %v cores", r.System, r.OtherCores)
+		}
 		if r.System != "raw TCP" && (r.Ratio <= 0 || r.Ratio > 2) {
 			t.Errorf("%s: ratio %v", r.System, r.Ratio)
 		}

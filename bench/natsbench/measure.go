@@ -3,8 +3,11 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -18,13 +21,18 @@ type result struct {
 	Seconds   float64 `json:"seconds"`   // first publish to the last delivery
 	EvPerSec  float64 `json:"ev_s"`      // deliveries per receiver per second
 	// Ratio is EvPerSec over raw TCP's in the same repetition (the faster
-	// of its two runs); 0 for raw TCP itself.
+	// of its two runs); 1 for that run itself.
 	Ratio          float64   `json:"ratio"`
 	Loss           int64     `json:"loss"` // sent × receivers − delivered
 	Dups           int64     `json:"dups"`
 	Latency        quantiles `json:"latency"`             // under blast, every 64th message
 	CPUPerDelivery float64   `json:"cpu_ns_per_delivery"` // process CPU / deliveries
-	Note           string    `json:"note,omitempty"`
+	// OtherCores is the CPU the rest of the machine used during the phase
+	// (/proc/stat's busy time less this process's), in cores: the noise
+	// the figures were taken under. The load average cannot say it, as it
+	// counts this process's own threads. -1: unknown.
+	OtherCores float64 `json:"other_cores"`
+	Note       string  `json:"note,omitempty"`
 }
 
 // processCPU is the CPU time the process has used so far, user and system.
@@ -34,6 +42,38 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// machineBusy is the CPU time the whole machine has spent busy (user,
+// nice, system, irq, softirq, steal in /proc/stat, at USER_HZ 100).
+func machineBusy() (time.Duration, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, false
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7, 8} {
+		v, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		ticks += v
+	}
+	return time.Duration(ticks) * 10 * time.Millisecond, true
+}
+
+// otherCores is the rest of the machine's CPU over wall, in cores, from
+// the machine's busy time and this process's over the same span.
+func otherCores(busy, own, wall time.Duration) float64 {
+	if wall <= 0 {
+		return -1
+	}
+	return max(0, (busy-own).Seconds()/wall.Seconds())
 }
 
 // blastSpec is what a system hands measure.
@@ -61,6 +101,7 @@ func measure(s blastSpec) (result, error) {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	busy0, busyOK := machineBusy()
 	cpu0 := processCPU()
 	start := time.Now()
 	end := start.Add(s.duration)
@@ -81,6 +122,12 @@ func measure(s blastSpec) (result, error) {
 	}
 	last, complete := drain(s.receivers, sent, 3*time.Second, 30*time.Second)
 	cpu := processCPU() - cpu0
+	wall := time.Since(start)
+	busy1, busyOK1 := machineBusy()
+	r.OtherCores = -1
+	if busyOK && busyOK1 {
+		r.OtherCores = otherCores(busy1-busy0, cpu, wall)
+	}
 	if s.profile != nil {
 		pprof.StopCPUProfile()
 	}
