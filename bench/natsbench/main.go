@@ -264,8 +264,7 @@ func run(o options, stdout, stderr io.Writer) error {
 		}
 		g.System, g.Nodes = o.Profile, o.Nodes[len(o.Nodes)-1]
 		for _, res := range rep.Sizes[len(rep.Sizes)-1].Runs[0].Results {
-			if strings.HasPrefix(strings.ToLower(res.System), strings.ToLower(o.Profile)) ||
-				(o.Profile == "tcp" && res.System == "raw TCP") {
+			if res.Key == o.Profile {
 				g.CPUPerDelivery = res.CPUPerDelivery
 			}
 		}
@@ -304,7 +303,7 @@ func medians(runs []repetition) []result {
 			}
 			return (v[len(v)/2-1] + v[len(v)/2]) / 2
 		}
-		m := result{System: first.System, Receivers: first.Receivers}
+		m := result{Key: first.Key, System: first.System, Receivers: first.Receivers}
 		m.EvPerSec = med(func(r result) float64 { return r.EvPerSec })
 		m.Ratio = med(func(r result) float64 { return r.Ratio })
 		m.Latency.P50us = med(func(r result) float64 { return r.Latency.P50us })

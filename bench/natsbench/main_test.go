@@ -136,7 +136,7 @@ func TestRunAllSystemsShort(t *testing.T) {
 	}
 	seen := map[string]bool{}
 	for _, r := range rp.Results {
-		seen[r.System] = true
+		seen[r.Key+" "+r.System] = true
 		if r.Sent == 0 || r.Receivers != 2 || r.EvPerSec <= 0 || r.CPUPerDelivery <= 0 {
 			t.Errorf("%s: %+v", r.System, r)
 		}
@@ -153,13 +153,16 @@ func TestRunAllSystemsShort(t *testing.T) {
 			t.Errorf("%s: ratio %v", r.System, r.Ratio)
 		}
 	}
-	for _, s := range []string{"raw TCP", "verbose (on)", "NATS core"} {
+	for _, s := range []string{"tcp raw TCP", "verbose verbose (on)", "nats NATS core"} {
 		if !seen[s] {
 			t.Errorf("no result for %s", s)
 		}
 	}
 	if rep.Profile == nil || len(rep.Profile.Groups) == 0 {
 		t.Fatalf("no profile groups: %+v", rep.Profile)
+	}
+	if rep.Profile.System != "verbose" || rep.Profile.CPUPerDelivery <= 0 {
+		t.Errorf("profile of %q at %v ns per delivery, want verbose's", rep.Profile.System, rep.Profile.CPUPerDelivery)
 	}
 	var share float64
 	for _, g := range rep.Profile.Groups {

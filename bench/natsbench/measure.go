@@ -14,7 +14,8 @@ import (
 
 // result is one system's figures in one repetition.
 type result struct {
-	System    string  `json:"system"`
+	Key       string  `json:"key"`    // tcp, verbose, nats: as --systems names it
+	System    string  `json:"system"` // for people: "verbose (on)"
 	Receivers int     `json:"receivers"`
 	Sent      int64   `json:"sent"`
 	Delivered int64   `json:"delivered"` // distinct messages over all receivers
@@ -78,6 +79,7 @@ func otherCores(busy, own, wall time.Duration) float64 {
 
 // blastSpec is what a system hands measure.
 type blastSpec struct {
+	key       string // tcp, verbose, nats: as --systems names it
 	system    string
 	receivers []*receiver
 	duration  time.Duration
@@ -93,7 +95,7 @@ type blastSpec struct {
 // the receivers (until all have everything, or 3 s without progress, or
 // 30 s), and computes the figures.
 func measure(s blastSpec) (result, error) {
-	r := result{System: s.system, Receivers: len(s.receivers)}
+	r := result{Key: s.key, System: s.system, Receivers: len(s.receivers)}
 	runtime.GC() // the previous phase's garbage is not this one's
 	if s.profile != nil {
 		if err := pprof.StartCPUProfile(s.profile); err != nil {

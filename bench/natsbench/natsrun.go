@@ -72,7 +72,7 @@ func runNATS(receivers, size int, d time.Duration, profile io.Writer) (result, e
 	}
 	buf := make([]byte, size)
 	res, err := measure(blastSpec{
-		system: "NATS core", receivers: rs, duration: d, profile: profile,
+		key: "nats", system: "NATS core", receivers: rs, duration: d, profile: profile,
 		publish: func(idx int64) error {
 			message(buf, idx) // Publish copies buf into the connection's buffer
 			return pub.Publish(subject, buf)

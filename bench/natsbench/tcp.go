@@ -56,7 +56,7 @@ func runTCP(receivers, size int, d time.Duration, profile io.Writer) (result, er
 	buf := make([]byte, 4+size)
 	binary.BigEndian.PutUint32(buf[:4], uint32(size))
 	res, err := measure(blastSpec{
-		system: "raw TCP", receivers: rs, duration: d, profile: profile,
+		key: "tcp", system: "raw TCP", receivers: rs, duration: d, profile: profile,
 		publish: func(idx int64) error {
 			message(buf[4:], idx)
 			for _, w := range ws {

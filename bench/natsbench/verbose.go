@@ -96,7 +96,7 @@ func runVerbose(nodes, size int, d time.Duration, handler string, log hclog.Logg
 	defer cancel()
 	name := "verbose (" + handler + ")"
 	res, err := measure(blastSpec{
-		system: name, receivers: rs, duration: d, profile: profile,
+		key: "verbose", system: name, receivers: rs, duration: d, profile: profile,
 		publish: func(i int64) error {
 			idx, ts := stamp(i)
 			return emitter.EmitContext(ctx, "blast", idx, ts, pad)
