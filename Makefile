@@ -4,7 +4,7 @@ PKGS      ?= ./...
 FUZZTIME  ?= 30s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: help test test-short check fmt vet staticcheck tidy-check fuzz bench meshbench cluster build chaos soak hosts
+.PHONY: help test test-short check fmt vet staticcheck tidy-check fuzz bench meshbench bench-nats bench-test cluster build chaos soak hosts
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -59,6 +59,18 @@ bench: ## hot-path benchmarks, then meshbench with its defaults
 
 meshbench: ## the cluster benchmark against raw TCP (MESHBENCH_FLAGS="--network=mem ...")
 	$(GO) run ./cmd/meshbench $(MESHBENCH_FLAGS)
+
+# bench/ is a module of its own (bench/go.mod), so that verbose never depends
+# on NATS: the targets below download its modules; `make check` and `make
+# test` never touch it.
+BENCH_NATS_FLAGS ?=
+bench-nats: ## verbose beside NATS core and raw TCP, 5 and 20 nodes, medians of 3 (BENCH_NATS_FLAGS="--runs=1 ...")
+	cd bench && $(GO) run ./natsbench $(BENCH_NATS_FLAGS)
+
+bench-test: ## build, vet, staticcheck and test the bench/ module (about half a minute)
+	cd bench && $(GO) build -o /dev/null ./... && $(GO) vet ./... && \
+	  $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./... && \
+	  $(GO) test -race -count=1 ./...
 
 cluster: ## a local 3-node cluster (see README)
 	./testcluster/cluster.sh up 3
