@@ -57,12 +57,13 @@ type router struct {
 	arrived uint64 // events parsed in the batch being received, for stats.received
 
 	// Flow control (flow.go): credit per (link, origin).
-	flow      *flow.Machine[*held]
-	fwd       []flow.Peer   // the tree's targets as flow's, reused
-	tent      []flow.Peer   // the tree's tentative peers as flow's, reused
-	credits   []wire.Credit // a GRANT being built, reused
-	flowArmed bool          // the tick loop knows flow has a deadline
-	emitSpace chan struct{} // closed and replaced when ownFull clears
+	flow        *flow.Machine[*held]
+	fwd         []flow.Peer   // the tree's targets as flow's, reused
+	tent        []flow.Peer   // the tree's tentative peers as flow's, reused
+	lastArrival arrival       // see arrivedLocked
+	credits     []wire.Credit // a GRANT being built, reused
+	flowArmed   bool          // the tick loop knows flow has a deadline
+	emitSpace   chan struct{} // closed and replaced when ownFull clears
 	// flowWaiting says that flow holds events or has a slow consumer (a
 	// drained link or the handlers' progress should resume it); ownFull
 	// that this node's own origin has Window events waiting (Emit waits).
@@ -291,7 +292,7 @@ func (r *router) receiveEvent(from plumtree.PeerID, payload []byte, now time.Tim
 		r.stats.duplicates.Add(1) // our own event came back round a cycle
 		return nil
 	}
-	r.flow.Arrived(flow.Peer(from), env.Origin, env.Boot, env.Seq, now)
+	r.arrivedLocked(from, env, now)
 	ready, verdict := r.order.Offer(env.Origin, env.Boot, env.Seq, in, now, r.ready[:0])
 	switch verdict {
 	case dedup.Fresh:
@@ -314,6 +315,25 @@ func (r *router) receiveEvent(from plumtree.PeerID, payload []byte, now time.Tim
 		r.stats.stale.Add(1)
 	}
 	return nil
+}
+
+// arrivedLocked tells flow control which link brought an (origin, boot),
+// once per run: consecutive events mostly share all three.
+func (r *router) arrivedLocked(from plumtree.PeerID, env *wire.Envelope, now time.Time) {
+	a := &r.lastArrival
+	if a.from == from && a.boot == env.Boot && a.origin == env.Origin && a.gen == r.flow.Gen() {
+		return
+	}
+	r.flow.Arrived(flow.Peer(from), env.Origin, env.Boot, env.Seq, now)
+	*a = arrival{origin: env.Origin, boot: env.Boot, from: from, gen: r.flow.Gen()}
+}
+
+// arrival is the last (origin, boot, link) reported to flow control.
+type arrival struct {
+	origin string
+	boot   uint64
+	from   plumtree.PeerID
+	gen    uint64
 }
 
 // release forwards, stores and stages the events the orderer released, in

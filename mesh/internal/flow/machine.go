@@ -109,6 +109,7 @@ type Machine[T any] struct {
 	pending   []int     // by Peer: sends in out, not yet carried out
 	keep      *entry[T] // the entry Keep gives the item to
 	lastSweep time.Time
+	gen       uint64 // counts forgotten origins and peers (Gen)
 }
 
 // target is a consumer's slow-consumer state.
@@ -187,6 +188,7 @@ func (m *Machine[T]) RemovePeer(p Peer, now time.Time) {
 		return
 	}
 	m.peers[p] = peer{}
+	m.gen++
 	for o := range m.waiting {
 		o.dropTarget(p)
 		o.dropMaybe(p)
@@ -209,7 +211,9 @@ func (m *Machine[T]) peer(p Peer) *peer {
 
 func (m *Machine[T]) origin(name string, now time.Time) *origin[T] {
 	if m.lastOrigin != nil && name == m.lastName {
-		m.lastOrigin.last = now
+		if o := m.lastOrigin; !o.seen {
+			o.seen = true
+		}
 		return m.lastOrigin
 	}
 	o := m.origins[name]
@@ -218,7 +222,7 @@ func (m *Machine[T]) origin(name string, now time.Time) *origin[T] {
 		m.origins[name] = o
 	}
 	m.lastName, m.lastOrigin = name, o
-	o.last = now
+	o.seen = true
 	return o
 }
 
@@ -282,6 +286,11 @@ func (m *Machine[T]) Keep(item T) {
 		m.keep = nil
 	}
 }
+
+// Gen changes whenever the machine forgets an origin or a peer: a caller
+// that skips Arrived for an (origin, boot, link) it already reported must
+// report it again once Gen has moved.
+func (m *Machine[T]) Gen() uint64 { return m.gen }
 
 // Waiting reports whether some event waits for a target.
 func (m *Machine[T]) Waiting() bool { return len(m.waiting) > 0 }
@@ -705,8 +714,14 @@ func (m *Machine[T]) dropOverflow(o *origin[T]) {
 func (m *Machine[T]) sweep(now time.Time) {
 	m.lastSweep = now
 	for name, o := range m.origins {
-		if !o.busy() && now.Sub(o.last) > m.cfg.IdleTimeout {
+		if o.seen || o.busy() {
+			o.seen, o.idle = false, 0
+			continue
+		}
+		// Unseen for four sweeps, at least IdleTimeout/4 apart.
+		if o.idle++; o.idle >= 4 {
 			delete(m.origins, name)
+			m.gen++
 			if name == m.lastName {
 				m.lastName, m.lastOrigin = "", nil
 			}

@@ -357,9 +357,17 @@ func TestDropHoldsAtMostWindowPerOrigin(t *testing.T) {
 func TestIdleOriginsAreForgotten(t *testing.T) {
 	m, _ := newMachine(16, false)
 	release(m, 1, nil, true, t0)
-	m.Tick(t0.Add(2 * time.Minute))
-	if len(m.origins) != 0 {
-		t.Fatalf("%d origins kept", len(m.origins))
+	gen := m.Gen()
+	// Forgotten after four sweeps (IdleTimeout/4 apart) without an event.
+	for i := 1; i <= 4; i++ {
+		m.Tick(t0.Add(time.Duration(i) * 20 * time.Second))
+		if len(m.origins) != 1 {
+			t.Fatalf("forgotten after %d sweeps", i)
+		}
+	}
+	m.Tick(t0.Add(100 * time.Second))
+	if len(m.origins) != 0 || m.Gen() == gen {
+		t.Fatalf("%d origins kept after five sweeps (gen %d, was %d)", len(m.origins), m.Gen(), gen)
 	}
 }
 

@@ -11,7 +11,8 @@ import (
 // which links bring the events and what this node granted them.
 type origin[T any] struct {
 	name string
-	last time.Time // the last event or grant
+	seen bool // an event or grant since the last sweep
+	idle int  // sweeps since it was last seen
 
 	credit    []credit // by Peer: how far this node may send there
 	held      []entry[T]
