@@ -55,6 +55,11 @@ type dispatcher struct {
 	handlerDropped atomic.Uint64
 	delivered      atomic.Uint64
 	queued         atomic.Int64 // events, as of the last commit or take
+	// seen is the router's view of the queue's length: queued as read at
+	// the start of its input, plus what it committed since. Stale only
+	// towards less room; read without touching the dispatcher's cache
+	// line for every event.
+	seen int
 	// taken, if set, is called once run has taken a batch (room freed),
 	// without the dispatcher's lock: flow control resumes.
 	taken func()
@@ -141,6 +146,7 @@ func (d *dispatcher) commit() {
 	d.q = append(d.q, staged)
 	d.events += queued
 	d.queued.Store(int64(d.events))
+	d.seen = d.events
 	d.staged = batch{}
 	if k := len(d.spare); k > 0 {
 		d.staged.items, d.spare = d.spare[k-1], d.spare[:k-1]
@@ -160,8 +166,12 @@ func (d *dispatcher) commit() {
 // room is how many more events the queue takes now, the staged ones
 // counted. Called with the router's lock held.
 func (d *dispatcher) room() int {
-	return d.max - int(d.queued.Load()) - len(d.staged.items)
+	return d.max - d.seen - len(d.staged.items)
 }
+
+// look refreshes the router's view of the queue's length (see seen).
+// Called with the router's lock held, once per input.
+func (d *dispatcher) look() { d.seen = int(d.queued.Load()) }
 
 // reuseLocked hands the chunks run gave back to the lender. Called with mu
 // and the router's lock held.

@@ -138,6 +138,7 @@ func (r *router) read() time.Time {
 	if now := r.clock.now(); now.After(r.now) {
 		r.now = now
 	}
+	r.disp.look() // and the handler queue's length, for flow control
 	return r.now
 }
 
