@@ -113,8 +113,12 @@ func (r *router) carryFlowLocked(now time.Time) {
 		}
 	}
 	waiting := r.flow.Waiting()
-	r.flowHeld.Store(waiting)
-	r.flowWaiting.Store(waiting || r.flow.AnySlow()) // a slow consumer recovers on a resume
+	if r.flowHeld.Load() != waiting {
+		r.flowHeld.Store(waiting)
+	}
+	if w := waiting || r.flow.AnySlow(); r.flowWaiting.Load() != w {
+		r.flowWaiting.Store(w) // a slow consumer recovers on a resume
+	}
 	if waiting && !r.flowArmed {
 		// The tick loop learns flow's deadline (when a consumer would be
 		// declared slow); with none, there is nothing to wake it for.
@@ -123,16 +127,15 @@ func (r *router) carryFlowLocked(now time.Time) {
 			r.kickOrderer()
 		}
 	}
-	// Emit waits as soon as one of its own events waits: holding the
-	// emitter is cheaper than holding its events (meshbench's blast: with
-	// the window as the bound, two thirds of the events took the held path
-	// and the ratio fell from 0.17 to 0.14).
-	full := r.flow.Backlog(r.self) > 0
-	if r.ownFull.Load() && !full {
+	// Emit waits as soon as one of its own events waits (emit sets
+	// ownFull): holding the emitter is cheaper than holding its events
+	// (meshbench's blast: with the window as the bound, two thirds of the
+	// events took the held path and the ratio fell from 0.17 to 0.14).
+	if r.ownFull.Load() && r.flow.Backlog(r.self) == 0 {
 		close(r.emitSpace)
 		r.emitSpace = make(chan struct{})
+		r.ownFull.Store(false)
 	}
-	r.ownFull.Store(full)
 }
 
 // carryFlowOnce carries out one Ready of flow's and returns the peers that

@@ -245,9 +245,12 @@ func (r *router) emit(seq uint64, payload []byte) {
 	}
 	if d.Held {
 		r.holdLocked(payload, nil, false)
+		r.ownFull.Store(true)
 	}
 	r.own.Add(seq, payload, now)
-	r.carryFlowLocked(now)
+	if d.Held || r.flow.Pending() {
+		r.carryFlowLocked(now)
+	}
 	due := r.tree.TakeDue()
 	r.mu.Unlock()
 	if due {

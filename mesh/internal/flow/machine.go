@@ -110,6 +110,7 @@ type Machine[T any] struct {
 	keep      *entry[T] // the entry Keep gives the item to
 	lastSweep time.Time
 	gen       uint64 // counts forgotten origins and peers (Gen)
+	slowN     int    // targets declared slow
 }
 
 // target is a consumer's slow-consumer state.
@@ -186,6 +187,9 @@ func (m *Machine[T]) PeerDown(p Peer, now time.Time) {
 func (m *Machine[T]) RemovePeer(p Peer, now time.Time) {
 	if m.peer(p) == nil {
 		return
+	}
+	if m.peers[p].slow {
+		m.slowN--
 	}
 	m.peers[p] = peer{}
 	m.gen++
@@ -297,16 +301,12 @@ func (m *Machine[T]) Waiting() bool { return len(m.waiting) > 0 }
 
 // AnySlow reports whether some target is declared slow: the caller resumes
 // the machine when the handlers take events, for them to recover.
-func (m *Machine[T]) AnySlow() bool {
-	if m.local.slow {
-		return true
-	}
-	for i := range m.peers {
-		if m.peers[i].slow {
-			return true
-		}
-	}
-	return false
+func (m *Machine[T]) AnySlow() bool { return m.slowN > 0 }
+
+// Pending reports whether Ready has something to carry out.
+func (m *Machine[T]) Pending() bool {
+	o := &m.out
+	return len(o.Sends)+len(o.Delivers)+len(o.Grants)+len(o.Notices)+len(o.Dropped)+len(o.Resends) > 0
 }
 
 // Backlog is how many of origin's released events wait for a target: Emit
@@ -454,6 +454,7 @@ func (m *Machine[T]) progress(t *target, p Peer, now time.Time) {
 	}
 	if t.slow {
 		t.slow = false
+		m.slowN--
 		m.out.Notices = append(m.out.Notices, Notice{Target: p})
 	}
 }
@@ -545,6 +546,7 @@ func (m *Machine[T]) Tick(now time.Time) {
 func (m *Machine[T]) declare(t *target, p Peer, now time.Time) bool {
 	if t.blocked && !t.slow && now.Sub(t.since) >= m.cfg.Timeout {
 		t.slow, t.blocked = true, false
+	m.slowN++
 		m.out.Notices = append(m.out.Notices, Notice{Target: p, Slow: true})
 		return true
 	}
@@ -557,6 +559,7 @@ func (m *Machine[T]) force(t *target, p Peer) bool {
 		return false
 	}
 	t.slow, t.blocked = true, false
+	m.slowN++
 	m.out.Notices = append(m.out.Notices, Notice{Target: p, Slow: true})
 	return true
 }
