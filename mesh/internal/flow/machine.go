@@ -546,7 +546,7 @@ func (m *Machine[T]) Tick(now time.Time) {
 func (m *Machine[T]) declare(t *target, p Peer, now time.Time) bool {
 	if t.blocked && !t.slow && now.Sub(t.since) >= m.cfg.Timeout {
 		t.slow, t.blocked = true, false
-	m.slowN++
+		m.slowN++
 		m.out.Notices = append(m.out.Notices, Notice{Target: p, Slow: true})
 		return true
 	}
