@@ -59,7 +59,8 @@ type dispatcher struct {
 	// the start of its input, plus what it committed since. Stale only
 	// towards less room; read without touching the dispatcher's cache
 	// line for every event.
-	seen int
+	seen   int
+	looked bool // seen was read in this input
 	// taken, if set, is called once run has taken a batch (room freed),
 	// without the dispatcher's lock: flow control resumes.
 	taken func()
@@ -146,7 +147,7 @@ func (d *dispatcher) commit() {
 	d.q = append(d.q, staged)
 	d.events += queued
 	d.queued.Store(int64(d.events))
-	d.seen = d.events
+	d.seen, d.looked = d.events, true
 	d.staged = batch{}
 	if k := len(d.spare); k > 0 {
 		d.staged.items, d.spare = d.spare[k-1], d.spare[:k-1]
@@ -166,12 +167,15 @@ func (d *dispatcher) commit() {
 // room is how many more events the queue takes now, the staged ones
 // counted. Called with the router's lock held.
 func (d *dispatcher) room() int {
+	if !d.looked {
+		d.seen, d.looked = int(d.queued.Load()), true
+	}
 	return d.max - d.seen - len(d.staged.items)
 }
 
-// look refreshes the router's view of the queue's length (see seen).
+// look makes the next room read the queue's length afresh (see seen).
 // Called with the router's lock held, once per input.
-func (d *dispatcher) look() { d.seen = int(d.queued.Load()) }
+func (d *dispatcher) look() { d.looked = false }
 
 // reuseLocked hands the chunks run gave back to the lender. Called with mu
 // and the router's lock held.
