@@ -46,7 +46,8 @@
 //
 // A target that takes nothing for Timeout while events wait on it (no grant
 // that moves its credit, no room freed; for Local, no event taken by the
-// handlers) is declared slow: from then on it gets events without credit,
+// handlers, for Timeout/2, so that a node stops waiting for its own stuck
+// handlers before its senders would give up on it) is declared slow: from then on it gets events without credit,
 // into its retransmit buffer (bounded by BufferMax, drops reported) or, for
 // Local, into the handler queue (bounded by HandlerQueue, drops reported),
 // and nobody waits for it, until it takes something again. So a stuck

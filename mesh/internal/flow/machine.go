@@ -544,13 +544,24 @@ func (m *Machine[T]) Tick(now time.Time) {
 }
 
 func (m *Machine[T]) declare(t *target, p Peer, now time.Time) bool {
-	if t.blocked && !t.slow && now.Sub(t.since) >= m.cfg.Timeout {
+	if t.blocked && !t.slow && now.Sub(t.since) >= m.timeoutOf(p) {
 		t.slow, t.blocked = true, false
 		m.slowN++
 		m.out.Notices = append(m.out.Notices, Notice{Target: p, Slow: true})
 		return true
 	}
 	return false
+}
+
+// timeoutOf is how long target p may take nothing: Timeout for a link,
+// half of it for this node's handlers, so that a node whose handlers are
+// stuck stops waiting for them, and grants again, before its senders
+// would declare it slow (and overflow its buffer with what they held).
+func (m *Machine[T]) timeoutOf(p Peer) time.Duration {
+	if p == Local {
+		return m.cfg.Timeout / 2
+	}
+	return m.cfg.Timeout
 }
 
 // force declares t slow now, if it is not.
@@ -568,25 +579,25 @@ func (m *Machine[T]) force(t *target, p Peer) bool {
 func (m *Machine[T]) NextDeadline() (time.Time, bool) {
 	var next time.Time
 	ok := false
-	consider := func(t *target) {
-		if t.blocked && !t.slow && (!ok || t.since.Before(next)) {
-			next, ok = t.since, true
+	consider := func(at time.Time) {
+		if !ok || at.Before(next) {
+			next, ok = at, true
 		}
 	}
-	consider(&m.local)
+	if t := &m.local; t.blocked && !t.slow {
+		consider(t.since.Add(m.timeoutOf(Local)))
+	}
 	for i := range m.peers {
-		if m.peers[i].live && m.peers[i].up {
-			consider(&m.peers[i].target)
+		if t := &m.peers[i]; t.live && t.up && t.blocked && !t.slow {
+			consider(t.since.Add(m.cfg.Timeout))
 		}
 	}
 	for o := range m.waiting {
 		if o.len() > 0 {
-			if at := o.held[o.head].at; !ok || at.Before(next) {
-				next, ok = at, true
-			}
+			consider(o.held[o.head].at.Add(m.cfg.Timeout))
 		}
 	}
-	return next.Add(m.cfg.Timeout), ok
+	return next, ok
 }
 
 // Slow reports whether target p (or Local) is declared slow.
