@@ -131,6 +131,9 @@ func (a *agent) start(opts *agentOptions) error {
 		a.api = newAPI(a.node, apiMetrics, a.log.Named("http"))
 		a.api.joined = &a.joined
 		a.api.maxPeers = opts.cfg.MaxPeers
+		if opts.cfg.SlowConsumer == mesh.Backpressure {
+			a.api.streamWait = streamWriteTimeout // a slow reader holds the cluster back, losing nothing
+		}
 		a.metrics.reg.MustRegister(a.api.streamDropped)
 		a.srv = a.newServer(a.api.handler())
 		a.serve(a.srv, ln, "HTTP API")

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,7 +35,8 @@ type api struct {
 	streamsClosed bool
 	streams       sync.WaitGroup
 
-	queueLen atomic.Int64 // each stream's queue; streamQueue unless a test shrinks it
+	queueLen   atomic.Int64  // each stream's queue; streamQueue unless a test shrinks it
+	streamWait time.Duration // how long a full stream holds the node's handler (0: drop at once)
 
 	// The open streams, by filter, for the events emitted through this
 	// API: the node does not deliver its own events to its handlers, so

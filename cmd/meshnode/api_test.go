@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/verbosemesh/verbose/mesh"
@@ -267,6 +268,45 @@ func TestSubscriberDropsWhenFull(t *testing.T) {
 	}
 }
 
+// With back-pressure a full stream holds the offer (the node's handler)
+// until the reader takes an event, or the stream ends, or the wait is over:
+// nothing is dropped while the reader keeps up within the wait.
+func TestSubscriberWaitsWhenFull(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sub := &subscriber{q: make(chan mesh.Event, 1), wait: time.Minute, gone: make(chan struct{})}
+		sub.offer(mesh.Event{Seq: 1})
+		done := make(chan struct{})
+		go func() { sub.offer(mesh.Event{Seq: 2}); close(done) }()
+		synctest.Wait()
+		select {
+		case <-done:
+			t.Fatal("offer returned with the queue full")
+		default:
+		}
+		if e := <-sub.q; e.Seq != 1 {
+			t.Fatalf("got seq %d", e.Seq)
+		}
+		<-done
+		if e := <-sub.q; e.Seq != 2 || sub.dropped.Load() != 0 {
+			t.Fatalf("got seq %d, dropped %d", e.Seq, sub.dropped.Load())
+		}
+		// Full again: the stream ends, and the waiting offer lets go.
+		sub.offer(mesh.Event{Seq: 3})
+		go func() { sub.offer(mesh.Event{Seq: 4}) }()
+		synctest.Wait()
+		close(sub.gone)
+		synctest.Wait()
+		// Full, the reader gone silent: dropped after the wait, counted.
+		sub2 := &subscriber{q: make(chan mesh.Event, 1), wait: time.Minute, gone: make(chan struct{})}
+		sub2.offer(mesh.Event{Seq: 1})
+		start := time.Now()
+		sub2.offer(mesh.Event{Seq: 2})
+		if waited := time.Since(start); waited != time.Minute || sub2.dropped.Load() != 1 {
+			t.Fatalf("waited %v, dropped %d; want a minute and 1", waited, sub2.dropped.Load())
+		}
+	})
+}
+
 func TestWriteEventEdgeCases(t *testing.T) {
 	var sb strings.Builder
 	bw := bufio.NewWriter(&sb)
@@ -320,12 +360,13 @@ func TestWriteBatchReportsDrops(t *testing.T) {
 	}
 }
 
-// A stream whose reader stalls must not stall the node: its events are
+// With --slow-consumer drop, a stream whose reader stalls must not stall the node: its events are
 // dropped for that stream only, and every one of them is either in the
 // stream or counted in a {"dropped":n} line.
 func TestStalledStreamDoesNotStallNode(t *testing.T) {
 	a, b := linkedPair(t)
 	b.api.queueLen.Store(8)
+	b.api.streamWait = 0 // --slow-consumer drop: a stream never holds the node (TestSubscriberWaitsWhenFull: backpressure)
 	var delivered atomic.Int64
 	off := b.node.On("bulk", func(mesh.Event) { delivered.Add(1) })
 	defer off()

@@ -18,9 +18,12 @@
 // It owns nothing of the protocol: it uses only package mesh's public API.
 //
 // Concurrency: the node's handlers (one On per event stream, one OnPeer for
-// metrics) run on the node's dispatcher goroutine and never block it — each
-// stream subscriber has a bounded queue; when it is full the event is
-// dropped for that subscriber only, counted and reported in the stream.
+// metrics) run on the node's dispatcher goroutine. Each stream subscriber
+// has a bounded queue; when it is full, with --slow-consumer backpressure
+// (the default) the handler waits for the reader, up to the stream's write
+// timeout, so that the mesh holds its senders back instead of losing events;
+// with drop, or after that wait, the event is dropped for that subscriber
+// only, counted and reported in the stream.
 // Metrics read node.Stats() and node.Peers() at scrape time.
 //
 // Lifecycle: the agent starts the node, its relay listener, the HTTP server

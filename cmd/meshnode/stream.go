@@ -15,8 +15,11 @@ import (
 	"github.com/verbosemesh/verbose/mesh"
 )
 
-// Event stream tuning. A subscriber's queue absorbs bursts; past it, events
-// are dropped for that subscriber only (the node never waits for a reader).
+// Event stream tuning. A subscriber's queue absorbs bursts. Past it, with
+// --slow-consumer backpressure (the default) the node's handler waits for
+// the reader, up to streamWriteTimeout, so that the mesh holds its senders
+// back and nothing is lost; with drop, or once that wait is over, events are
+// dropped for that subscriber only, counted and reported in the stream.
 const (
 	streamQueue        = 4096
 	streamBatch        = 256              // events written between flushes, at most
@@ -38,6 +41,8 @@ type eventJSON struct {
 // node's dispatcher goroutine: offer never blocks.
 type subscriber struct {
 	q       chan mesh.Event
+	wait    time.Duration // how long offer waits for room (0: never)
+	gone    chan struct{} // closed when the stream ends; nil in some tests
 	dropped atomic.Uint64
 	total   prometheus.Counter // every drop, all streams; nil in some tests
 }
@@ -45,11 +50,23 @@ type subscriber struct {
 func (s *subscriber) offer(e mesh.Event) {
 	select {
 	case s.q <- e:
+		return
 	default:
-		s.dropped.Add(1)
-		if s.total != nil {
-			s.total.Inc()
+	}
+	if s.wait > 0 {
+		t := time.NewTimer(s.wait)
+		defer t.Stop()
+		select {
+		case s.q <- e:
+			return
+		case <-s.gone:
+			return // the reader left: nobody to deliver to
+		case <-t.C:
 		}
+	}
+	s.dropped.Add(1)
+	if s.total != nil {
+		s.total.Inc()
 	}
 }
 
@@ -89,12 +106,14 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 	}
 	defer a.streams.Done()
 
-	sub := &subscriber{q: make(chan mesh.Event, a.queueLen.Load()), total: a.streamDropped}
+	sub := &subscriber{q: make(chan mesh.Event, a.queueLen.Load()), total: a.streamDropped,
+		wait: a.streamWait, gone: make(chan struct{})}
 	filter := filterNames(names)
 	for _, name := range filter {
 		off := a.node.On(name, sub.offer)
 		defer off()
 	}
+	defer close(sub.gone) // first of the defers: a handler waiting in offer lets go`
 	defer a.addSub(sub, filter)()
 	sse := acceptsSSE(r)
 	h := w.Header()
