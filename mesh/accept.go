@@ -113,7 +113,7 @@ func (n *Node) watchInbound(p *Peer) {
 	defer n.wg.Done()
 	select {
 	case <-p.link.Done():
-		n.removePeer(p)
+		n.removeClosed(p)
 	case <-n.stop:
 	}
 }

@@ -198,9 +198,9 @@ func (n *Node) releaseLeft(id string) {
 	n.mu.Unlock()
 	for _, p := range gone {
 		addr := p.Addr()
-		n.removePeer(p)
+		held := n.removePeer(p)
 		p.link.Close()
-		freed := p.link.Buffered()
+		freed := p.link.Buffered() + held
 		n.stats.released.Add(uint64(freed))
 		n.log.Info("member left the cluster: link released", "peer", id, "addr", addr, "freed", freed)
 		n.pdisp.peerEvent(PeerEvent{Kind: Expired, Peer: p, PeerID: id, Addr: addr, Err: ErrPeerLeft, Dropped: freed})

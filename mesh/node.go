@@ -254,8 +254,20 @@ func (n *Node) peerOf(l *relay.Link) *Peer {
 	return n.peers[l]
 }
 
-func (n *Node) removePeer(p *Peer) {
-	n.router.removeLink(p.link)
+// removeClosed forgets p, whose link is closed for good (Peer.Close, or an
+// accepted link that expired): events flow control still held for it are
+// dropped, counted and reported like an expired buffer's.
+func (n *Node) removeClosed(p *Peer) {
+	if held := n.removePeer(p); held > 0 {
+		n.stats.expired.Add(uint64(held))
+		n.losses.add(lossKey{link: p.link, err: relay.ErrClosed}, p, held)
+	}
+}
+
+// removePeer forgets p. It returns how many events flow control held for
+// it; removeClosed reports them, a released member counts them (members.go).
+func (n *Node) removePeer(p *Peer) (held int) {
+	held = n.router.removeLink(p.link)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	delete(n.peers, p.link)
@@ -269,6 +281,7 @@ func (n *Node) removePeer(p *Peer) {
 			delete(n.members, id)
 		}
 	}
+	return held
 }
 
 func (n *Node) isClosed() bool { return n.closed.Load() }

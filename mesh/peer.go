@@ -123,7 +123,7 @@ func (p *Peer) Outbound() bool { return p.link.Outbound() }
 
 // Close drops this link and stops reconnecting: the seed's peer.end().
 func (p *Peer) Close() error {
-	p.node.removePeer(p)
+	p.node.removeClosed(p)
 	return p.link.Close()
 }
 

@@ -177,22 +177,24 @@ func (r *router) idLocked(l *relay.Link) plumtree.PeerID {
 	return id
 }
 
-// removeLink stops routing over l.
-func (r *router) removeLink(l *relay.Link) {
+// removeLink stops routing over l. It returns how many events flow control
+// held for l, which go nowhere now: the caller reports them.
+func (r *router) removeLink(l *relay.Link) (held int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	id, ok := r.byLink[l]
 	if !ok {
-		return
+		return 0
 	}
 	r.tree.RemovePeer(id)
 	now := r.read()
-	r.flow.RemovePeer(flow.Peer(id), now) // what waited for it goes nowhere: its link is gone
+	held = r.flow.RemovePeer(flow.Peer(id), now)
 	r.carryFlowLocked(now)
 	r.disp.commit()
 	r.peers[id] = routed{}
 	delete(r.byLink, l)
 	r.publishLocked()
+	return held
 }
 
 func (r *router) publishLocked() {

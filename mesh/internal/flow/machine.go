@@ -183,10 +183,11 @@ func (m *Machine[T]) PeerDown(p Peer, now time.Time) {
 	}
 }
 
-// RemovePeer forgets p: what waited for it goes nowhere.
-func (m *Machine[T]) RemovePeer(p Peer, now time.Time) {
+// RemovePeer forgets p: what waited for it goes nowhere. It returns how
+// many held events waited for p, for the caller to report.
+func (m *Machine[T]) RemovePeer(p Peer, now time.Time) (dropped int) {
 	if m.peer(p) == nil {
-		return
+		return 0
 	}
 	if m.peers[p].slow {
 		m.slowN--
@@ -194,7 +195,7 @@ func (m *Machine[T]) RemovePeer(p Peer, now time.Time) {
 	m.peers[p] = peer{}
 	m.gen++
 	for o := range m.waiting {
-		o.dropTarget(p)
+		dropped += o.dropTarget(p)
 		o.dropMaybe(p)
 	}
 	for _, o := range m.origins {
@@ -204,6 +205,7 @@ func (m *Machine[T]) RemovePeer(p Peer, now time.Time) {
 		}
 	}
 	m.Resume(now)
+	return dropped
 }
 
 func (m *Machine[T]) peer(p Peer) *peer {

@@ -309,7 +309,9 @@ func TestPeerDownSendsIntoTheBufferAndRemoveForgets(t *testing.T) {
 	if m.Backlog("x") != 3 {
 		t.Fatalf("backlog %d: b still waits for 2..4", m.Backlog("x"))
 	}
-	m.RemovePeer(b, t0)
+	if n := m.RemovePeer(b, t0); n != 3 {
+		t.Fatalf("RemovePeer dropped %d held events, want 3 (reported by the caller)", n)
+	}
 	if out := m.Ready(); len(out.Sends) != 0 || m.Backlog("x") != 0 {
 		t.Fatalf("removed peer: sends %+v backlog %d", out.Sends, m.Backlog("x"))
 	}

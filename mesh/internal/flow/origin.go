@@ -173,12 +173,14 @@ func (o *origin[T]) compact() {
 	}
 }
 
-// dropTarget stops waiting for p: what waited for it goes nowhere.
-func (o *origin[T]) dropTarget(p Peer) {
+// dropTarget stops waiting for p: what waited for it goes nowhere. It
+// returns how many held events did.
+func (o *origin[T]) dropTarget(p Peer) int {
 	o.endCatchup(p)
 	if int(p) >= len(o.waits) || o.waits[p] == 0 {
-		return
+		return 0
 	}
+	n := o.waits[p]
 	for i := o.head; i < len(o.held); i++ {
 		e := &o.held[i]
 		if k := slices.Index(e.to, p); k >= 0 {
@@ -186,6 +188,7 @@ func (o *origin[T]) dropTarget(p Peer) {
 		}
 	}
 	o.waits[p] = 0
+	return n
 }
 
 func (o *origin[T]) maybeFor(p Peer) int {
