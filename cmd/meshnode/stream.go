@@ -136,6 +136,13 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 		defer t.Stop()
 		keepAlive = t.C
 	}
+	var unlogged uint64 // drops written to the stream, not yet logged
+	var logged time.Time
+	defer func() {
+		if d := unlogged + sub.dropped.Load(); d > 0 {
+			a.log.Warn("event stream reader too slow: events dropped for it", "dropped", d, "remote", r.RemoteAddr)
+		}
+	}()
 	for {
 		select {
 		case <-r.Context().Done():
@@ -147,7 +154,12 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 			bw.WriteString(": keepalive\n\n")
 		case e := <-sub.q:
 			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-			writeBatch(bw, sse, sub, e)
+			unlogged += writeBatch(bw, sse, sub, e)
+			// Drops are logged once a second per stream at most, counted.
+			if unlogged > 0 && time.Since(logged) >= time.Second {
+				a.log.Warn("event stream reader too slow: events dropped for it", "dropped", unlogged, "remote", r.RemoteAddr)
+				unlogged, logged = 0, time.Now()
+			}
 		}
 		if bw.Flush() != nil || rc.Flush() != nil {
 			return // the client is gone or too slow
@@ -159,7 +171,7 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 // events), then the count of events dropped for this subscriber, if any.
 // Drops happen only while the queue is full, so a batch always follows
 // them: they are reported where the stream resumes.
-func writeBatch(bw *bufio.Writer, sse bool, sub *subscriber, first mesh.Event) {
+func writeBatch(bw *bufio.Writer, sse bool, sub *subscriber, first mesh.Event) (dropped uint64) {
 	writeEvent(bw, sse, first)
 drain:
 	for range streamBatch - 1 {
@@ -170,7 +182,8 @@ drain:
 			break drain
 		}
 	}
-	if d := sub.dropped.Swap(0); d > 0 {
+	d := sub.dropped.Swap(0)
+	if d > 0 {
 		line := fmt.Sprintf(`{"dropped":%d}`, d)
 		if sse {
 			fmt.Fprintf(bw, "event: dropped\ndata: %s\n\n", line)
@@ -178,6 +191,7 @@ drain:
 			bw.WriteString(line + "\n")
 		}
 	}
+	return d
 }
 
 // filterNames is the handler registrations for a stream's ?event= filter:
