@@ -9,11 +9,11 @@ import (
 
 // Emit sends an event to every other node; this node's own handlers never
 // see it. It returns once the event is in every link's buffer or held for
-// a link by flow control. It waits while BufferMax of this node's events
-// wait for some consumer (back-pressure: a peer that has not granted more,
-// or whose buffer is full); a consumer that takes nothing for Timeout is
-// declared slow and waited for no more, so a stuck consumer stalls Emit
-// once, for at most about Timeout.
+// a link by flow control. It waits while one of this node's events waits
+// for a consumer (back-pressure: a peer that has not granted more, or whose
+// buffer is full); a consumer that takes nothing for Timeout is declared
+// slow and waited for no more, so a stuck consumer stalls Emit once, for at
+// most Timeout.
 func (n *Node) Emit(name string, args ...any) error {
 	return n.EmitContext(context.Background(), name, args...)
 }

@@ -70,6 +70,6 @@
 // # Bounds
 //
 // Per origin, at most Window released events wait here (a sender sends no
-// more than granted; Emit waits while this node's own origin has Window
-// waiting), plus what a reconnecting link resends, at most its BufferMax.
+// more than granted; mesh's Emit waits while any of its own events waits),
+// plus what a reconnecting link resends, at most its BufferMax.
 package flow

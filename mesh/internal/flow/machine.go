@@ -311,8 +311,8 @@ func (m *Machine[T]) Pending() bool {
 	return len(o.Sends)+len(o.Delivers)+len(o.Grants)+len(o.Notices)+len(o.Dropped)+len(o.Resends) > 0
 }
 
-// Backlog is how many of origin's released events wait for a target: Emit
-// waits while its own origin's backlog is at Window.
+// Backlog is how many of origin's released events wait for a target (mesh's
+// Emit waits while its own origin's is above zero).
 func (m *Machine[T]) Backlog(origin string) int {
 	if o := m.origins[origin]; o != nil {
 		return o.len()
