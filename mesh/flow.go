@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"time"
@@ -41,6 +42,28 @@ func (p SlowConsumerPolicy) String() string {
 	return "SlowConsumerPolicy(" + strconv.Itoa(int(p)) + ")"
 }
 
+// MarshalText returns the policy's name: backpressure or drop.
+func (p SlowConsumerPolicy) MarshalText() ([]byte, error) {
+	if p != Backpressure && p != Drop {
+		return nil, fmt.Errorf("mesh: unknown SlowConsumerPolicy %d", int(p))
+	}
+	return []byte(p.String()), nil
+}
+
+// UnmarshalText sets the policy by name (backpressure or drop), for flags
+// (flag.TextVar) and configuration files.
+func (p *SlowConsumerPolicy) UnmarshalText(b []byte) error {
+	switch string(b) {
+	case "backpressure":
+		*p = Backpressure
+	case "drop":
+		*p = Drop
+	default:
+		return fmt.Errorf("must be backpressure or drop, got %q", b)
+	}
+	return nil
+}
+
 // held is an event that flow control holds for some target: its encoding
 // with this node on its path, for links, and, if the handlers wait for it,
 // its envelope with owned args.
@@ -73,32 +96,18 @@ func (f flowRooms) LinkRoom(p flow.Peer) int {
 func (f flowRooms) HandlerRoom() int      { return f.r.disp.room() }
 func (f flowRooms) HandlersTaken() uint64 { return f.r.disp.delivered.Load() }
 
-// flowPeers returns ids as flow's peers, in a buffer reused by the next call.
-func (r *router) flowPeers(ids []plumtree.PeerID) []flow.Peer {
-	r.fwd = r.fwd[:0]
+// asFlow returns the tree's peer ids as flow's, in *buf (reused).
+func asFlow(buf *[]flow.Peer, ids []plumtree.PeerID) []flow.Peer {
+	*buf = (*buf)[:0]
 	for _, id := range ids {
-		r.fwd = append(r.fwd, flow.Peer(id))
+		*buf = append(*buf, flow.Peer(id))
 	}
-	return r.fwd
-}
-
-// tentative returns the tree's tentative peers of its last Release as
-// flow's, in a buffer reused by the next call.
-func (r *router) tentative() []flow.Peer {
-	t := r.tree.Tentative()
-	if len(t) == 0 {
-		return nil
-	}
-	r.tent = r.tent[:0]
-	for _, id := range t {
-		r.tent = append(r.tent, flow.Peer(id))
-	}
-	return r.tent
+	return *buf
 }
 
 // carryFlowLocked carries out what flow control let go: held events to
-// their links and handlers, grants, slow-consumer notices and (with Drop)
-// drops. The caller commits the dispatcher afterwards.
+// their links and handlers (committed to the dispatcher), grants,
+// slow-consumer notices and (with Drop) drops.
 func (r *router) carryFlowLocked(now time.Time) {
 	// A GRAFT answer that the stores no longer hold is lost to the grafter:
 	// flow learns it (Lost), which may let more go. Bounded: what is left
@@ -112,6 +121,7 @@ func (r *router) carryFlowLocked(now time.Time) {
 			r.flow.Lost(p, now)
 		}
 	}
+	r.disp.commit()
 	waiting := r.flow.Waiting()
 	if r.flowHeld.Load() != waiting {
 		r.flowHeld.Store(waiting)
@@ -189,7 +199,6 @@ func (r *router) linkLost(l *relay.Link) {
 		now := r.read()
 		r.flow.Lost(flow.Peer(id), now)
 		r.carryFlowLocked(now)
-		r.disp.commit()
 	}
 }
 
@@ -249,7 +258,6 @@ func (r *router) resume() {
 	now := r.read()
 	r.flow.Resume(now)
 	r.carryFlowLocked(now)
-	r.disp.commit()
 }
 
 // resumeIfHeld resumes flow control if it holds events: called when the
@@ -266,7 +274,6 @@ func (r *router) receiveGrant(from plumtree.PeerID, g *wire.Grant, now time.Time
 		r.flow.Granted(flow.Peer(from), c.Origin, c.Boot, c.Upto, now)
 	}
 	r.carryFlowLocked(now)
-	r.disp.commit()
 }
 
 // waitFlow is Emit's back-pressure: it waits while some of this node's own

@@ -190,7 +190,6 @@ func (r *router) removeLink(l *relay.Link) (held int) {
 	now := r.read()
 	held = r.flow.RemovePeer(flow.Peer(id), now)
 	r.carryFlowLocked(now)
-	r.disp.commit()
 	r.peers[id] = routed{}
 	delete(r.byLink, l)
 	r.publishLocked()
@@ -213,7 +212,6 @@ func (r *router) linkUp(l *relay.Link) {
 	now := r.read()
 	r.flow.PeerUp(flow.Peer(id), uint64(l.RemoteWindow()), now)
 	r.carryFlowLocked(now)
-	r.disp.commit()
 	due := r.tree.TakeDue()
 	r.mu.Unlock()
 	if due {
@@ -229,7 +227,6 @@ func (r *router) linkDown(l *relay.Link) {
 		now := r.read()
 		r.flow.PeerDown(flow.Peer(id), now) // its buffer takes what waited for it
 		r.carryFlowLocked(now)
-		r.disp.commit()
 	}
 	r.mu.Unlock()
 }
@@ -241,7 +238,7 @@ func (r *router) linkDown(l *relay.Link) {
 func (r *router) emit(seq uint64, payload []byte) {
 	r.mu.Lock()
 	now := r.read()
-	d := r.flow.Release(r.self, r.boot, seq, r.flowPeers(r.tree.Emit(seq, now)), nil, false, now)
+	d := r.flow.Release(r.self, r.boot, seq, asFlow(&r.fwd, r.tree.Emit(seq, now)), nil, false, now)
 	for _, p := range d.Send {
 		r.peers[p].link.Send(payload)
 	}
@@ -351,7 +348,7 @@ func (r *router) release(ready []*inbound, now time.Time) {
 		fwd := r.tree.Release(env.Origin, env.Boot, env.Seq, in.from, env.Path, now)
 		k := store.Key{Origin: env.Origin, Boot: env.Boot, Seq: env.Seq}
 		local := env.Origin != r.self // not an event of an earlier boot of ours, come back
-		d := r.flow.Release(env.Origin, env.Boot, env.Seq, r.flowPeers(fwd), r.tentative(), local, now)
+		d := r.flow.Release(env.Origin, env.Boot, env.Seq, asFlow(&r.fwd, fwd), asFlow(&r.tent, r.tree.Tentative()), local, now)
 		var payload []byte
 		if len(fwd) > 0 {
 			env.Path = append(env.Path, r.self)
@@ -381,7 +378,6 @@ func (r *router) release(ready []*inbound, now time.Time) {
 // outputs are carried out.
 func (r *router) afterLocked(now time.Time) {
 	r.carryFlowLocked(now)
-	r.disp.commit()
 	r.reportSkipsLocked()
 	r.carryOutLocked(now)
 	if r.tree.TakeDue() {
@@ -467,7 +463,6 @@ func (r *router) carryOutLocked(now time.Time) {
 	}
 	if len(rd.Resends)+len(rd.Known) > 0 {
 		r.carryFlowLocked(now)
-		r.disp.commit()
 	}
 }
 

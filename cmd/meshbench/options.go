@@ -41,7 +41,7 @@ type options struct {
 	Timeout      time.Duration
 	LogLevel     string
 	SlowHandler  time.Duration // the last node's handler cost per event
-	SlowConsumer string        // backpressure or drop (mesh Config.SlowConsumer)
+	SlowConsumer mesh.SlowConsumerPolicy
 }
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
@@ -67,7 +67,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.Timeout, "timeout", 0, "mesh Config.Timeout (0: the default)")
 	fs.StringVar(&o.LogLevel, "log-level", "error", "log level of the nodes")
 	fs.DurationVar(&o.SlowHandler, "slow-handler", 0, "the last node's handler spends this long per event (a slow consumer: back-pressure must lose nothing)")
-	fs.StringVar(&o.SlowConsumer, "slow-consumer", "backpressure", "mesh Config.SlowConsumer: backpressure or drop")
+	fs.TextVar(&o.SlowConsumer, "slow-consumer", mesh.Backpressure, "mesh Config.SlowConsumer: backpressure or drop")
 	if err := fs.Parse(args); err != nil {
 		return o, fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -124,9 +124,6 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	if o.Handler != "raw" && o.Handler != "args" {
 		return bad("--handler must be raw or args, got %q", o.Handler)
 	}
-	if o.SlowConsumer != "backpressure" && o.SlowConsumer != "drop" {
-		return bad("--slow-consumer must be backpressure or drop, got %q", o.SlowConsumer)
-	}
 	if hclog.LevelFromString(o.LogLevel) == hclog.NoLevel {
 		return bad("--log-level: unknown level %q", o.LogLevel)
 	}
@@ -142,7 +139,7 @@ func (o options) meshConfig(log hclog.Logger) mesh.Config {
 		AcknowledgeInterval: o.AckInterval,
 		Timeout:             o.Timeout,
 		Flood:               o.Tree == "off",
-		SlowConsumer:        map[string]mesh.SlowConsumerPolicy{"backpressure": mesh.Backpressure, "drop": mesh.Drop}[o.SlowConsumer],
+		SlowConsumer:        o.SlowConsumer,
 		Logger:              log,
 	}
 }

@@ -91,22 +91,6 @@ func (s *stringList) Set(v string) error {
 	return nil
 }
 
-// slowConsumerFlag is --slow-consumer: mesh.SlowConsumerPolicy by name.
-type slowConsumerFlag mesh.SlowConsumerPolicy
-
-func (f *slowConsumerFlag) String() string { return mesh.SlowConsumerPolicy(*f).String() }
-func (f *slowConsumerFlag) Set(v string) error {
-	switch v {
-	case "backpressure":
-		*f = slowConsumerFlag(mesh.Backpressure)
-	case "drop":
-		*f = slowConsumerFlag(mesh.Drop)
-	default:
-		return fmt.Errorf("must be backpressure or drop, got %q", v)
-	}
-	return nil
-}
-
 // agentFlagValues holds the flags that agentOptions takes only after checks.
 type agentFlagValues struct {
 	encrypt, encryptFile, level, advertise, config string
@@ -132,7 +116,7 @@ func newAgentFlagSet(o *agentOptions, v *agentFlagValues) *flag.FlagSet {
 	fs.IntVar(&o.cfg.BufferMax, "buffer-max", mesh.DefaultBufferMax, "most unacknowledged events kept per peer")
 	fs.DurationVar(&o.cfg.AcknowledgeInterval, "ack-interval", mesh.DefaultAcknowledgeInterval, "how often to acknowledge received events")
 	fs.IntVar(&o.cfg.MaxPeers, "max-peers", mesh.DefaultMaxPeers, "most relay links at once")
-	fs.Var((*slowConsumerFlag)(&o.cfg.SlowConsumer), "slow-consumer", "`policy` when handlers or a relayed-to link cannot keep up: backpressure (senders wait, nothing lost) or drop (this node's handlers drop past their queue, reported, and slow nobody)")
+	fs.TextVar(&o.cfg.SlowConsumer, "slow-consumer", mesh.Backpressure, "`policy` when handlers or a relayed-to link cannot keep up: backpressure (senders wait, nothing lost) or drop (this node's handlers drop past their queue, reported, and slow nobody)")
 	fs.BoolVar(&o.cfg.Flood, "flood", false, "send every event over every link (no broadcast tree); set it alike on every agent")
 	fs.StringVar(&v.encrypt, "encrypt", "", "gossip encryption key, base64 of 16, 24 or 32 bytes (visible in ps: prefer --encrypt-file)")
 	fs.StringVar(&v.encryptFile, "encrypt-file", "", "`file` holding the gossip encryption key in base64")
