@@ -3,12 +3,13 @@ package main
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
 	"time"
+
+	"github.com/verbosemesh/verbose/internal/benchkit"
 )
 
 // The raw-TCP baseline, as meshbench's: one writer goroutine writes
@@ -17,41 +18,22 @@ import (
 // 64 KiB bufio.Reader. Nothing but the wire: no acknowledgement, no
 // routing, no handler but the bookkeeping every system shares.
 
-const tcpBufSize = 64 << 10
-
 func runTCP(receivers, size int, d time.Duration, profile io.Writer) (result, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	rig, err := benchkit.NewRig(receivers)
 	if err != nil {
-		return result{}, fmt.Errorf("natsbench: tcp: %w", err)
+		return result{}, fmt.Errorf("natsbench: %w", err)
 	}
-	defer ln.Close()
-	var out, in []net.Conn
-	defer func() {
-		for _, c := range append(out, in...) {
-			c.Close()
-		}
-	}()
-	for range receivers {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			return result{}, fmt.Errorf("natsbench: tcp: %w", err)
-		}
-		out = append(out, c)
-		s, err := ln.Accept()
-		if err != nil {
-			return result{}, fmt.Errorf("natsbench: tcp: %w", err)
-		}
-		in = append(in, s)
-	}
+	defer rig.Close()
+	out, in := rig.Out, rig.In
 	rs := newReceivers(receivers)
 	errs := make([]error, receivers)
 	var wg sync.WaitGroup
 	for i, c := range in {
-		wg.Go(func() { errs[i] = readFrames(c, size, rs[i]) })
+		wg.Go(func() { _, errs[i] = benchkit.ReadFrames(c, size, rs[i].recordBytes) })
 	}
 	ws := make([]*bufio.Writer, receivers)
 	for i, c := range out {
-		ws[i] = bufio.NewWriterSize(c, tcpBufSize)
+		ws[i] = bufio.NewWriterSize(c, benchkit.BufSize)
 	}
 	buf := make([]byte, 4+size)
 	binary.BigEndian.PutUint32(buf[:4], uint32(size))
@@ -89,25 +71,4 @@ func runTCP(receivers, size int, d time.Duration, profile io.Writer) (result, er
 		}
 	}
 	return res, nil
-}
-
-// readFrames records frames from c until EOF.
-func readFrames(c net.Conn, size int, r *receiver) error {
-	br := bufio.NewReaderSize(c, tcpBufSize)
-	buf := make([]byte, 4+size)
-	for {
-		if _, err := io.ReadFull(br, buf[:4]); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
-			return err
-		}
-		if l := int(binary.BigEndian.Uint32(buf[:4])); l != size {
-			return fmt.Errorf("frame of %d bytes, want %d", l, size)
-		}
-		if _, err := io.ReadFull(br, buf[4:]); err != nil {
-			return err
-		}
-		r.recordBytes(buf[4:])
-	}
 }

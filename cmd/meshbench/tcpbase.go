@@ -3,20 +3,18 @@ package main
 import (
 	"bufio"
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"time"
+
+	"github.com/verbosemesh/verbose/internal/benchkit"
 )
 
 // The raw-TCP baseline: the same shape as the mesh blast with nothing but
 // the wire. One writer goroutine writes length-prefixed frames through a
 // bufio.Writer per connection to receivers reader connections on loopback;
 // each reader counts frames (and, paced, records their latency).
-
-const tcpBufSize = 64 << 10
 
 // tcpResult is the baseline's figures.
 type tcpResult struct {
@@ -59,94 +57,34 @@ func (t *tcpResult) faster(again *tcpResult) *tcpResult {
 	return &out
 }
 
-// tcpPair is the writer side of each connection and its reader's end.
-type tcpRig struct {
-	out []net.Conn
-	in  []net.Conn
-}
-
-func newTCPRig(receivers int) (*tcpRig, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("meshbench: tcp baseline: %w", err)
-	}
-	defer ln.Close()
-	r := &tcpRig{}
-	for range receivers {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			r.close()
-			return nil, fmt.Errorf("meshbench: tcp baseline: %w", err)
-		}
-		s, err := ln.Accept()
-		if err != nil {
-			c.Close()
-			r.close()
-			return nil, fmt.Errorf("meshbench: tcp baseline: %w", err)
-		}
-		r.out, r.in = append(r.out, c), append(r.in, s)
-	}
-	return r, nil
-}
-
-func (r *tcpRig) close() {
-	for _, c := range append(r.out, r.in...) {
-		c.Close()
-	}
-}
-
-// readFrames counts frames on c until EOF, calling onFrame with each one's
-// send timestamp.
-func readFrames(c net.Conn, size int, onFrame func(ts int64)) (int64, error) {
-	br := bufio.NewReaderSize(c, tcpBufSize)
-	buf := make([]byte, 4+size)
-	var n int64
-	for {
-		if _, err := io.ReadFull(br, buf[:4]); err != nil {
-			if errors.Is(err, io.EOF) {
-				return n, nil
-			}
-			return n, err
-		}
-		l := int(binary.BigEndian.Uint32(buf[:4]))
-		if l != size {
-			return n, fmt.Errorf("meshbench: tcp baseline: frame of %d bytes, want %d", l, size)
-		}
-		if _, err := io.ReadFull(br, buf[4:4+l]); err != nil {
-			return n, err
-		}
-		n++
-		if onFrame != nil {
-			onFrame(int64(binary.BigEndian.Uint64(buf[12:20])))
-		}
-	}
-}
-
 // tcpRun writes frames from one goroutine, as fast as possible for dur
 // (rate 0) or paced at rate for dur, then closes the write sides and waits
 // for every reader to reach EOF. It returns frames sent, the time from the
 // first write to the last reader done, and per-reader latency samples.
 func tcpRun(receivers, size int, dur time.Duration, rate int) (sent int64, elapsed time.Duration, samples [][]int64, err error) {
-	rig, err := newTCPRig(receivers)
+	rig, err := benchkit.NewRig(receivers)
 	if err != nil {
-		return 0, 0, nil, err
+		return 0, 0, nil, fmt.Errorf("meshbench: %w", err)
 	}
-	defer rig.close()
+	defer rig.Close()
 	samples = make([][]int64, receivers)
 	counts := make([]int64, receivers)
 	errs := make([]error, receivers)
 	var wg sync.WaitGroup
-	for i, c := range rig.in {
-		var on func(int64)
+	for i, c := range rig.In {
+		var on func([]byte)
 		if rate > 0 {
 			samples[i] = make([]int64, 0, int(dur.Seconds()*float64(rate))+16)
-			on = func(ts int64) { samples[i] = append(samples[i], time.Now().UnixNano()-ts) }
+			on = func(p []byte) {
+				ts := int64(binary.BigEndian.Uint64(p[8:16]))
+				samples[i] = append(samples[i], time.Now().UnixNano()-ts)
+			}
 		}
-		wg.Go(func() { counts[i], errs[i] = readFrames(c, size, on) })
+		wg.Go(func() { counts[i], errs[i] = benchkit.ReadFrames(c, size, on) })
 	}
 	ws := make([]*bufio.Writer, receivers)
-	for i, c := range rig.out {
-		ws[i] = bufio.NewWriterSize(c, tcpBufSize)
+	for i, c := range rig.Out {
+		ws[i] = bufio.NewWriterSize(c, benchkit.BufSize)
 	}
 	buf := make([]byte, 4+size)
 	binary.BigEndian.PutUint32(buf[:4], uint32(size))
@@ -185,7 +123,7 @@ func tcpRun(receivers, size int, dur time.Duration, rate int) (sent int64, elaps
 		if ferr := w.Flush(); ferr != nil && werr == nil {
 			werr = ferr
 		}
-		rig.out[i].(*net.TCPConn).CloseWrite()
+		rig.Out[i].(*net.TCPConn).CloseWrite()
 	}
 	wg.Wait()
 	elapsed = time.Since(start)
