@@ -137,9 +137,9 @@ func (o *origin[T]) creditOf(p Peer) *credit {
 	return &o.credit[p]
 }
 
-// hold queues e and returns it; the pointer is valid until the next hold.
+// hold queues e, whose slices it keeps, and returns it; the pointer is
+// valid until the next hold.
 func (o *origin[T]) hold(e entry[T]) *entry[T] {
-	e.to = slices.Clone(e.to)
 	for _, p := range e.to {
 		for int(p) >= len(o.waits) {
 			o.waits = append(o.waits, 0)
