@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/verbosemesh/verbose/mesh"
+	"github.com/verbosemesh/verbose/mesh/internal/wire"
 	"github.com/verbosemesh/verbose/relay"
 	"github.com/verbosemesh/verbose/relay/memnet"
 )
@@ -149,6 +150,8 @@ func FuzzReceive(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{0x97, 1, 0xa1, 'o', 1, 1, 0xa1, 'x', 0x90})
 	f.Add([]byte{0xc1})
+	f.Add(wire.NewGrant([]wire.Credit{{Origin: "h", Boot: 1, Upto: 9}}).Encode()) // a GRANT for a link that sent nothing
+	f.Add([]byte{0x92, 5, 0x91, 0x93, 0xa0, 1, 1})                                // a GRANT with an empty origin: the link is dropped
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		synctest.Test(t, func(t *testing.T) {
 			tn := newTestNet(t)
