@@ -4,7 +4,7 @@ PKGS      ?= ./...
 FUZZTIME  ?= 30s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: help test test-short check fmt vet staticcheck tidy-check fuzz bench meshbench bench-nats bench-test cluster build chaos soak hosts
+.PHONY: help test test-short check fmt vet staticcheck tidy-check fuzz bench meshbench bench-nats bench-test cluster build chaos soak hosts overlay-large
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -12,8 +12,12 @@ help: ## list the targets
 build: ## build meshnode into ./bin
 	$(GO) build -o bin/meshnode ./cmd/meshnode
 
-test: ## the whole test suite, with the race detector
+test: ## the whole test suite, with the race detector; then the 200-node partial view, without it
 	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	$(GO) test -count=1 -timeout 5m -run 'TestPartialViewSimulation' ./mesh
+
+overlay-large: ## the partial-view simulation with 1,000 nodes (synctest, in memory; minutes)
+	$(GO) test -count=1 -timeout 60m -run 'TestPartialViewSimulation' -v ./mesh -overlay.large
 
 test-short: ## the fast tests only
 	$(GO) test -race -count=1 -short $(PKGS)

@@ -41,6 +41,11 @@ type Config struct {
 	// Shutdown. The local node is never reported.
 	Events func(Event)
 
+	// Messages is called with each message another member sent with Send
+	// (a copy, the receiver's to keep), on memberlist's goroutines: it must
+	// not block. nil drops them.
+	Messages func(msg []byte)
+
 	// MetricSink receives memberlist's metrics, named by Prometheus'
 	// conventions (see metrics.go), when GlobalMetrics allows it.
 	// memberlist has no per-instance sink: it writes only to

@@ -78,6 +78,8 @@ type delegate struct {
 	log     hclog.Logger
 	reap    time.Duration // how long departed members stay listed
 
+	messages func([]byte) // Config.Messages
+
 	metaMu sync.Mutex
 	meta   []byte // our encoded metadata, served by NodeMeta
 
@@ -98,6 +100,8 @@ func newDelegate(cfg *Config, meta []byte) *delegate {
 		view:    make(map[string]*entry),
 		wake:    make(chan struct{}, 1),
 		queued:  cfg.Events != nil,
+
+		messages: cfg.Messages,
 	}
 }
 
@@ -118,10 +122,16 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	return append([]byte(nil), d.meta...)
 }
 
-// We use no user messages and no push/pull payload: relay carries the data.
+// User messages carry Send's messages (mesh's overlay); no push/pull
+// payload: relay carries the data.
 
-// NotifyMsg implements memberlist.Delegate.
-func (d *delegate) NotifyMsg([]byte) {}
+// NotifyMsg implements memberlist.Delegate: it hands a copy of a user
+// message to Config.Messages (memberlist reuses b after the call).
+func (d *delegate) NotifyMsg(b []byte) {
+	if d.messages != nil && len(b) > 0 && len(b) <= MaxMessage {
+		d.messages(append([]byte(nil), b...))
+	}
+}
 
 // GetBroadcasts implements memberlist.Delegate.
 func (d *delegate) GetBroadcasts(int, int) [][]byte { return nil }

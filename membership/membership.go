@@ -43,6 +43,9 @@ type Membership struct {
 
 	metaMu sync.Mutex // serialises SetMeta and Leave's metadata change
 	meta   Meta
+	// local is meta for readers (Local, Members): they never wait for
+	// metaMu, which SetMeta holds while memberlist broadcasts.
+	local atomic.Pointer[Meta]
 
 	// lifeMu serialises Leave and Shutdown (memberlist panics on a Leave
 	// after Shutdown); the flags are atomic so readers never wait on it.
@@ -89,6 +92,8 @@ func New(cfg Config) (*Membership, error) {
 		probeTimeout:  mc.ProbeTimeout,
 		done:          make(chan struct{}),
 	}
+	first := m.meta
+	m.local.Store(&first)
 	// Nobody knows us yet, so our node record cannot change under us here.
 	m.addr = list.LocalNode().Address()
 	if cfg.Events != nil {
@@ -183,9 +188,7 @@ func (m *Membership) Members() []Member {
 
 // Local describes this node.
 func (m *Membership) Local() Member {
-	m.metaMu.Lock()
-	meta := m.meta
-	m.metaMu.Unlock()
+	meta := *m.local.Load()
 	state := StateAlive
 	if m.left.Load() {
 		state = StateLeft
@@ -223,6 +226,7 @@ func (m *Membership) SetMeta(meta Meta) error {
 		return err
 	}
 	m.meta = meta
+	m.local.Store(&meta)
 	m.del.setMeta(b)
 	m.broadcastMeta(time.Second)
 	return nil

@@ -65,6 +65,14 @@ func (n *Node) handleConn(conn net.Conn) {
 		relay.Refuse(conn, "connected to self")
 		return
 	}
+	if n.ov != nil && n.isMember(hello.NodeID) && !n.ov.wants(hello.NodeID) {
+		// Its view and ours disagree for a moment (the link waits for a
+		// reply still on its way) or for good: its side takes the refusal
+		// as a lost link and repairs.
+		n.log.Debug("refused a member that is not a neighbour", "peer", hello.NodeID, "addr", addr)
+		relay.Refuse(conn, "not a neighbour in the partial view")
+		return
+	}
 	n.mu.Lock()
 	if n.isClosed() {
 		n.mu.Unlock()

@@ -48,6 +48,17 @@ type Config struct {
 	AcknowledgeInterval time.Duration
 	// MaxPeers is the most relay links at once.
 	MaxPeers int
+	// ActiveView, when above 0, makes membership's links a partial view
+	// (HyParView, see overlay.go and PROTOCOL.md): each node keeps relay
+	// links with about ActiveView members (at most MaxPeers), repaired from
+	// a passive view of others when one is lost, and the broadcast tree
+	// runs over them, so a node's links and notices stay flat whatever the
+	// cluster's size. 7 suits clusters of tens to thousands (doc of
+	// mesh/internal/hyparview says why); a cluster of at most ActiveView+1
+	// nodes is still a full mesh. 0 (the default) links every member.
+	// Needs membership (GossipAddr); links made by Connect are not the
+	// view's.
+	ActiveView int
 	// Transport carries relay links. Default: TCP().
 	Transport Transport
 	// GossipAddr is the memberlist bind address (host:port, port 0 picks a
@@ -153,6 +164,9 @@ func (c Config) Validate() error {
 	}
 	if c.BufferMax < 0 {
 		return bad("BufferMax", "must be at least 1, got %d", c.BufferMax)
+	}
+	if c.ActiveView < 0 || c.ActiveView > 64 {
+		return bad("ActiveView", "must be 0 (every member) to 64, got %d", c.ActiveView)
 	}
 	if c.MaxPeers < 0 {
 		return bad("MaxPeers", "must be at least 1, got %d", c.MaxPeers)

@@ -31,6 +31,7 @@ func (n *Node) startMembership() error {
 		GlobalMetrics: n.cfg.GlobalMetrics,
 		Transport:     n.cfg.options().GossipTransport,
 		ProbeFast:     n.cfg.options().FastGossip,
+		Messages:      n.viewMessage,
 	})
 	if err != nil {
 		return fmt.Errorf("mesh: membership: %w", err)
@@ -102,6 +103,15 @@ func (n *Node) Join(seeds ...string) (int, error) {
 	return n.mem.Join(seeds...)
 }
 
+// ActiveView returns the members of this node's partial view that it
+// keeps relay links with (Config.ActiveView), sorted; nil without one.
+func (n *Node) ActiveView() []string {
+	if n.ov == nil {
+		return nil
+	}
+	return n.ov.activeView()
+}
+
 // Members returns memberlist's view of the cluster, this node included.
 // Without GossipAddr it returns nil.
 func (n *Node) Members() []Member {
@@ -135,10 +145,14 @@ func (n *Node) memberEvent(ev membership.Event) {
 	if m.Name == n.id || m.Channel != n.cfg.Channel || m.Version != relay.Version {
 		return
 	}
+	if ev.Kind == membership.MemberLeave && m.State == membership.StateLeft {
+		n.releaseLeft(m.Name)
+	}
+	if n.ov != nil {
+		n.ov.memberEvent(ev) // the view decides which members to link
+		return
+	}
 	if ev.Kind == membership.MemberLeave {
-		if m.State == membership.StateLeft {
-			n.releaseLeft(m.Name)
-		}
 		return
 	}
 	if m.RelayAddr == "" || n.id > m.Name {
@@ -153,6 +167,13 @@ func (n *Node) memberEvent(ev membership.Event) {
 	}
 	if _, err := n.dial(m.RelayAddr, m.Name); err != nil {
 		n.log.Warn("cannot link a member", "member", m.Name, "addr", m.RelayAddr, "error", err)
+	}
+}
+
+// viewMessage takes a partial-view message from membership.
+func (n *Node) viewMessage(msg []byte) {
+	if n.ov != nil {
+		n.ov.deliver(msg)
 	}
 }
 

@@ -78,6 +78,7 @@ type Node struct {
 	losses   *lossReporter
 	stats    stats
 	mem      *membership.Membership
+	ov       *overlay // the partial view; nil when every member is linked
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -137,9 +138,20 @@ func New(cfg Config) (*Node, error) {
 	n.router = newRouter(n)
 	n.disp.taken = n.router.resumeIfHeld
 	if cfg.GossipAddr != "" || cfg.options().GossipTransport != nil {
+		if cfg.ActiveView > 0 {
+			ov, err := newOverlay(n)
+			if err != nil {
+				n.closeDispatchers()
+				return nil, fmt.Errorf("%w: ActiveView: %v", ErrInvalidConfig, err)
+			}
+			n.ov = ov
+		}
 		if err := n.startMembership(); err != nil {
 			n.closeDispatchers()
 			return nil, err
+		}
+		if n.ov != nil {
+			n.ov.start()
 		}
 	}
 	n.wg.Add(2)

@@ -35,6 +35,11 @@ type Options struct {
 	// node 0. Gossip runs on the in-memory network too (membership's
 	// MockNetwork, partitioned with the relay network) or on 127.0.0.1 with TCP.
 	Join bool
+	// ActiveView, with Join, gives every node a partial view of that many
+	// neighbours (mesh.Config.ActiveView) instead of a link to every
+	// member; WaitConnected then waits until the links join every node to
+	// every other, directly or not.
+	ActiveView int
 	// Seed drives the in-memory network's randomness.
 	Seed int64
 	// Configure adjusts node i's config before New (NodeID, Transport and
@@ -141,6 +146,9 @@ func (c *Cluster) start(i int) {
 		c.opts.Configure(i, &cfg)
 	}
 	cfg.NodeID = m.id
+	if c.opts.ActiveView > 0 {
+		cfg.ActiveView = c.opts.ActiveView
+	}
 	if c.net != nil {
 		cfg.Transport = c.net.Host(m.host)
 	}

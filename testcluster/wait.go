@@ -64,6 +64,11 @@ func connectedIDs(n *mesh.Node) []string {
 // each of its running neighbours.
 func (c *Cluster) WaitConnected(t testing.TB) {
 	t.Helper()
+	if c.opts.Join && c.opts.ActiveView > 0 {
+		c.waitFor(t, func() string { return "the links do not join every node: " + c.Overlay().Unreached() },
+			func() bool { return c.Overlay().Connected() })
+		return
+	}
 	missing := func() []string {
 		var out []string
 		for i := range c.nodes {

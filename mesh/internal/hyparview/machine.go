@@ -67,6 +67,10 @@ func (m *Machine) Active() []string { return m.active.copy() }
 // Passive returns a copy of the passive view.
 func (m *Machine) Passive() []string { return m.passive.copy() }
 
+// Wants reports whether the machine needs a link to peer: peer is in the
+// active view, or a request to it is pending.
+func (m *Machine) Wants(peer string) bool { return m.needed(peer) }
+
 // Ready reports whether the outbox holds outputs to drain.
 func (m *Machine) Ready() bool { return len(m.out) > 0 }
 

@@ -26,6 +26,8 @@ func (k Kind) String() string {
 		return "PRUNE"
 	case KindGrant:
 		return "GRANT"
+	case KindView:
+		return "VIEW"
 	}
 	return fmt.Sprintf("Kind(%d)", uint8(k))
 }

@@ -1,0 +1,163 @@
+package mesh_test
+
+import (
+	"flag"
+	"fmt"
+	"slices"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/verbosemesh/verbose/testcluster"
+)
+
+var overlayLarge = flag.Bool("overlay.large", false, "run the partial-view simulation with 1,000 nodes (minutes)")
+
+// A cluster no larger than ActiveView+1 is a full mesh under a partial
+// view: every member is every other's neighbour, as without one.
+func TestPartialViewSmallClusterIsFullMesh(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n = 6
+		c := testcluster.NewWith(t, n, testcluster.Options{Join: true, ActiveView: 7})
+		eventually(t, time.Minute, "every pair linked", func() bool {
+			for i := range n {
+				if len(c.Overlay().Links(c.ID(i))) != n-1 || len(c.Node(i).ActiveView()) != n-1 {
+					return false
+				}
+			}
+			return true
+		})
+		everyoneEmits(t, c, 50)
+	})
+}
+
+// overlaySim checks a partial view of n nodes: joined through node 0, the
+// links connect everyone with every active view within its bound; events
+// from several origins reach every other node exactly once, in order, with
+// few duplicate frames and notices bounded by the view; then a tenth of
+// the nodes die at once, the overlay heals and the living origins' events
+// all arrive.
+func overlaySim(t *testing.T, n int) {
+	const active = 7
+	start := time.Now()
+	c := testcluster.NewWith(t, n, testcluster.Options{Join: true, ActiveView: active,
+		WaitTimeout: 5 * time.Minute, Seed: 1})
+	checkViews(t, c, active)
+	least, most := c.Overlay().Degrees()
+	t.Logf("%d nodes: joined one by one and connected after %v (virtual); links per node %d to %d", n, time.Since(start), least, most)
+
+	before := sumStats(c)
+	origins := []int{0, n / 3, n / 2, n - 1, 7}
+	perOrigin := 1000 / len(origins)
+	for _, o := range origins {
+		for j := range perOrigin {
+			c.Emit(o, "sim", o, j)
+		}
+	}
+	c.WaitAll(t)
+	after := sumStats(c)
+	deliveries := float64(len(origins) * perOrigin * (n - 1))
+	frames := float64(after.Received-before.Received) / deliveries
+	notices := float64(after.Notices-before.Notices) / deliveries
+	t.Logf("%d events from %d origins: %.3f event frames and %.3f notice batches per delivery", len(origins)*perOrigin, len(origins), frames, notices)
+	if frames > 1.1 {
+		t.Errorf("%.3f event frames per delivery, want at most 1.1", frames)
+	}
+	if notices > active {
+		t.Errorf("%.3f notice batches per delivery, want at most the active view (%d)", notices, active)
+	}
+
+	// A tenth dies at once.
+	var dead []int
+	for i := 1; len(dead) < n/10; i += 10 {
+		if !slices.Contains(origins, i) {
+			dead = append(dead, i)
+		}
+	}
+	for _, i := range dead {
+		c.Kill(i)
+	}
+	killed := time.Now()
+	healed := func() string {
+		if g := c.Overlay(); !g.Connected() {
+			return "links do not join every living node: " + g.Unreached()
+		}
+		for i := range c.N() {
+			if !c.Alive(i) {
+				continue
+			}
+			v := c.Node(i).ActiveView()
+			if len(v) == 0 || len(v) > active {
+				return fmt.Sprintf("node %d: active view of %d", i, len(v))
+			}
+			for _, j := range dead {
+				if slices.Contains(v, c.ID(j)) {
+					return fmt.Sprintf("node %d still has dead node %d in its active view", i, j)
+				}
+			}
+		}
+		return ""
+	}
+	eventually(t, 2*time.Minute, "the overlay to heal", func() bool { return healed() == "" })
+	t.Logf("killed %d at once: healed after %v (virtual): connected, no dead neighbour, every view 1 to %d", len(dead), time.Since(killed), active)
+	least, most = c.Overlay().Degrees()
+	t.Logf("links per living node %d to %d", least, most)
+	for _, o := range origins {
+		for j := range perOrigin {
+			c.Emit(o, "after", o, j)
+		}
+	}
+	c.WaitAll(t)
+}
+
+// checkViews fails the test if a running node's active view is empty,
+// over its bound or names itself, or if a node has a link to a member
+// outside its active view.
+func checkViews(t *testing.T, c *testcluster.Cluster, bound int) {
+	t.Helper()
+	g := c.Overlay()
+	for i := range c.N() {
+		if !c.Alive(i) {
+			continue
+		}
+		v := c.Node(i).ActiveView()
+		if len(v) > bound || len(v) == 0 || slices.Contains(v, c.ID(i)) {
+			t.Fatalf("node %d: active view %v, want 1 to %d other nodes", i, v, bound)
+		}
+		for _, id := range g.Links(c.ID(i)) {
+			if !slices.Contains(v, id) {
+				t.Fatalf("node %d: a link to %s, not in its active view %v", i, id, v)
+			}
+		}
+	}
+}
+
+type simStats struct{ Received, Notices uint64 }
+
+func sumStats(c *testcluster.Cluster) (s simStats) {
+	for i := range c.N() {
+		if c.Alive(i) {
+			st := c.Node(i).Stats()
+			s.Received += st.Received
+			s.Notices += st.Notices
+		}
+	}
+	return s
+}
+
+// TestPartialViewSimulation runs overlaySim with 200 nodes (24s; 50 under
+// the race detector, where 200 take five minutes: make test runs it again
+// without), 1,000 with -overlay.large.
+func TestPartialViewSimulation(t *testing.T) {
+	n := 200
+	switch {
+	case *overlayLarge:
+		n = 1000
+	case raceEnabled:
+		n = 50
+	case testing.Short():
+		t.Skip("the 200-node partial view in -short mode")
+	}
+	synctest.Test(t, func(t *testing.T) { overlaySim(t, n) })
+}
+
