@@ -160,4 +160,3 @@ func TestPartialViewSimulation(t *testing.T) {
 	}
 	synctest.Test(t, func(t *testing.T) { overlaySim(t, n) })
 }
-
