@@ -353,11 +353,14 @@ func (t *topology) record(r nodeReport, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	v := t.nodes[r.Node]
-	if v == nil {
+	switch {
+	case v == nil:
 		v = &nodeView{}
 		t.nodes[r.Node] = v
-	} else if r.AtMS > v.report.AtMS && r.Stats.Delivered >= v.report.Stats.Delivered &&
-		r.Stats.Forwarded >= v.report.Stats.Forwarded && r.Stats.lost() >= v.report.Stats.lost() {
+	case r.AtMS <= v.report.AtMS:
+		return // not newer than what is known: overtaken
+	case r.Stats.Delivered >= v.report.Stats.Delivered && r.Stats.Forwarded >= v.report.Stats.Forwarded &&
+		r.Stats.lost() >= v.report.Stats.lost():
 		dt := float64(r.AtMS-v.report.AtMS) / 1000
 		v.rate = rates{
 			Delivered: float64(r.Stats.Delivered-v.report.Stats.Delivered) / dt,
@@ -368,9 +371,7 @@ func (t *topology) record(r nodeReport, now time.Time) {
 		if len(v.hist) > topologyHistory {
 			v.hist = slices.Delete(v.hist, 0, len(v.hist)-topologyHistory)
 		}
-	} else if r.AtMS <= v.report.AtMS && r.Seq != 1 {
-		return // an older report overtaken by a newer one
-	} else {
+	default:
 		v.rate, v.hist = rates{}, nil // the node restarted: its counters start again
 	}
 	v.report, v.at = r, now

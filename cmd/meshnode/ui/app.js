@@ -5,7 +5,10 @@
 "use strict";
 
 const SVGNS = "http://www.w3.org/2000/svg";
-const LAG_TROUBLE_MS = 3000; // a link unacknowledged this long stands out
+// A link whose peer has not acknowledged for this long stands out: acks
+// come every second or so while events flow, and the reports that bring
+// the figure are an interval apart.
+const lagTrouble = (t) => Math.max(5000, 3 * t.interval_ms);
 const TAIL_MAX = 200;
 
 const $ = (id) => document.getElementById(id);
@@ -68,7 +71,7 @@ function model(t) {
     l.lag = Math.max(0, ...live.map((e) => e.ack_lag_ms));
     if (live.length === 0 || live.some((e) => e.state !== "connected") || gone(l.a) || gone(l.b)) {
       l.state = "down";
-    } else if (l.lag >= LAG_TROUBLE_MS) {
+    } else if (l.lag >= lagTrouble(t)) {
       l.state = "lagging";
     } else {
       l.state = "ok";
@@ -105,7 +108,7 @@ function renderGraph(m, origin) {
     const t = svg("title", {}, line);
     t.textContent = `${l.a} — ${l.b}: ${l.state}` + l.ends.map((e) =>
       `\n${e.from}: ${e.state}, ${e.buffered} buffered, ack lag ${e.ack_lag_ms} ms${e.gone ? " (last report)" : ""}`).join("");
-    if (l.state !== "ok" || l.buffered > 0) {
+    if (l.state !== "ok") {
       const label = svg("text", { class: "link-label", x: (p.x + q.x) / 2, y: (p.y + q.y) / 2 - 4 }, linksG);
       label.textContent = l.state === "down" ? "down" : `${l.buffered} buf` + (l.lag ? ` · ${(l.lag / 1000).toFixed(1)}s` : "");
     }
@@ -162,8 +165,9 @@ function renderTables(m) {
     const tr = el("tr", { "data-node": n.name, "data-trouble": String(lost > 0 || n.state !== "alive") }, null, body);
     el("td", { title: n.name }, short(n.name), tr);
     el("td", { class: "state-" + n.state }, (n.state === "dead" ? "failed" : n.state) + (n.stale && n.state === "alive" ? " (no report)" : ""), tr);
-    el("td", { class: "num" }, r ? fmtRate(r.rates.delivered) : "–", tr);
-    el("td", { class: "num" }, r ? fmtRate(r.rates.forwarded) : "–", tr);
+    const live = r && !n.stale;
+    el("td", { class: "num" }, live ? fmtRate(r.rates.delivered) : "–", tr);
+    el("td", { class: "num" }, live ? fmtRate(r.rates.forwarded) : "–", tr);
     el("td", { class: "num", title: st ? `overflow ${st.overflowed}, handler dropped ${st.handler_dropped}, skipped ${st.skipped}, expired ${st.expired}` : "" }, st ? String(lost) : "–", tr);
     el("td", { class: "num" }, st ? String(st.slow_consumers) + (st.held ? " (holding)" : "") : "–", tr);
     el("td", {}, null, tr).appendChild(spark(r ? r.history : null));
@@ -198,6 +202,7 @@ function renderOrigins(m) {
 function render() {
   if (!topo) return;
   $("self").textContent = topo.self;
+  $("lag-key").textContent = `lagging (unacknowledged ≥ ${lagTrouble(topo) / 1000}s)`;
   const m = model(topo);
   renderOrigins(m);
   renderGraph(m, $("origin").value);
