@@ -8,7 +8,7 @@ const SVGNS = "http://www.w3.org/2000/svg";
 // A link whose peer has not acknowledged for this long stands out: acks
 // come every second or so while events flow, and the reports that bring
 // the figure are an interval apart.
-const lagTrouble = (t) => Math.max(5000, 3 * t.interval_ms);
+const lagTrouble = (t) => Math.max(5000, 2 * t.interval_ms);
 const TAIL_MAX = 200;
 
 const $ = (id) => document.getElementById(id);
