@@ -4,7 +4,7 @@ PKGS      ?= ./...
 FUZZTIME  ?= 30s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: help test test-short check fmt vet staticcheck tidy-check fuzz bench meshbench bench-nats bench-test cluster build chaos soak hosts overlay-large
+.PHONY: help test test-short check fmt vet staticcheck tidy-check fuzz bench meshbench bench-nats bench-test cluster build chaos soak hosts overlay-large ui-test ui-screenshot
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -81,3 +81,14 @@ cluster: ## a local 3-node cluster (see README)
 
 hosts: ## real hosts (root): 5 agents in network namespaces on a bridge, a link down/up, a SIGKILL and restart (testhosts/)
 	GO=$(GO) ./testhosts/run.sh
+
+# uitest/ is a module of its own (uitest/go.mod: chromedp), so that verbose
+# never depends on a browser driver. Its test needs Chromium (CHROME=path
+# to pick one) and skips, saying so, without it; .ci/run installs it.
+ui-test: ## the cluster page (/ui) in Chromium against 5 agents: vet, staticcheck and test uitest/
+	cd uitest && $(GO) vet ./... && \
+	  $(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./... && \
+	  $(GO) test -race -count=1 -v ./...
+
+ui-screenshot: ## write docs/ui.png, the README's picture of the cluster page, from the browser test
+	cd uitest && $(GO) test -count=1 -run '^TestClusterPage$$' . -screenshot=$(CURDIR)/docs/ui.png

@@ -39,10 +39,14 @@ func newHandlerTable() *handlerTable {
 }
 
 // handlers returns the handlers of an event named name: named ones, then
-// catch-all ones. An event named "*" has only the catch-all ones.
+// catch-all ones. An event named "*" has only the catch-all ones; a system
+// event (SystemPrefix) only the named ones.
 func (s *handlerSnap) handlers(name string) (named, all []*eventHandler) {
 	if s.named > 0 && name != "*" {
 		named = s.byName[name]
+	}
+	if len(name) > 0 && name[0] == SystemPrefix[0] {
+		return named, nil
 	}
 	return named, s.all
 }

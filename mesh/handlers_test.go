@@ -34,4 +34,8 @@ func TestHandlerSnapHandlers(t *testing.T) {
 	tab.on("*", func(Event) {})
 	want("*", 0, 1)
 	want("x", 1, 1)
+	// A system event reaches its named handlers only.
+	want("$sys", 0, 0)
+	tab.on("$sys", func(Event) {})
+	want("$sys", 1, 0)
 }

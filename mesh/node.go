@@ -298,8 +298,9 @@ func (n *Node) removePeer(p *Peer) (held int) {
 
 func (n *Node) isClosed() bool { return n.closed.Load() }
 
-// On registers fn for every remote event named name ("*" for all). It
-// returns a function that removes the registration.
+// On registers fn for every remote event named name ("*" for all but
+// system events, whose names start with SystemPrefix). It returns a
+// function that removes the registration.
 func (n *Node) On(name string, fn func(Event)) (off func()) {
 	return n.handlers.on(name, fn)
 }

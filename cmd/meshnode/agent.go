@@ -62,6 +62,7 @@ type agent struct {
 	metSrv  *http.Server // --metrics-addr; nil when /metrics is on the API's listener
 	metLn   net.Listener
 	joined  atomic.Bool // a --join succeeded (or there was none to do)
+	topo    *topology   // nil with --topology-interval 0
 
 	stop      chan struct{} // ends the background join
 	wg        sync.WaitGroup
@@ -122,6 +123,14 @@ func (a *agent) start(opts *agentOptions) error {
 		a.metSrv = a.newServer(mux)
 		a.serve(a.metSrv, ln, "metrics")
 	}
+	if opts.topologyInterval > 0 {
+		a.topo = newTopology(a.node, opts.topologyInterval, a.metrics.peers, a.log.Named("topology"))
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.topo.run(a.stop)
+		}()
+	}
 	if opts.http != "" {
 		ln, err := net.Listen("tcp", opts.http)
 		if err != nil {
@@ -131,6 +140,7 @@ func (a *agent) start(opts *agentOptions) error {
 		a.api = newAPI(a.node, apiMetrics, a.log.Named("http"))
 		a.api.joined = &a.joined
 		a.api.maxPeers = opts.cfg.MaxPeers
+		a.api.topo = a.topo
 		if opts.cfg.SlowConsumer == mesh.Backpressure {
 			a.api.streamWait = streamWriteTimeout // a slow reader holds the cluster back, losing nothing
 		}
@@ -220,6 +230,9 @@ func (a *agent) close() {
 		close(a.stop)
 		if err := a.node.Close(); err != nil {
 			a.log.Warn("closing the node", "error", err)
+		}
+		if a.topo != nil {
+			a.topo.close()
 		}
 		a.metrics.detach()
 		if a.srv != nil {

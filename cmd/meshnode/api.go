@@ -49,6 +49,8 @@ type api struct {
 
 	maxPeers int // with MaxPeers links connected, ready without the rest
 
+	topo *topology // every node's links, for /v1/topology and /ui; nil when reports are off
+
 	streamDropped prometheus.Counter
 }
 
@@ -82,7 +84,7 @@ func (a *api) deliverLocal(e mesh.Event) {
 	defer a.subsMu.Unlock()
 	for s, names := range a.subs {
 		for _, n := range names {
-			if n == "*" || n == e.Name {
+			if n == "*" && !mesh.IsSystemEvent(e.Name) || n == e.Name {
 				s.offer(e)
 				break
 			}
@@ -109,13 +111,16 @@ func (a *api) handler() http.Handler {
 	mux.HandleFunc("GET /v1/peers", a.peers)
 	mux.HandleFunc("GET /v1/health", a.health)
 	mux.HandleFunc("GET /v1/ready", a.ready)
+	mux.HandleFunc("GET /v1/topology", a.topologyHandler)
+	a.handleUI(mux)
 	if a.metrics != nil {
 		mux.Handle("GET /metrics", a.metrics.handler())
 	}
 	// The method-less patterns catch the wrong methods, so that they get a
 	// JSON error like every other failure rather than the mux's plain text.
 	allowed := map[string]string{"/v1/emit": "POST", "/v1/events": "GET, HEAD", "/v1/members": "GET, HEAD",
-		"/v1/peers": "GET, HEAD", "/v1/health": "GET, HEAD", "/v1/ready": "GET, HEAD"}
+		"/v1/peers": "GET, HEAD", "/v1/health": "GET, HEAD", "/v1/ready": "GET, HEAD",
+		"/v1/topology": "GET, HEAD", "/v1/ui/stream": "GET, HEAD", "/ui": "GET, HEAD"}
 	if a.metrics != nil {
 		allowed["/metrics"] = "GET, HEAD"
 	}

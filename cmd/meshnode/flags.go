@@ -24,7 +24,7 @@ import (
 const agentSynopsis = `meshnode agent [--config FILE] [--node-id ID] [--channel NAME] [--gossip ADDR] [--advertise ADDR]
                  [--relay ADDR] [--http ADDR] [--metrics-addr ADDR] [--join ADDR]... [--connect ADDR]...
                  [--timeout D] [--buffer-timeout D] [--buffer-max N] [--ack-interval D] [--max-peers N]
-                 [--slow-consumer backpressure|drop] [--flood] [--encrypt BASE64KEY | --encrypt-file FILE] [--tls-cert F --tls-key F --tls-ca F]
+                 [--slow-consumer backpressure|drop] [--flood] [--topology-interval D] [--encrypt BASE64KEY | --encrypt-file FILE] [--tls-cert F --tls-key F --tls-ca F]
                  [--log-level LEVEL] [--log-json]
 
 Every flag can also be set by an environment variable, MESHNODE_ and the flag's name in capitals
@@ -73,6 +73,9 @@ type agentOptions struct {
 	tlsCA       string
 	logLevel    hclog.Level
 	logJSON     bool
+	// topologyInterval is how often the agent reports its links to the
+	// cluster (the $topology event behind /v1/topology and /ui); 0: never.
+	topologyInterval time.Duration
 
 	// unknownEnv are MESHNODE_* variables that name no flag: the agent
 	// warns about them at start (a typo must not pass silently).
@@ -118,6 +121,7 @@ func newAgentFlagSet(o *agentOptions, v *agentFlagValues) *flag.FlagSet {
 	fs.IntVar(&o.cfg.MaxPeers, "max-peers", mesh.DefaultMaxPeers, "most relay links at once")
 	fs.TextVar(&o.cfg.SlowConsumer, "slow-consumer", mesh.Backpressure, "`policy` when handlers or a relayed-to link cannot keep up: backpressure (senders wait, nothing lost) or drop (this node's handlers drop past their queue, reported, and slow nobody)")
 	fs.BoolVar(&o.cfg.Flood, "flood", false, "send every event over every link (no broadcast tree); set it alike on every agent")
+	fs.DurationVar(&o.topologyInterval, "topology-interval", defaultTopologyInterval, "how often to report this agent's links and counters to the cluster for /v1/topology and /ui (a small $topology event); 0: never")
 	fs.StringVar(&v.encrypt, "encrypt", "", "gossip encryption key, base64 of 16, 24 or 32 bytes (visible in ps: prefer --encrypt-file)")
 	fs.StringVar(&v.encryptFile, "encrypt-file", "", "`file` holding the gossip encryption key in base64")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate `file` for mutual TLS on relay links")
@@ -338,6 +342,9 @@ func (o *agentOptions) check(v *agentFlagValues) error {
 		if d.v <= 0 {
 			return bad(d.flag, "must be positive, got %v", d.v)
 		}
+	}
+	if o.topologyInterval != 0 && o.topologyInterval < minTopologyInterval {
+		return bad("topology-interval", "must be 0 (off) or at least %v, got %v", minTopologyInterval, o.topologyInterval)
 	}
 	if o.cfg.BufferMax < 1 {
 		return bad("buffer-max", "must be at least 1, got %d", o.cfg.BufferMax)
