@@ -119,7 +119,7 @@ func (a *agent) start(opts *agentOptions) error {
 			writeError(w, http.StatusNotFound, "no such endpoint: %s (this listener serves GET /metrics only)", r.URL.Path)
 		})
 		a.metLn = ln
-		a.metSrv = a.newServer(mux)
+		a.metSrv = a.newServer(mux, opts.readTimeout)
 		a.serve(a.metSrv, ln, "metrics")
 	}
 	if opts.http != "" {
@@ -131,11 +131,12 @@ func (a *agent) start(opts *agentOptions) error {
 		a.api = newAPI(a.node, apiMetrics, a.log.Named("http"))
 		a.api.joined = &a.joined
 		a.api.maxPeers = opts.cfg.MaxPeers
+		a.api.maxStreams = int64(opts.maxStreams)
 		if opts.cfg.SlowConsumer == mesh.Backpressure {
 			a.api.streamWait = streamWriteTimeout // a slow reader holds the cluster back, losing nothing
 		}
-		a.metrics.reg.MustRegister(a.api.streamDropped)
-		a.srv = a.newServer(a.api.handler())
+		a.metrics.reg.MustRegister(a.api.streamDropped, a.api.streamRefused, a.api.unlinkedEmits)
+		a.srv = a.newServer(a.api.handler(), opts.readTimeout)
 		a.serve(a.srv, ln, "HTTP API")
 	}
 	for _, addr := range opts.connect {
@@ -164,10 +165,16 @@ func (a *agent) start(opts *agentOptions) error {
 	return nil
 }
 
-func (a *agent) newServer(h http.Handler) *http.Server {
+// newServer is an HTTP server with the agent's limits: headers within
+// 10s, the whole request (headers and body) within readTimeout (a body
+// trickled slower is cut off: POST /v1/emit answers 408), bodies of
+// POST /v1/emit up to maxEmitBody (413 past it). An event stream's
+// connection is not bound by readTimeout once its request is read.
+func (a *agent) newServer(h http.Handler, readTimeout time.Duration) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: min(10*time.Second, readTimeout),
+		ReadTimeout:       readTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          a.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
