@@ -241,7 +241,8 @@ func TestReceiverRestartedOnNewPorts(t *testing.T) {
 		reported = overflow + expired + skipped
 		return float64(missing) <= reported
 	})
-	if missing > 0 && !strings.Contains(tx.log.String()+rx2.log.String(), "dropped") {
+	if missing > 0 && !strings.Contains(tx.log.String(), "events dropped: a peer's retransmit buffer was full") &&
+		!strings.Contains(rx2.log.String(), "events declared lost after ReorderTimeout") {
 		t.Errorf("%d events missed and counted, but no log line says so", missing)
 	}
 	// The documented choice: a new incarnation gets again what its
