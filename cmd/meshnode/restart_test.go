@@ -75,6 +75,14 @@ type gate struct {
 	target string
 	open   chan struct{}
 	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  []net.Conn // closed at cleanup: no copy outlives the test
+}
+
+func (g *gate) track(c net.Conn) {
+	g.mu.Lock()
+	g.conns = append(g.conns, c)
+	g.mu.Unlock()
 }
 
 func startGate(t *testing.T, target string) *gate {
@@ -91,6 +99,7 @@ func startGate(t *testing.T, target string) *gate {
 			if err != nil {
 				return
 			}
+			g.track(c)
 			g.wg.Add(1)
 			go func() {
 				defer g.wg.Done()
@@ -100,8 +109,14 @@ func startGate(t *testing.T, target string) *gate {
 				if err != nil {
 					return
 				}
+				g.track(u)
 				defer u.Close()
-				go func() { _, _ = io.Copy(u, c); u.(*net.TCPConn).CloseWrite() }()
+				g.wg.Add(1)
+				go func() {
+					defer g.wg.Done()
+					_, _ = io.Copy(u, c)
+					_ = u.(*net.TCPConn).CloseWrite()
+				}()
 				_, _ = io.Copy(c, u)
 			}()
 		}
@@ -113,6 +128,11 @@ func startGate(t *testing.T, target string) *gate {
 		default:
 			close(g.open)
 		}
+		g.mu.Lock()
+		for _, c := range g.conns {
+			c.Close()
+		}
+		g.mu.Unlock()
 		g.wg.Wait()
 	})
 	return g
