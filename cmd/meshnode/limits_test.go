@@ -119,7 +119,7 @@ func scrape(t *testing.T, a *agent) string {
 // it) but says that it reached no other node: X-Verbose-Peers: 0 and a
 // warning, counted. With a connected link it says so without a warning.
 func TestEmitSaysWhenNoLink(t *testing.T) {
-	lone := startTestAgent(t, "--node-id", "lone")
+	lone := startTestAgent(t, "--node-id", "lone", "--gossip", "")
 	emitResult := func(a *agent) (emitResultJSON, http.Header) {
 		t.Helper()
 		resp, err := testClient.Post(a.url("/v1/emit"), "application/json", strings.NewReader(`{"event":"x","args":[1]}`))
