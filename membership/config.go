@@ -67,6 +67,10 @@ type Config struct {
 	// ProbeFast shortens probe, gossip and suspicion intervals so a dead
 	// member is detected in well under 2s. For tests on a quiet network.
 	ProbeFast bool
+
+	// pushPull overrides memberlist's PushPullInterval (tests: show what
+	// does not wait for a push/pull).
+	pushPull time.Duration
 }
 
 // joinTimeout bounds each TCP exchange of a join (memberlist's TCPTimeout
@@ -146,7 +150,8 @@ func splitIPPort(addr string, bind bool) (string, int, error) {
 //     Transport: straight from our Config.
 //   - Label = "verbose/"+Channel: other channels' packets and streams are
 //     refused by memberlist before they reach our state.
-//   - Delegate, Events: ours (metadata; enqueue-only notifications).
+//   - Delegate, Events, Conflict: ours (metadata; enqueue-only
+//     notifications; a member restarted on a new address, reclaim.go).
 //   - Logger: hclog's StandardLogger with level inference, so memberlist's
 //     "[DEBUG] ..." lines become hclog records at that level.
 //   - TCPTimeout = joinTimeout: bounds a join against a silent seed.
@@ -160,6 +165,7 @@ func memberlistConfig(c *Config, d *delegate, labels []metrics.Label) *memberlis
 	mc.Label = labelPrefix + c.Channel
 	mc.Delegate = d
 	mc.Events = d
+	mc.Conflict = d
 	mc.Logger = c.Logger.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
 	mc.TCPTimeout = joinTimeout
 	mc.DeadNodeReclaimTime = mc.ProbeInterval
@@ -187,6 +193,9 @@ func memberlistConfig(c *Config, d *delegate, labels []metrics.Label) *memberlis
 		mc.PushPullInterval = 2 * time.Second
 		mc.GossipToTheDeadTime = 2 * time.Second
 		mc.DeadNodeReclaimTime = mc.ProbeInterval
+	}
+	if c.pushPull > 0 {
+		mc.PushPullInterval = c.pushPull
 	}
 	mc.MetricLabels = labels
 	return mc

@@ -38,6 +38,16 @@ const (
 	MemberJoin EventKind = iota + 1
 	MemberUpdate
 	MemberLeave
+	// MemberMoved: a member memberlist still knows at its old address
+	// claims its name from a new one (a restart on a new address).
+	// memberlist refuses the new address until the old record is dead;
+	// Member carries the claimant's address and metadata, so that a caller
+	// whose link to it is down can follow it at once. A MemberJoin or
+	// MemberUpdate follows once memberlist takes the new address (see
+	// reclaim.go).
+	MemberMoved
+
+	memberReclaim // internal: join a moved member's new address
 )
 
 func (k EventKind) String() string {
@@ -48,6 +58,8 @@ func (k EventKind) String() string {
 		return "update"
 	case MemberLeave:
 		return "leave"
+	case MemberMoved:
+		return "moved"
 	default:
 		return fmt.Sprintf("EventKind(%d)", int(k))
 	}
@@ -89,6 +101,9 @@ type delegate struct {
 	closed bool
 	wake   chan struct{} // capacity 1: "the queue is not empty"
 	queued bool          // whether events are queued at all (Config.Events set)
+
+	conflicts  map[string]string // member name -> the new address claiming it (reclaim.go)
+	reclaiming map[string]bool   // member names with a reclaim queued or in flight
 }
 
 func newDelegate(cfg *Config, meta []byte) *delegate {
@@ -101,7 +116,9 @@ func newDelegate(cfg *Config, meta []byte) *delegate {
 		wake:    make(chan struct{}, 1),
 		queued:  cfg.Events != nil,
 
-		messages: cfg.Messages,
+		messages:   cfg.Messages,
+		conflicts:  make(map[string]string),
+		reclaiming: make(map[string]bool),
 	}
 }
 
@@ -180,6 +197,9 @@ func (d *delegate) notify(n *memberlist.Node, kind EventKind, now time.Time) {
 		return
 	}
 	old, known := d.view[n.Name]
+	if kind != MemberLeave && d.conflicts[n.Name] == m.Addr {
+		delete(d.conflicts, n.Name) // memberlist took the new address
+	}
 	switch kind {
 	case MemberJoin:
 		d.view[n.Name] = &entry{member: m, leaving: leaving}
@@ -205,13 +225,13 @@ func (d *delegate) notify(n *memberlist.Node, kind EventKind, now time.Time) {
 			m.State = StateLeft
 		}
 		d.view[n.Name] = &entry{member: m, leaving: leaving || old.leaving, goneAt: now}
-	}
-	if d.queued {
-		d.queue = append(d.queue, Event{Kind: kind, Member: m})
-		select {
-		case d.wake <- struct{}{}:
-		default:
+		if m.State == StateLeft {
+			delete(d.conflicts, n.Name)
 		}
+	}
+	d.enqueue(Event{Kind: kind, Member: m}, d.queued)
+	if kind == MemberLeave {
+		d.queueReclaimLocked(n.Name) // a conflict waited for the old record's death
 	}
 }
 
@@ -224,6 +244,7 @@ func (d *delegate) members(now time.Time) []Member {
 	for name, e := range d.view {
 		if !e.goneAt.IsZero() && now.Sub(e.goneAt) > d.reap {
 			delete(d.view, name)
+			delete(d.conflicts, name)
 			continue
 		}
 		out = append(out, e.member)

@@ -40,6 +40,10 @@ type Membership struct {
 	// memberlist slows its probes down while it misses acks), then
 	// ProbeTimeout.
 	probeInterval, probeTimeout time.Duration
+	// reclaimWait is how long after a moved member's old record died this
+	// node joins its new address: memberlist takes it only after
+	// DeadNodeReclaimTime.
+	reclaimWait time.Duration
 
 	metaMu sync.Mutex // serialises SetMeta and Leave's metadata change
 	meta   Meta
@@ -90,19 +94,27 @@ func New(cfg Config) (*Membership, error) {
 		meta:          cfg.Meta,
 		probeInterval: mc.ProbeInterval,
 		probeTimeout:  mc.ProbeTimeout,
+		reclaimWait:   mc.DeadNodeReclaimTime + mc.ProbeInterval/2,
 		done:          make(chan struct{}),
 	}
 	first := m.meta
 	m.local.Store(&first)
 	// Nobody knows us yet, so our node record cannot change under us here.
 	m.addr = list.LocalNode().Address()
-	if cfg.Events != nil {
-		m.wg.Add(1)
-		go func() {
-			defer m.wg.Done()
-			d.run(cfg.Events, m.done)
-		}()
-	}
+	// The runner also starts reclaims (reclaim.go), so it runs even
+	// without Events.
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		d.run(func(e Event) {
+			switch {
+			case e.Kind == memberReclaim:
+				m.reclaim(e.Member.Name, e.Member.Addr)
+			case cfg.Events != nil:
+				cfg.Events(e)
+			}
+		}, m.done)
+	}()
 	m.log.Debug("memberlist started", "node", cfg.NodeID, "addr", m.addr, "channel", cfg.Channel)
 	return m, nil
 }

@@ -327,3 +327,43 @@ func TestAdvertiseAddr(t *testing.T) {
 		t.Fatalf("Local().Addr = %q, Addr() = %q", l.Addr, m.Addr())
 	}
 }
+
+// A member killed (no leave) and started again under the same name on a
+// new port is refused by memberlist while its old record lives
+// ("Conflicting address"). The other side reports MemberMoved with the new
+// addresses at once, and takes the new address as soon as the old record
+// is dead, without waiting for a push/pull: within a few probe intervals,
+// where memberlist alone took up to a push/pull interval after the death
+// (30s in the LAN config).
+func TestRestartOnNewAddressIsFollowed(t *testing.T) {
+	a, recA := newNode(t, "node-a", func(c *Config) { c.pushPull = time.Hour })
+	b, _ := newNode(t, "node-b", nil)
+	if _, err := b.Join(a.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "a sees b alive", func() bool { return stateOf(a, "node-b") == StateAlive })
+	oldAddr := b.Addr()
+	if err := b.Shutdown(); err != nil { // a crash: no leave
+		t.Fatal(err)
+	}
+
+	start := time.Now()
+	b2, _ := newNode(t, "node-b", func(c *Config) { c.Meta.RelayAddr = "relay-b-2"; c.pushPull = time.Hour })
+	if b2.Addr() == oldAddr {
+		t.Fatalf("restarted on the same address %s", oldAddr)
+	}
+	if _, err := b2.Join(a.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "MemberMoved for node-b at its new address", func() bool {
+		_, ok := recA.find(func(e Event) bool {
+			return e.Kind == MemberMoved && e.Member.Name == "node-b" && e.Member.Addr == b2.Addr() && e.Member.RelayAddr == "relay-b-2"
+		})
+		return ok
+	})
+	waitFor(t, 10*time.Second, "a lists node-b alive at its new address", func() bool {
+		m, ok := memberOf(a, "node-b")
+		return ok && m.State == StateAlive && m.Addr == b2.Addr() && m.RelayAddr == "relay-b-2"
+	})
+	t.Logf("node-b followed to its new address %v after its restart", time.Since(start).Round(10*time.Millisecond))
+}

@@ -145,6 +145,10 @@ func (n *Node) memberEvent(ev membership.Event) {
 	if m.Name == n.id || m.Channel != n.cfg.Channel || m.Version != relay.Version {
 		return
 	}
+	if ev.Kind == membership.MemberMoved {
+		n.followMoved(m)
+		return
+	}
 	if ev.Kind == membership.MemberLeave && m.State == membership.StateLeft {
 		n.releaseLeft(m.Name)
 	}

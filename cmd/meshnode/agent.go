@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -120,7 +121,7 @@ func (a *agent) start(opts *agentOptions) error {
 			writeError(w, http.StatusNotFound, "no such endpoint: %s (this listener serves GET /metrics only)", r.URL.Path)
 		})
 		a.metLn = ln
-		a.metSrv = a.newServer(mux)
+		a.metSrv = a.newServer(mux, opts.readTimeout)
 		a.serve(a.metSrv, ln, "metrics")
 	}
 	if opts.topologyInterval > 0 {
@@ -141,11 +142,12 @@ func (a *agent) start(opts *agentOptions) error {
 		a.api.joined = &a.joined
 		a.api.maxPeers = opts.cfg.MaxPeers
 		a.api.topo = a.topo
+		a.api.maxStreams = int64(opts.maxStreams)
 		if opts.cfg.SlowConsumer == mesh.Backpressure {
 			a.api.streamWait = streamWriteTimeout // a slow reader holds the cluster back, losing nothing
 		}
-		a.metrics.reg.MustRegister(a.api.streamDropped)
-		a.srv = a.newServer(a.api.handler())
+		a.metrics.reg.MustRegister(a.api.streamDropped, a.api.streamRefused, a.api.unlinkedEmits)
+		a.srv = a.newServer(a.api.handler(), opts.readTimeout)
 		a.serve(a.srv, ln, "HTTP API")
 	}
 	for _, addr := range opts.connect {
@@ -153,11 +155,20 @@ func (a *agent) start(opts *agentOptions) error {
 			return fmt.Errorf("--connect %s: %w", addr, err)
 		}
 	}
-	if len(opts.join) > 0 {
+	seeds := opts.join
+	if opts.dataDir != "" {
+		extra, err := a.startSnapshot(opts.dataDir)
+		if err != nil {
+			return fmt.Errorf("--data-dir: %w", err)
+		}
+		seeds = appendNew(seeds, extra...)
+	}
+	if len(opts.join) == 0 {
+		a.joined.Store(true) // ready needs no join; snapshot seeds are tried all the same
+	}
+	if len(seeds) > 0 {
 		a.wg.Add(1)
-		go a.joinLoop(opts.join)
-	} else {
-		a.joined.Store(true)
+		go a.joinLoop(seeds)
 	}
 	relay, httpAddr := "", ""
 	if ra := a.node.Addr(); ra != nil {
@@ -174,10 +185,16 @@ func (a *agent) start(opts *agentOptions) error {
 	return nil
 }
 
-func (a *agent) newServer(h http.Handler) *http.Server {
+// newServer is an HTTP server with the agent's limits: headers within
+// 10s, the whole request (headers and body) within readTimeout (a body
+// trickled slower is cut off: POST /v1/emit answers 408), bodies of
+// POST /v1/emit up to maxEmitBody (413 past it). An event stream's
+// connection is not bound by readTimeout once its request is read.
+func (a *agent) newServer(h http.Handler, readTimeout time.Duration) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: min(10*time.Second, readTimeout),
+		ReadTimeout:       readTimeout,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          a.log.StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
@@ -193,8 +210,10 @@ func (a *agent) serve(srv *http.Server, ln net.Listener, what string) {
 	}()
 }
 
-// joinLoop joins the seeds, retrying with back-off until one answers or the
-// agent stops: seeds started at the same moment may not be up yet.
+// joinLoop joins the seeds (--join's and the member snapshot's), retrying
+// with back-off (500ms doubling up to 30s) until one answers or the agent
+// stops, as consul's -retry-join: seeds started at the same moment may not
+// be up yet, and a restarted seed's members may be restarting too.
 func (a *agent) joinLoop(seeds []string) {
 	defer a.wg.Done()
 	b := backoff.NewExponentialBackOff()
@@ -221,6 +240,45 @@ func (a *agent) joinLoop(seeds []string) {
 		case <-t.C:
 		}
 	}
+}
+
+// startSnapshot reads --data-dir's member snapshot (creating the
+// directory on a first start) and starts recording the members; it
+// returns the snapshot's gossip addresses, to join as extra seeds.
+func (a *agent) startSnapshot(dir string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	prev, err := readSnapshot(dir, a.node.ID())
+	if err != nil {
+		// A damaged snapshot must not keep the agent down: it is rewritten
+		// from the members found through --join.
+		a.log.Warn("ignoring an unreadable member snapshot", "error", err)
+		prev = nil
+	}
+	var seeds []string
+	for _, m := range prev {
+		if m.Addr != a.node.GossipAddr() {
+			seeds = appendNew(seeds, m.Addr)
+		}
+	}
+	if len(seeds) > 0 {
+		a.log.Info("joining the members of the snapshot", "dir", dir, "members", len(seeds))
+	}
+	a.wg.Add(1)
+	go a.snapshotLoop(newSnapshotter(dir, a.node.ID(), prev))
+	return seeds, nil
+}
+
+// appendNew appends the items of add not already in list.
+func appendNew(list []string, add ...string) []string {
+	out := slices.Clone(list)
+	for _, s := range add {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // close leaves the cluster and closes the links (node.Close), ends the event

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -51,7 +52,13 @@ type api struct {
 
 	topo *topology // every node's links, for /v1/topology and /ui; nil when reports are off
 
-	streamDropped prometheus.Counter
+	maxStreams  int64        // most concurrent /v1/events streams; 0: no cap
+	openStreams atomic.Int64 // streams being served or about to be
+
+	streamDropped  prometheus.Counter
+	streamRefused  prometheus.Counter
+	unlinkedEmits  prometheus.Counter
+	unlinkedLogged atomic.Int64 // unix nanos of the last "emit reached no node" log line
 }
 
 func newAPI(node *mesh.Node, metrics *agentMetrics, log hclog.Logger) *api {
@@ -60,6 +67,14 @@ func newAPI(node *mesh.Node, metrics *agentMetrics, log hclog.Logger) *api {
 	a.streamDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "verbose_stream_dropped_events_total",
 		Help: "Events dropped for /v1/events readers too slow to take them (slow consumers).",
+	})
+	a.streamRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "verbose_stream_refused_total",
+		Help: "GET /v1/events requests refused with 503 because --max-streams streams were open.",
+	})
+	a.unlinkedEmits = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "verbose_emit_unlinked_total",
+		Help: "Events emitted through the API while the node had no relay link: they reached no other node.",
 	})
 	return a
 }
@@ -180,6 +195,10 @@ func (a *api) emit(w http.ResponseWriter, r *http.Request) {
 			writeError(w, http.StatusRequestEntityTooLarge, "body over %d bytes", maxEmitBody)
 			return
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			writeError(w, http.StatusRequestTimeout, "body not received within --http-read-timeout")
+			return
+		}
 		writeError(w, http.StatusBadRequest, "malformed JSON body: %v", err)
 		return
 	}
@@ -223,7 +242,51 @@ func (a *api) emit(w http.ResponseWriter, r *http.Request) {
 	// Emit does not return the sequence number: seq 0 and "local": true
 	// mark these lines.
 	a.deliverLocal(mesh.Event{Name: req.Event, Args: args, Origin: a.node.ID()})
-	writeJSON(w, http.StatusAccepted, map[string]bool{"ok": true})
+	writeJSON(w, http.StatusAccepted, a.emitResult(w))
+}
+
+// emitResultJSON is the body of a 202 from POST /v1/emit.
+type emitResultJSON struct {
+	OK        bool   `json:"ok"`
+	Peers     int    `json:"peers"`     // links that took the event (connected or buffering for their peer)
+	Connected int    `json:"connected"` // of which connected
+	Warning   string `json:"warning,omitempty"`
+}
+
+// Headers of a 202 from POST /v1/emit: how many links took the event, and
+// how many of them are connected. X-Verbose-Peers: 0 means the event
+// reached no other node.
+const (
+	headerPeers     = "X-Verbose-Peers"
+	headerConnected = "X-Verbose-Connected"
+)
+
+// emitResult says where an accepted event went: an emit on a node with no
+// link reached no other node, and the client is told so (a warning in the
+// body and X-Verbose-Peers: 0), counted and logged (once a second at most),
+// rather than answered with a bare 202.
+func (a *api) emitResult(w http.ResponseWriter) emitResultJSON {
+	res := emitResultJSON{OK: true}
+	for _, p := range a.node.Peers() {
+		res.Peers++
+		if p.State() == mesh.Connected {
+			res.Connected++
+		}
+	}
+	w.Header().Set(headerPeers, strconv.Itoa(res.Peers))
+	w.Header().Set(headerConnected, strconv.Itoa(res.Connected))
+	switch {
+	case res.Peers == 0:
+		res.Warning = "no relay link: the event reached no other node"
+		a.unlinkedEmits.Inc()
+		now := time.Now().UnixNano()
+		if last := a.unlinkedLogged.Load(); now-last >= int64(time.Second) && a.unlinkedLogged.CompareAndSwap(last, now) {
+			a.log.Warn("event emitted with no relay link: it reached no other node (see verbose_emit_unlinked_total)", "node", a.node.ID())
+		}
+	case res.Connected == 0:
+		res.Warning = fmt.Sprintf("no connected link: the event is buffered for %d peer(s) until they connect (up to --buffer-max, for --buffer-timeout)", res.Peers)
+	}
+	return res
 }
 
 // naturalJSON turns json.Numbers into int64 when they are integers in

@@ -174,8 +174,12 @@ func runEmit(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, "emit", err)
 	}
-	if err := do(ctx, newClient(clientRequestTimeout), http.MethodPost, base+"/v1/emit", body, nil); err != nil {
+	var res emitResultJSON
+	if err := do(ctx, newClient(clientRequestTimeout), http.MethodPost, base+"/v1/emit", body, &res); err != nil {
 		return fail(stderr, "emit", err)
+	}
+	if res.Warning != "" {
+		fmt.Fprintf(stderr, "meshnode emit: warning: %s\n", res.Warning)
 	}
 	return exitOK
 }

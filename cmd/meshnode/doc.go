@@ -26,8 +26,10 @@
 // only, counted and reported in the stream.
 // Metrics read node.Stats() and node.Peers() at scrape time.
 //
-// Lifecycle: the agent starts the node, its relay listener, the HTTP server
-// and a background join (retried with back-off until a seed answers). On
+// Lifecycle: the agent starts the node, its relay listener, the HTTP server,
+// with --data-dir a goroutine that records the members in a snapshot
+// (snapshot.go), and a background join of the --join seeds and the
+// snapshot's members (retried with back-off until one answers). On
 // SIGINT or SIGTERM it closes the node (leaving the cluster and closing its
 // links), ends the event streams, shuts the HTTP server down and exits 0;
 // every goroutine it started is waited for. Flag errors exit 2, errors

@@ -25,6 +25,7 @@ const agentSynopsis = `meshnode agent [--config FILE] [--node-id ID] [--channel 
                  [--relay ADDR] [--http ADDR] [--metrics-addr ADDR] [--join ADDR]... [--connect ADDR]...
                  [--timeout D] [--buffer-timeout D] [--buffer-max N] [--ack-interval D] [--max-peers N]
                  [--slow-consumer backpressure|drop] [--flood] [--topology-interval D] [--encrypt BASE64KEY | --encrypt-file FILE] [--tls-cert F --tls-key F --tls-ca F]
+                 [--data-dir DIR] [--max-streams N] [--http-read-timeout D]
                  [--log-level LEVEL] [--log-json]
 
 Every flag can also be set by an environment variable, MESHNODE_ and the flag's name in capitals
@@ -39,6 +40,9 @@ const (
 	defaultGossipAddr = "0.0.0.0:7946"
 	defaultRelayAddr  = "0.0.0.0:7947"
 	defaultHTTPAddr   = "127.0.0.1:7948"
+
+	defaultMaxStreams  = 256              // concurrent GET /v1/events streams (~1 MB each when stalled)
+	defaultReadTimeout = 30 * time.Second // a whole request, headers and body
 
 	defaultGossipPort = "7946" // a --join seed without a port, as serf does
 	defaultRelayPort  = "7947" // a --connect address without a port
@@ -71,6 +75,9 @@ type agentOptions struct {
 	tlsCert     string
 	tlsKey      string
 	tlsCA       string
+	dataDir     string        // "" = no member snapshot: a restarted node knows only its --join seeds
+	maxStreams  int           // most concurrent GET /v1/events streams
+	readTimeout time.Duration // most time to read a request, headers and body
 	logLevel    hclog.Level
 	logJSON     bool
 	// topologyInterval is how often the agent reports its links to the
@@ -127,6 +134,9 @@ func newAgentFlagSet(o *agentOptions, v *agentFlagValues) *flag.FlagSet {
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate `file` for mutual TLS on relay links")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key `file` for --tls-cert")
 	fs.StringVar(&o.tlsCA, "tls-ca", "", "PEM CA `file` that peers' certificates must chain to")
+	fs.StringVar(&o.dataDir, "data-dir", "", "`directory` for the agent's state: a snapshot of the members it knew, joined again at start (a restarted seed finds its cluster without --join)")
+	fs.IntVar(&o.maxStreams, "max-streams", defaultMaxStreams, "most concurrent GET /v1/events streams; past it the API answers 503")
+	fs.DurationVar(&o.readTimeout, "http-read-timeout", defaultReadTimeout, "most time a client may take to send a whole HTTP request, headers and body (a body trickled slower is cut off with 408)")
 	fs.StringVar(&v.level, "log-level", "info", "log `level`: trace, debug, info, warn or error")
 	fs.BoolVar(&o.logJSON, "log-json", false, "log JSON lines instead of text")
 	fs.VisitAll(func(f *flag.Flag) { f.Usage += " [$" + envName(f.Name) + "]" })
@@ -338,6 +348,7 @@ func (o *agentOptions) check(v *agentFlagValues) error {
 		{"timeout", o.cfg.Timeout},
 		{"buffer-timeout", o.cfg.BufferTimeout},
 		{"ack-interval", o.cfg.AcknowledgeInterval},
+		{"http-read-timeout", o.readTimeout},
 	} {
 		if d.v <= 0 {
 			return bad(d.flag, "must be positive, got %v", d.v)
@@ -354,6 +365,12 @@ func (o *agentOptions) check(v *agentFlagValues) error {
 	}
 	if o.cfg.Channel == "" {
 		return bad("channel", "must not be empty")
+	}
+	if o.maxStreams < 1 {
+		return bad("max-streams", "must be at least 1, got %d", o.maxStreams)
+	}
+	if o.dataDir != "" && o.cfg.GossipAddr == "" {
+		return bad("data-dir", "needs --gossip (it keeps the members gossip found)")
 	}
 	if err := o.checkKey(v); err != nil {
 		return err

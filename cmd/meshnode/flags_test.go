@@ -75,6 +75,9 @@ func TestAgentFlagErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--tls-ca", "ca.pem"}, "--tls-cert"},
 		{[]string{"--log-level", "loud"}, "--log-level"},
 		{[]string{"--channel", ""}, "--channel"},
+		{[]string{"--max-streams", "0"}, "--max-streams"},
+		{[]string{"--http-read-timeout", "0s"}, "--http-read-timeout"},
+		{[]string{"--gossip", "", "--data-dir", "d"}, "--data-dir"},
 		{[]string{"--no-such-flag"}, "no-such-flag"},
 		{[]string{"stray"}, "stray"},
 	} {

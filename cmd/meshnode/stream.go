@@ -100,6 +100,14 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if n := a.openStreams.Add(1); a.maxStreams > 0 && n > a.maxStreams {
+		a.openStreams.Add(-1)
+		a.streamRefused.Inc()
+		w.Header().Set("Retry-After", "5")
+		writeError(w, http.StatusServiceUnavailable, "too many event streams: %d open, the most --max-streams allows", a.maxStreams)
+		return
+	}
+	defer a.openStreams.Add(-1)
 	if !a.startStream() {
 		writeError(w, http.StatusServiceUnavailable, "the agent is shutting down")
 		return
