@@ -88,9 +88,21 @@ func (h linkHandler) Event(l *relay.Link, ev relay.Event) {
 	case relay.EventAcknowledge:
 		n.router.resumeIfHeld() // its buffer drained
 		pe.Kind = Acknowledge
+	case relay.EventConfirmed:
+		if p != nil {
+			n.confirmInbound(p)
+		}
+		return
 	case relay.EventDisconnect:
-		n.router.linkDown(l)
 		pe.Kind = Disconnect
+		if p != nil && n.abandonInbound(p) {
+			// A dialer that never completed the handshake: forgotten at
+			// once (admission.go), one debug line.
+			n.log.Debug("dropped a link whose dialer did not complete the handshake", "peer", ev.PeerID, "addr", ev.Addr, "error", ev.Err)
+			n.pdisp.peerEvent(pe)
+			return
+		}
+		n.router.linkDown(l)
 	case relay.EventReconnect:
 		pe.Kind = Reconnect
 	case relay.EventBackoff:

@@ -77,3 +77,10 @@ func Authenticates(t Transport) bool {
 	tt, ok := t.(tlsTransport)
 	return ok && tt.cfg != nil && tt.cfg.ClientAuth == tls.RequireAndVerifyClientCert && !tt.cfg.InsecureSkipVerify
 }
+
+// IsTLS reports whether t is a TLS transport (TLS or Keyed): its links can
+// prove their NodeIDs with certificates.
+func IsTLS(t Transport) bool {
+	_, ok := t.(tlsTransport)
+	return ok
+}

@@ -181,6 +181,18 @@ func (l *Link) RemoteWindow() int {
 	return l.m.peer.Window
 }
 
+// DownSince is when the link was last seen connected (or made, if it
+// never was); zero while it is connected. For an owner choosing which
+// absent peer to give up first.
+func (l *Link) DownSince() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m.up {
+		return time.Time{}
+	}
+	return l.m.downSince
+}
+
 // Addr is the dial address, or the remote address of the current (or last)
 // connection of an inbound link.
 func (l *Link) Addr() string {
