@@ -55,7 +55,7 @@ type Link struct {
 	dropErr     error
 	space       chan struct{} // closed and replaced when WaitSpace should look again
 	spaceWanted bool
-	redial      bool // Redial asked: dial now, back-off reset
+	redial      bool      // Redial asked: dial now, back-off reset
 	lastReport  time.Time // when idle last reported the machine's events (drops while down)
 }
 
