@@ -143,9 +143,7 @@ func TestTLSLinkTakeoverRefused(t *testing.T) {
 	}
 	wg.Wait()
 	eventually(t, 10*time.Second, "every event at node1", func() bool { return len(got.all()) == total })
-	if n := apeers.count(mesh.Rejected); n < 5 {
-		t.Fatalf("%d Rejected PeerEvents for 5 attempts", n)
-	}
+	eventually(t, 5*time.Second, "a Rejected PeerEvent per attempt", func() bool { return apeers.count(mesh.Rejected) >= 5 })
 	if ps := a.Peers(); len(ps) != 1 || ps[0] != live || live.State() != mesh.Connected {
 		t.Fatalf("node1's link was disturbed: %v", ps)
 	}
