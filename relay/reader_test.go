@@ -39,7 +39,7 @@ func TestFrameReaderReassemblesAnyChunking(t *testing.T) {
 	for i := range 400 {
 		n := rng.IntN(300)
 		if i%50 == 7 {
-			n = readSize + rng.IntN(3*readSize) // larger than the buffer
+			n = maxBuffer + rng.IntN(3*maxBuffer) // larger than the buffer
 		}
 		body := make([]byte, n)
 		for j := range body {
@@ -80,8 +80,8 @@ func TestFrameReaderReassemblesAnyChunking(t *testing.T) {
 		if _, err := fr.next(1 << 30); err != io.EOF {
 			t.Fatalf("chunks of %d: after the last frame: %v, want EOF", maxChunk, err)
 		}
-		if len(fr.buf) != readSize {
-			t.Fatalf("chunks of %d: buffer of %d bytes after the large frames, want %d", maxChunk, len(fr.buf), readSize)
+		if len(fr.buf) > maxBuffer {
+			t.Fatalf("chunks of %d: buffer of %d bytes after the large frames, want at most %d", maxChunk, len(fr.buf), maxBuffer)
 		}
 	}
 }
@@ -91,6 +91,11 @@ func TestFrameReaderReusesItsBuffer(t *testing.T) {
 	frame := lengthPrefixed(make([]byte, 200))
 	r := &repeatReader{frame: frame}
 	fr := newFrameReader(r, nil)
+	for range 100 { // grow to the busy size first
+		if _, err := fr.next(1 << 20); err != nil {
+			t.Fatal(err)
+		}
+	}
 	allocs := testing.AllocsPerRun(1000, func() {
 		if _, err := fr.next(1 << 20); err != nil {
 			t.Fatal(err)
@@ -99,6 +104,52 @@ func TestFrameReaderReusesItsBuffer(t *testing.T) {
 	if allocs != 0 {
 		t.Fatalf("%.2f allocations per frame, want 0", allocs)
 	}
+}
+
+// The buffer grows to maxBuffer while reads fill it, and shrinks back to
+// minBuffer once the link reads little: an idle link costs 4 KiB, not 64.
+func TestFrameReaderGrowsUnderLoadAndShrinksAtRest(t *testing.T) {
+	frame := lengthPrefixed(make([]byte, 100))
+	r := &switchReader{busy: &repeatReader{frame: frame}}
+	fr := newFrameReader(r, nil)
+	if len(fr.buf) != minBuffer {
+		t.Fatalf("a new link's buffer: %d bytes, want %d", len(fr.buf), minBuffer)
+	}
+	for i := 0; len(fr.buf) < maxBuffer; i++ {
+		if i > 10000 {
+			t.Fatalf("busy: buffer still %d bytes after %d frames, want %d", len(fr.buf), i, maxBuffer)
+		}
+		if _, err := fr.next(1 << 20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// At rest: each read brings one frame (what a trickle of events does).
+	r.trickle = true
+	for i := 0; len(fr.buf) > minBuffer; i++ {
+		if i > 10000 {
+			t.Fatalf("at rest: buffer still %d bytes after %d frames, want %d", len(fr.buf), i, minBuffer)
+		}
+		if _, err := fr.next(1 << 20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fr.size != minBuffer || len(fr.buf) != minBuffer {
+		t.Fatalf("at rest: target %d, buffer %d, want %d", fr.size, len(fr.buf), minBuffer)
+	}
+}
+
+// switchReader reads from busy as much as it is given, or, once trickle is
+// set, one frame per read.
+type switchReader struct {
+	busy    *repeatReader
+	trickle bool
+}
+
+func (r *switchReader) Read(p []byte) (int, error) {
+	if r.trickle {
+		p = p[:min(len(p), len(r.busy.frame)-r.busy.off)]
+	}
+	return r.busy.Read(p)
 }
 
 // repeatReader returns frame over and over, in whatever room Read is given.

@@ -28,6 +28,8 @@ type blastResult struct {
 	HandlerDropped uint64  `json:"handler_dropped"`
 	Overflowed     uint64  `json:"overflowed"`
 	EmitErrors     int64   `json:"emit_errors"`
+	EmitWaits      uint64  `json:"emit_waits"`    // Emit calls that waited for back-pressure
+	EmitWaited     float64 `json:"emit_waited_s"` // the time they waited, in all
 	// CPUPerDelivery is the process's CPU time per event delivered to a
 	// receiver's handler, in ns, everything included (emit, links, routing,
 	// handlers, GC): the figure to compare across commits on a busy machine.
@@ -142,6 +144,7 @@ func blast(o options, c *cluster) (blastResult, error) {
 	}
 	emitter := c.nodes[0]
 	pad := any(make([]byte, o.Size-16)) // boxed once: Emit encodes it, and never keeps it
+	st0 := emitter.Stats()
 	cpu0 := processCPU()
 	start := time.Now()
 	end := start.Add(o.Duration)
@@ -161,6 +164,8 @@ func blast(o options, c *cluster) (blastResult, error) {
 		}
 	}
 	r.EmitSeconds = time.Since(start).Seconds()
+	st := emitter.Stats().Sub(st0)
+	r.EmitWaits, r.EmitWaited = st.EmitWaits, st.EmitWaited.Seconds()
 	complete := drain(ts, sent, max(10*time.Second, 3*o.Duration))
 	elapsed := time.Since(start)
 	r.CPUPerDelivery = cpuPerDelivery(processCPU()-cpu0, sent*int64(len(ts)))
