@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/verbosemesh/verbose/internal/testca"
 	"github.com/verbosemesh/verbose/mesh"
 	"github.com/verbosemesh/verbose/relay"
@@ -290,3 +292,40 @@ func dialStranger(ctx context.Context, addr, id string, confirm bool) error {
 	}
 	return err
 }
+
+// A node says at start how its relay links are authenticated: one warning
+// when it is open, none when a cluster key keys its links.
+func TestStartLogSaysWhetherOpen(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		key  []byte
+		open bool
+	}{{"open", nil, true}, {"keyed", []byte("0123456789abcdef"), false}} {
+		var mu sync.Mutex
+		var out strings.Builder
+		log := hclog.New(&hclog.LoggerOptions{Name: tc.name, Level: hclog.Info, Output: writerFunc(func(p []byte) (int, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return out.Write(p)
+		})})
+		n, err := mesh.New(mesh.Config{NodeID: tc.name, GossipKey: tc.key, Logger: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n.Close()
+		mu.Lock()
+		text := out.String()
+		mu.Unlock()
+		warned := strings.Count(text, "[WARN]") == 1 && strings.Contains(text, "relay links are not authenticated")
+		if warned != tc.open {
+			t.Errorf("%s node's log: %q", tc.name, text)
+		}
+		if !tc.open && !strings.Contains(text, "authenticated and encrypted with the cluster key") {
+			t.Errorf("keyed node's log does not say so: %q", text)
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
