@@ -238,3 +238,38 @@ func (pl *peerLog) total() int {
 	defer pl.mu.Unlock()
 	return len(pl.evs)
 }
+
+// A dialer that closes its link and connects again, in the same boot,
+// numbers its frames from 1 on the new link: the acceptor's link, which
+// remembers the old one's, starts afresh (the dialer's HELLO does not ack
+// the acceptor's boot), instead of taking the new frames for duplicates.
+func TestRedialWithNewLinkDelivers(t *testing.T) {
+	a := tcpNode(t, "a", nil)
+	b := tcpNode(t, "b", nil)
+	got := listen(a, "x")
+	p, err := b.Connect(a.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the link", func() bool { return connected(a, 1)() && connected(b, 1)() })
+	for i := range 5 {
+		if err := b.Emit("x", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "5 events at a", func() bool { return len(got.all()) == 5 })
+	eventually(t, 10*time.Second, "b's buffer acknowledged", func() bool { return p.Buffered() == 0 })
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Connect(a.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the new link", func() bool { return connected(b, 1)() && connected(a, 1)() })
+	for i := 5; i < 10; i++ {
+		if err := b.Emit("x", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "10 events at a", func() bool { return len(got.all()) == 10 })
+}
