@@ -158,3 +158,48 @@ func TestKeylessConnectToKeyedCluster(t *testing.T) {
 		t.Fatalf("keyless peers %+v, want one link, not connected", peers)
 	}
 }
+
+// Strangers that handshake and vanish without a goodbye, against an agent
+// with --max-peers 20: 20 that only send a HELLO hold nothing, 20 that
+// complete the handshake hold the 20 slots while away; a real peer then
+// gets in (the stranger away longest is released for it).
+func TestStrangersCannotLockOutAPeer(t *testing.T) {
+	b := startTestAgent(t, "--node-id", "node-b", "--max-peers", "20")
+	addr := b.node.Addr().String()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := range 40 {
+		if err := stranger(ctx, addr, fmt.Sprint("stranger-", i), i >= 20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "20 strangers away", func() bool {
+		var ps []peerJSON
+		getJSON(t, b.url("/v1/peers"), &ps)
+		return len(ps) == 20
+	})
+	a := startTestAgent(t, "--node-id", "node-a", "--connect", addr)
+	waitFor(t, 10*time.Second, "the real peer linked", func() bool {
+		var ps []peerJSON
+		getJSON(t, b.url("/v1/peers"), &ps)
+		for _, p := range ps {
+			if p.ID == "node-a" && p.State == "connected" {
+				return len(ps) == 20
+			}
+		}
+		return false
+	})
+	got := make(chan mesh.Event, 1)
+	a.node.On("x", func(e mesh.Event) {
+		select {
+		case got <- e:
+		default:
+		}
+	})
+	emitJSON(t, b, `{"event":"x","args":[1]}`)
+	select {
+	case <-got:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the real peer got no event")
+	}
+}
