@@ -144,11 +144,14 @@ func TestEncryptFile(t *testing.T) {
 		{"--encrypt-file", filepath.Join(dir, "none")},
 		{"--encrypt-file", short},
 		{"--encrypt-file", good, "--encrypt", key},
-		{"--encrypt-file", good, "--gossip", ""},
 	} {
 		if _, _, err := parseAgentFlags(args); err == nil || !strings.Contains(err.Error(), "--encrypt-file") {
 			t.Errorf("%v: error %v, want one naming --encrypt-file", args, err)
 		}
+	}
+	// Without gossip, the key keys the relay links.
+	if o, _, err := parseAgentFlags([]string{"--encrypt-file", good, "--gossip", ""}); err != nil || len(o.cfg.GossipKey) != 32 {
+		t.Errorf("--encrypt-file without --gossip: %v", err)
 	}
 }
 

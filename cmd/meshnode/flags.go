@@ -396,8 +396,9 @@ func (o *agentOptions) check(v *agentFlagValues) error {
 	return nil
 }
 
-// checkKey takes the gossip key from --encrypt or --encrypt-file (one of
-// them: the file keeps the key out of ps and /proc/PID/cmdline).
+// checkKey takes the cluster key from --encrypt or --encrypt-file (one of
+// them: the file keeps the key out of ps and /proc/PID/cmdline). It
+// encrypts gossip and keys relay links.
 func (o *agentOptions) checkKey(v *agentFlagValues) error {
 	flagName, text := "encrypt", v.encrypt
 	if v.encryptFile != "" {
@@ -423,9 +424,7 @@ func (o *agentOptions) checkKey(v *agentFlagValues) error {
 	if n := len(key); n != 16 && n != 24 && n != 32 {
 		return bad(flagName, "the key must be 16, 24 or 32 bytes, got %d", n)
 	}
-	if o.cfg.GossipAddr == "" {
-		return bad(flagName, "needs --gossip (it encrypts gossip)")
-	}
+	// Without --gossip the key still keys relay links (--connect only).
 	o.cfg.GossipKey = key
 	return nil
 }
