@@ -67,7 +67,6 @@ func TestAgentFlagErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--slow-consumer", "sometimes"}, "slow-consumer"},
 		{[]string{"--encrypt", "not base64!"}, "--encrypt"},
 		{[]string{"--encrypt", base64.StdEncoding.EncodeToString(make([]byte, 15))}, "--encrypt"},
-		{[]string{"--gossip", "", "--encrypt", base64.StdEncoding.EncodeToString(make([]byte, 16))}, "--encrypt"},
 		{[]string{"--gossip", "", "--join", "a:1"}, "--join"},
 		{[]string{"--join", ""}, "join"},
 		{[]string{"--tls-cert", "c.pem"}, "--tls-cert"},
