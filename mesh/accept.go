@@ -73,6 +73,7 @@ func (n *Node) handleConn(conn net.Conn) {
 		relay.Refuse(conn, "not a neighbour in the partial view")
 		return
 	}
+	authenticated := relay.Authenticated(conn)
 	n.mu.Lock()
 	if n.isClosed() {
 		n.mu.Unlock()
@@ -90,38 +91,66 @@ func (n *Node) handleConn(conn net.Conn) {
 		delete(n.left, hello.NodeID) // restarted: a new incarnation
 	}
 	p := n.inbound[hello.NodeID]
+	var refusal error
+	switch {
+	case p != nil && p.provisional:
+		refusal = fmt.Errorf("mesh: a handshake of %q is already in progress", hello.NodeID)
+	case p != nil && !authenticated && !n.open && p.link.State() == relay.Connected:
+		// Under TLS, only a connection that proves the NodeID replaces
+		// its live link (an open node proves nothing, for anyone).
+		refusal = authError(hello.NodeID)
+	case p == nil && n.unconfirmed >= maxUnconfirmed:
+		refusal = fmt.Errorf("%w: %d handshakes in progress", ErrMaxPeers, n.unconfirmed)
+	case p == nil && n.slotsUsedLocked() >= n.cfg.MaxPeers && n.evictableLocked(nil) == nil:
+		refusal = fmt.Errorf("%w: MaxPeers is %d", ErrMaxPeers, n.cfg.MaxPeers)
+	}
+	if refusal != nil {
+		n.mu.Unlock()
+		n.log.Warn("refused a connection", "peer", hello.NodeID, "addr", addr, "error", refusal)
+		relay.Refuse(conn, refusal.Error())
+		n.pdisp.peerEvent(PeerEvent{Kind: Rejected, PeerID: hello.NodeID, Addr: addr, Err: refusal})
+		return
+	}
 	if p == nil {
-		if len(n.peers) >= n.cfg.MaxPeers {
-			n.mu.Unlock()
-			err := fmt.Errorf("%w: MaxPeers is %d", ErrMaxPeers, n.cfg.MaxPeers)
-			relay.Refuse(conn, err.Error())
-			n.pdisp.peerEvent(PeerEvent{Kind: Rejected, PeerID: hello.NodeID, Addr: addr, Err: err})
-			return
-		}
+		// Provisional until the dialer completes the handshake: routed,
+		// but holding no slot (admission.go).
 		link, err := relay.NewInbound(n.rcfg, n.h)
 		if err != nil { // the config was validated in New
 			n.mu.Unlock()
 			conn.Close()
 			return
 		}
-		p = &Peer{node: n, link: link}
+		p = &Peer{node: n, link: link, provisional: true, abandon: make(chan struct{})}
 		n.peers[link] = p
+		n.unconfirmed++
 		n.router.addLink(link, p)
 		n.inbound[hello.NodeID] = p
 		n.wg.Add(1)
 		go n.watchInbound(p)
+	} else if n.open && p.link.State() == relay.Connected {
+		n.log.Info("a newer connection replaces a live link (unauthenticated: this node is open)", "peer", hello.NodeID, "addr", addr)
 	}
 	n.mu.Unlock()
 	p.link.Attach(conn, hello)
 }
 
 // watchInbound forgets an accepted link once it stops for good (its peer
-// was gone for BufferTimeout, or the node closed).
+// was gone for BufferTimeout, or the node closed), and closes it when it
+// was abandoned before its dialer completed the handshake.
 func (n *Node) watchInbound(p *Peer) {
 	defer n.wg.Done()
 	select {
 	case <-p.link.Done():
 		n.removeClosed(p)
+	case <-p.abandon:
+		n.closeAbandoned(p)
 	case <-n.stop:
+		// Close closes the links it still has; one abandoned before it
+		// started is no longer among them.
+		select {
+		case <-p.abandon:
+			n.closeAbandoned(p)
+		default:
+		}
 	}
 }

@@ -67,7 +67,12 @@ type Config struct {
 	// AdvertiseAddr is the gossip address other members should use, when
 	// the bind address is not reachable from them.
 	AdvertiseAddr string
-	// GossipKey is memberlist's encryption key: 16, 24 or 32 bytes.
+	// GossipKey is the cluster key: 16, 24 or 32 bytes. It encrypts
+	// memberlist's gossip and, unless Transport is TLS (certificates then
+	// authenticate links), relay links too: they run over mutual TLS 1.3
+	// with certificates derived from it (relay.Keyed), so that only nodes
+	// holding the key can link, read or emit. Without GossipAddr it keys
+	// the relay links alone.
 	GossipKey []byte
 	// Logger receives the node's logs, memberlist's included. Default:
 	// hclog at Info to stderr.
@@ -205,9 +210,6 @@ func (c Config) Validate() error {
 	gossip := c.GossipAddr != "" || c.opts != nil && c.opts.GossipTransport != nil
 	if c.AdvertiseAddr != "" && !gossip {
 		return bad("AdvertiseAddr", "needs GossipAddr")
-	}
-	if len(c.GossipKey) > 0 && !gossip {
-		return bad("GossipKey", "needs GossipAddr")
 	}
 	return nil
 }

@@ -70,6 +70,12 @@ type Node struct {
 	left    map[string]left  // remote NodeID → the member's incarnation that left (see releaseLeft)
 	ln      net.Listener
 	pending map[net.Conn]struct{} // accepted connections still handshaking
+	// unconfirmed counts the provisional accepted links: in peers, but
+	// holding no slot (admission.go).
+	unconfirmed int
+	// open: the transport proves no NodeID (not TLS), so a newer
+	// connection may replace a live link, as anyone may claim any id.
+	open bool
 
 	router   *router
 	handlers *handlerTable
@@ -114,6 +120,9 @@ func New(cfg Config) (*Node, error) {
 		handlers: newHandlerTable(),
 		stop:     make(chan struct{}),
 	}
+	if err := n.secureRelay(); err != nil {
+		return nil, err
+	}
 	n.seq = n.boot
 	n.selfPath = []string{n.id}
 	n.h = linkHandler{n}
@@ -126,7 +135,7 @@ func New(cfg Config) (*Node, error) {
 		BufferMax:     cfg.BufferMax,
 		AckInterval:   cfg.AcknowledgeInterval,
 		MaxFrameSize:  cfg.MaxFrameSize,
-		Transport:     cfg.Transport,
+		Transport:     n.cfg.Transport,
 		Logger:        n.log,
 	}
 	if err := n.rcfg.Validate(); err != nil {
@@ -229,15 +238,21 @@ func (n *Node) Connect(addr string) (*Peer, error) {
 
 func (n *Node) dial(addr, member string) (*Peer, error) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
 	if n.isClosed() {
+		n.mu.Unlock()
 		return nil, ErrClosed
 	}
-	if len(n.peers) >= n.cfg.MaxPeers {
+	victim, held, ok := n.makeRoomLocked()
+	if !ok {
+		n.mu.Unlock()
 		return nil, fmt.Errorf("%w: connect %s: MaxPeers is %d", ErrMaxPeers, addr, n.cfg.MaxPeers)
 	}
 	link, err := relay.Dial(n.rcfg, addr, n.h)
 	if err != nil {
+		n.mu.Unlock()
+		if victim != nil {
+			n.evicted(victim, held, addr)
+		}
 		return nil, fmt.Errorf("mesh: connect %s: %w", addr, err)
 	}
 	p := &Peer{node: n, link: link}
@@ -245,6 +260,10 @@ func (n *Node) dial(addr, member string) (*Peer, error) {
 	n.router.addLink(link, p)
 	if member != "" {
 		n.members[member] = p
+	}
+	n.mu.Unlock()
+	if victim != nil {
+		n.evicted(victim, held, addr)
 	}
 	return p, nil
 }

@@ -92,6 +92,13 @@ func (s PeerState) String() string {
 type Peer struct {
 	node *Node
 	link *relay.Link
+
+	// Admission (admission.go), guarded by node.mu: an accepted link is
+	// provisional, holding no slot, until its dialer completes the
+	// handshake; abandon is closed when it is forgotten before that.
+	provisional bool
+	abandon     chan struct{}
+	abandonHeld int
 }
 
 // ID returns the remote NodeID, "" before the first handshake.

@@ -25,8 +25,8 @@ func TestMutualTLSLink(t *testing.T) {
 		}
 		return n
 	}
-	a := mk("a", ca.ServerConfig("127.0.0.1"))
-	b := mk("b", ca.ServerConfig("127.0.0.1"))
+	a := mk("a", ca.NodeConfig("a", "127.0.0.1"))
+	b := mk("b", ca.NodeConfig("b", "127.0.0.1"))
 	got := listen(b, "secret")
 	if _, err := b.Connect(a.Addr().String()); err != nil {
 		t.Fatal(err)
@@ -37,7 +37,7 @@ func TestMutualTLSLink(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "delivery over TLS", func() bool { return len(got.all()) == 1 })
 
-	stranger := mk("z", testca.New(t).ServerConfig("127.0.0.1"))
+	stranger := mk("z", testca.New(t).NodeConfig("z", "127.0.0.1"))
 	apeers, zpeers := watchPeers(a), watchPeers(stranger)
 	if _, err := stranger.Connect(a.Addr().String()); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,15 @@
 // membership or handlers. The wire format is specified in PROTOCOL.md at the
 // root of the repository.
 //
+// # Identity
+//
+// A HELLO claims a NodeID; a TLS connection proves it. When the connection
+// carries the remote's certificate, the handshake refuses it unless the
+// certificate names the claimed id (CN or DNS SAN), on both sides
+// (ErrIdentity); Authenticated tells whether a connection proved its id.
+// Keyed derives a mutual-TLS transport from a cluster key (identity.go,
+// keyed.go). Without either, a NodeID is only a claim.
+//
 // # Structure
 //
 // Every protocol decision lives in machine, a plain state machine with no

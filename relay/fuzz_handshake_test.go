@@ -25,6 +25,16 @@ func FuzzHandshake(f *testing.F) {
 	wrong = hello
 	wrong.Boot, wrong.Window = 0, 0
 	f.Add(relay.AppendFrame(nil, relay.Frame{Type: relay.FrameHello, Hello: wrong}))
+	// Version 4: the dialer's ACK follows its HELLO (it completes the
+	// handshake for the acceptor); a version 3 HELLO is refused.
+	f.Add(relay.AppendFrame(relay.AppendFrame(nil, relay.Frame{Type: relay.FrameHello, Hello: hello}), relay.Frame{Type: relay.FrameAck}))
+	f.Add(relay.AppendFrame(relay.AppendFrame(nil, relay.Frame{Type: relay.FrameHello, Hello: hello}), relay.Frame{Type: relay.FrameAck, Seq: 9}))
+	wrong = hello
+	wrong.Version = 3
+	f.Add(relay.AppendFrame(nil, relay.Frame{Type: relay.FrameHello, Hello: wrong}))
+	wrong = hello
+	wrong.AckBoot, wrong.Ack = 1, 5 // acks the dialer's boot: its stream is remembered
+	f.Add(relay.AppendFrame(nil, relay.Frame{Type: relay.FrameHello, Hello: wrong}))
 	f.Add(relay.AppendFrame(nil, relay.Frame{Type: relay.FrameReject, Reason: "go away"}))
 	f.Add(relay.AppendFrame(nil, relay.Frame{Type: relay.FrameData, Seq: 1, Payload: []byte("x")}))
 	f.Add([]byte{0, 0, 0, 1, 0xc1})

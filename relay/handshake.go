@@ -14,7 +14,9 @@ const refuseTimeout = 2 * time.Second
 
 // Accept runs the acceptor half of the handshake on a fresh connection: it
 // reads the remote HELLO (deadline Timeout) and validates version and
-// channel. On a mismatch or a malformed first frame it writes REJECT with
+// channel, and, when the connection carries the remote's TLS certificate,
+// that the certificate names the NodeID the HELLO claims (ErrIdentity;
+// Authenticated then tells whether the claim is proven). On a mismatch or a malformed first frame it writes REJECT with
 // the reason, closes conn and returns an error wrapping ErrRejected. On
 // success the caller passes conn and the Hello to a Link's Attach, or calls
 // Refuse.
@@ -33,6 +35,9 @@ func Accept(cfg Config, conn net.Conn) (Hello, error) {
 	}
 	if err == nil {
 		err = checkHello(cfg, f.Hello)
+	}
+	if err == nil {
+		err = checkIdentity(conn, f.Hello.NodeID)
 	}
 	if err != nil {
 		Refuse(conn, err.Error())
@@ -114,6 +119,10 @@ func (l *Link) handshake(conn net.Conn, br *bufio.Reader, hello Hello) (Hello, e
 		return Hello{}, err
 	}
 	if err := checkHello(l.cfg, f.Hello); err != nil {
+		Refuse(conn, err.Error())
+		return Hello{}, fmt.Errorf("%w: %w", ErrRejected, err)
+	}
+	if err := checkIdentity(conn, f.Hello.NodeID); err != nil {
 		Refuse(conn, err.Error())
 		return Hello{}, fmt.Errorf("%w: %w", ErrRejected, err)
 	}

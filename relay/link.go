@@ -55,7 +55,8 @@ type Link struct {
 	dropErr     error
 	space       chan struct{} // closed and replaced when WaitSpace should look again
 	spaceWanted bool
-	redial      bool // Redial asked: dial now, back-off reset
+	redial      bool      // Redial asked: dial now, back-off reset
+	lastReport  time.Time // when idle last reported the machine's events (drops while down)
 }
 
 type attachment struct {
@@ -115,10 +116,19 @@ func (l *Link) Send(payload []byte) {
 		l.mu.Unlock()
 		return
 	}
+	quiet := len(l.m.events) == 0
 	l.m.Send(payload)
 	l.buffered.Store(int64(l.m.buffered()))
+	// Connected, the writer sends it and reports what the machine decided.
+	// Down, there is nothing to write: the loop is woken only by the first
+	// drop since its last report, which it reports at most once per
+	// reportInterval (idle), so that an Emit to a thousand absent peers
+	// costs a thousand buffer appends, not a thousand wake-ups.
+	wake := l.State() == Connected || quiet && len(l.m.events) > 0
 	l.mu.Unlock()
-	l.poke() // the writer sends it, and reports what the machine decided
+	if wake {
+		l.poke()
+	}
 }
 
 // WaitSpace returns nil once Buffered() < BufferMax or the link is not
@@ -169,6 +179,18 @@ func (l *Link) RemoteWindow() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.m.peer.Window
+}
+
+// DownSince is when the link was last seen connected (or made, if it
+// never was); zero while it is connected. For an owner choosing which
+// absent peer to give up first.
+func (l *Link) DownSince() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m.up {
+		return time.Time{}
+	}
+	return l.m.downSince
 }
 
 // Addr is the dial address, or the remote address of the current (or last)

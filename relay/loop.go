@@ -109,6 +109,10 @@ func (l *Link) hasAttach() bool {
 	return l.attach != nil
 }
 
+// reportInterval is how often a link that is down reports the drops of
+// the payloads sent to it: one Overflow per interval, with their count.
+const reportInterval = time.Second
+
 // idle waits while disconnected until until (zero: indefinitely), an attach,
 // a Redial (when waiting to redial) or Close, ticking the machine so that the buffer expires on time. It
 // returns false when the link must stop.
@@ -122,10 +126,22 @@ func (l *Link) idle(until time.Time) bool {
 			return true
 		}
 		next := l.m.NextDeadline()
-		evs := l.takeEventsLocked() // what Send decided while the link was down
+		now := time.Now()
+		var evs []Event
+		if len(l.m.events) > 0 {
+			// What Send decided while the link was down (drops, coalesced
+			// by the machine): reported at most once per reportInterval.
+			if at := l.lastReport.Add(reportInterval); now.Before(at) {
+				if at.Before(next) {
+					next = at
+				}
+			} else {
+				evs = l.takeEventsLocked()
+				l.lastReport = now
+			}
+		}
 		l.mu.Unlock()
 		l.report(evs)
-		now := time.Now()
 		if !until.IsZero() {
 			if !now.Before(until) {
 				return true

@@ -33,6 +33,7 @@ type machine struct {
 
 	// Connection.
 	up, everUp bool
+	confirmed  bool // inbound: the dialer sent a frame on this connection (EventConfirmed)
 	peer       Hello
 	lastRx     time.Time // last frame received
 	lastTx     time.Time // last bytes handed to the writer
@@ -166,9 +167,12 @@ func (m *machine) ackUpTo(seq uint64) {
 }
 
 // Connected starts a connection after the HELLO exchange: it resets the
-// receive state if the remote restarted and queues the resend.
+// receive state if the remote restarted, or has no memory of our stream
+// (its ackBoot is not our boot: its link state is new, so is its
+// numbering), and queues the resend. A dialer owes the acceptor a frame
+// at once (an ACK), which completes the handshake for the acceptor.
 func (m *machine) Connected(remote Hello, now time.Time) {
-	if remote.Boot != m.peerBoot {
+	if remote.Boot != m.peerBoot || remote.AckBoot != m.cfg.Boot {
 		m.peerBoot, m.received, m.delivered, m.ackSent = remote.Boot, 0, 0, 0
 	}
 	m.peer = remote
@@ -177,7 +181,7 @@ func (m *machine) Connected(remote Hello, now time.Time) {
 		m.ackUpTo(remote.Ack)
 	}
 	m.ackEvery = uint64(max(1, remote.Window/4))
-	m.up, m.ackDue = true, false
+	m.up, m.ackDue, m.confirmed = true, m.outbound, m.outbound
 	m.lastRx, m.lastTx, m.lastAck = now, now, now
 	m.expired = false
 	m.emit(Event{Kind: EventHandshake})
@@ -211,6 +215,7 @@ func (m *machine) Receive(f Frame, now time.Time) (deliver []byte, seq uint64, e
 		return nil, 0, ErrClosed
 	}
 	m.lastRx = now
+	m.confirm()
 	switch f.Type {
 	case FrameData:
 		return m.ReceiveData(f.Seq, f.Payload, now)
@@ -233,6 +238,7 @@ func (m *machine) ReceiveData(seq uint64, payload []byte, now time.Time) (delive
 		return nil, 0, ErrClosed
 	}
 	m.lastRx = now
+	m.confirm()
 	if seq <= m.received {
 		return nil, 0, nil // a resent duplicate
 	}
@@ -240,6 +246,15 @@ func (m *machine) ReceiveData(seq uint64, payload []byte, now time.Time) (delive
 	// overflow or expiry and has reported it.
 	m.received = seq
 	return payload, seq, nil
+}
+
+// confirm notes the first frame of an inbound connection: the dialer has
+// accepted our HELLO and is there (EventConfirmed). One bool test per frame.
+func (m *machine) confirm() {
+	if !m.confirmed {
+		m.confirmed = true
+		m.emit(Event{Kind: EventConfirmed})
+	}
 }
 
 // Delivered records that the handler has returned for seq: it becomes

@@ -48,10 +48,26 @@ func feed(t testing.TB, m *machine, frames []Frame, now time.Time) []string {
 	return got
 }
 
+// connect runs the handshake between a dialer and an acceptor, including
+// the dialer's ACK that completes it for the acceptor (version 4).
 func connect(a, b *machine, now time.Time) {
 	ha, hb := a.hello(), b.hello()
 	a.Connected(hb, now)
 	b.Connected(ha, now)
+	for _, m := range []struct{ from, to *machine }{{a, b}, {b, a}} {
+		if !m.from.outbound {
+			continue
+		}
+		for r := bytes.NewReader(m.from.AppendPending(nil, now, 1)); r.Len() > 0; { // limit 1: the ACK alone
+			f, err := ReadFrame(r, 1<<30)
+			if err != nil || f.Type != FrameAck {
+				panic(fmt.Sprintf("the dialer's first frame: %+v, %v", f, err))
+			}
+			if _, _, err := m.to.Receive(f, now); err != nil {
+				panic(err)
+			}
+		}
+	}
 }
 
 func data(seq uint64, p string) Frame { return Frame{Type: FrameData, Seq: seq, Payload: []byte(p)} }
@@ -316,7 +332,8 @@ func TestMachineReconnectEvents(t *testing.T) {
 	if got := kinds(a.takeEvents()); !reflect.DeepEqual(got, want) {
 		t.Fatalf("dialer: %v, want %v", got, want)
 	}
-	want = []EventKind{EventHandshake, EventDisconnect, EventHandshake}
+	// The acceptor counts a connection complete at the dialer's first frame.
+	want = []EventKind{EventHandshake, EventConfirmed, EventDisconnect, EventHandshake, EventConfirmed}
 	if got := kinds(b.takeEvents()); !reflect.DeepEqual(got, want) {
 		t.Fatalf("inbound: %v, want %v", got, want)
 	}
@@ -343,5 +360,49 @@ func TestMachineConnectedSlackTrimmedOnDisconnect(t *testing.T) {
 	}
 	if dropped != 12 || a.buffered() != 8 || a.firstSeq() != 13 {
 		t.Fatalf("after disconnect: dropped %d, buffered %d from %d; want 12, 8 from 13", dropped, a.buffered(), a.firstSeq())
+	}
+}
+
+// A dialer owes the acceptor a frame at once: an acceptor that got only a
+// HELLO has not seen the handshake complete (no EventConfirmed).
+func TestMachineDialerConfirmsAtOnce(t *testing.T) {
+	a := newMachine(testConfig("a", 11), true, t0)
+	b := newMachine(testConfig("b", 22), false, t0)
+	a.Connected(b.hello(), t0)
+	b.Connected(a.hello(), t0)
+	if got := kinds(b.takeEvents()); !reflect.DeepEqual(got, []EventKind{EventHandshake}) {
+		t.Fatalf("acceptor before the dialer's first frame: %v", got)
+	}
+	if b.Pending() {
+		t.Fatal("the acceptor owes nothing after its HELLO")
+	}
+	got := drain(t, a, t0)
+	if !reflect.DeepEqual(got, []Frame{{Type: FrameAck, Seq: 0}}) {
+		t.Fatalf("the dialer's first frames: %+v, want one ACK", got)
+	}
+	feed(t, b, got, t0)
+	if got := kinds(b.takeEvents()); !reflect.DeepEqual(got, []EventKind{EventConfirmed}) {
+		t.Fatalf("acceptor after the dialer's ACK: %v", got)
+	}
+}
+
+// A remote that forgot our stream (its link state is new: its ackBoot is
+// not our boot) numbers its payloads from 1 again, in the same boot: the
+// receive state is reset, or its first payloads would pass for duplicates.
+func TestMachineRemoteWithNewLinkState(t *testing.T) {
+	a := newMachine(testConfig("a", 11), true, t0)
+	b := newMachine(testConfig("b", 22), false, t0)
+	connect(a, b, t0)
+	sendN(b, 1, 3)
+	if got := feed(t, a, drain(t, b, t0), t0); len(got) != 3 {
+		t.Fatalf("delivered %v", got)
+	}
+	a.Disconnected(errors.New("cut"), t0)
+	// b's link is forgotten (expired, evicted) and made anew: same boot.
+	b = newMachine(testConfig("b", 22), false, t0)
+	connect(a, b, t0)
+	sendN(b, 1, 2)
+	if got := feed(t, a, drain(t, b, t0), t0); !reflect.DeepEqual(got, []string{"p1", "p2"}) {
+		t.Fatalf("after the remote's link was made anew: delivered %v, want [p1 p2]", got)
 	}
 }

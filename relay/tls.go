@@ -13,7 +13,8 @@ var ErrNoTLSConfig = errors.New("relay: tls transport without a config")
 
 // tlsTransport carries links over TLS on TCP.
 type tlsTransport struct {
-	cfg *tls.Config // a private clone; nil means misconfigured
+	cfg  *tls.Config // a private clone; nil means misconfigured
+	base Transport   // what TLS runs over; nil: TCP
 }
 
 // TLS returns a transport that runs TLS over TCP (TCP_NODELAY, keep-alive).
@@ -44,7 +45,7 @@ func (t tlsTransport) Listen(addr string) (net.Listener, error) {
 	if t.cfg == nil {
 		return nil, transportError("listen", addr, ErrNoTLSConfig)
 	}
-	l, err := TCP().Listen(addr)
+	l, err := t.under().Listen(addr)
 	if err != nil {
 		return nil, err
 	}
@@ -66,9 +67,9 @@ func (t tlsTransport) Dial(ctx context.Context, addr string) (net.Conn, error) {
 		cfg = cfg.Clone()
 		cfg.ServerName = host
 	}
-	raw, err := dialTCP(ctx, addr)
+	raw, err := t.dialBase(ctx, addr)
 	if err != nil {
-		return nil, transportError("dial", addr, err)
+		return nil, err
 	}
 	c := tls.Client(raw, cfg)
 	if err := c.HandshakeContext(ctx); err != nil {
@@ -76,4 +77,22 @@ func (t tlsTransport) Dial(ctx context.Context, addr string) (net.Conn, error) {
 		return nil, transportError("tls handshake with", addr, err)
 	}
 	return c, nil
+}
+
+func (t tlsTransport) under() Transport {
+	if t.base == nil {
+		return TCP()
+	}
+	return t.base
+}
+
+func (t tlsTransport) dialBase(ctx context.Context, addr string) (net.Conn, error) {
+	if t.base == nil {
+		c, err := dialTCP(ctx, addr)
+		if err != nil {
+			return nil, transportError("dial", addr, err)
+		}
+		return c, nil
+	}
+	return t.base.Dial(ctx, addr)
 }

@@ -56,6 +56,7 @@ const (
 	EventRejected                         // handshake refused; Err says why
 	EventOverflow                         // Dropped payloads discarded: buffer full (or too large)
 	EventExpired                          // disconnected for BufferTimeout: Dropped payloads forgotten
+	EventConfirmed                        // inbound only: the dialer's first frame after the handshake arrived (it completed the handshake)
 )
 
 func (k EventKind) String() string {
@@ -78,6 +79,8 @@ func (k EventKind) String() string {
 		return "overflow"
 	case EventExpired:
 		return "expired"
+	case EventConfirmed:
+		return "confirmed"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }

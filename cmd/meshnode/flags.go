@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -129,9 +130,9 @@ func newAgentFlagSet(o *agentOptions, v *agentFlagValues) *flag.FlagSet {
 	fs.TextVar(&o.cfg.SlowConsumer, "slow-consumer", mesh.Backpressure, "`policy` when handlers or a relayed-to link cannot keep up: backpressure (senders wait, nothing lost) or drop (this node's handlers drop past their queue, reported, and slow nobody)")
 	fs.BoolVar(&o.cfg.Flood, "flood", false, "send every event over every link (no broadcast tree); set it alike on every agent")
 	fs.DurationVar(&o.topologyInterval, "topology-interval", defaultTopologyInterval, "how often to report this agent's links and counters to the cluster for /v1/topology and /ui (a small $topology event); 0: never")
-	fs.StringVar(&v.encrypt, "encrypt", "", "gossip encryption key, base64 of 16, 24 or 32 bytes (visible in ps: prefer --encrypt-file)")
-	fs.StringVar(&v.encryptFile, "encrypt-file", "", "`file` holding the gossip encryption key in base64")
-	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate `file` for mutual TLS on relay links")
+	fs.StringVar(&v.encrypt, "encrypt", "", "cluster key, base64 of 16, 24 or 32 bytes: encrypts gossip and, without --tls-cert, authenticates and encrypts relay links (visible in ps: prefer --encrypt-file)")
+	fs.StringVar(&v.encryptFile, "encrypt-file", "", "`file` holding the cluster key (--encrypt) in base64")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate `file` for mutual TLS on relay links; its CN or a DNS SAN must be the --node-id")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key `file` for --tls-cert")
 	fs.StringVar(&o.tlsCA, "tls-ca", "", "PEM CA `file` that peers' certificates must chain to")
 	fs.StringVar(&o.dataDir, "data-dir", "", "`directory` for the agent's state: a snapshot of the members it knew, joined again at start (a restarted seed finds its cluster without --join)")
@@ -419,8 +420,9 @@ func (o *agentOptions) check(v *agentFlagValues) error {
 	return nil
 }
 
-// checkKey takes the gossip key from --encrypt or --encrypt-file (one of
-// them: the file keeps the key out of ps and /proc/PID/cmdline).
+// checkKey takes the cluster key from --encrypt or --encrypt-file (one of
+// them: the file keeps the key out of ps and /proc/PID/cmdline). It
+// encrypts gossip and keys relay links.
 func (o *agentOptions) checkKey(v *agentFlagValues) error {
 	flagName, text := "encrypt", v.encrypt
 	if v.encryptFile != "" {
@@ -446,9 +448,7 @@ func (o *agentOptions) checkKey(v *agentFlagValues) error {
 	if n := len(key); n != 16 && n != 24 && n != 32 {
 		return bad(flagName, "the key must be 16, 24 or 32 bytes, got %d", n)
 	}
-	if o.cfg.GossipAddr == "" {
-		return bad(flagName, "needs --gossip (it encrypts gossip)")
-	}
+	// Without --gossip the key still keys relay links (--connect only).
 	o.cfg.GossipKey = key
 	return nil
 }
@@ -512,6 +512,19 @@ func (o *agentOptions) tlsConfig() (*tls.Config, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, fmt.Errorf("--tls-ca: no PEM certificate in %s", o.tlsCA)
+	}
+	// Peers refuse a link whose certificate does not name the NodeID its
+	// handshake claims: say so now rather than at every link.
+	leaf, err := x509.ParseCertificate(cert.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("--tls-cert: %w", err)
+	}
+	names := append([]string{leaf.Subject.CommonName}, leaf.DNSNames...)
+	if o.cfg.NodeID == "" {
+		return nil, fmt.Errorf("--tls-cert: needs --node-id, which the certificate must name (its CN or a DNS SAN; it names %q)", names)
+	}
+	if !slices.Contains(names, o.cfg.NodeID) {
+		return nil, fmt.Errorf("--tls-cert: the certificate names %q, not --node-id %q (its CN or a DNS SAN must be the node id)", names, o.cfg.NodeID)
 	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,

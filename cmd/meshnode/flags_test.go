@@ -67,7 +67,6 @@ func TestAgentFlagErrorsNameTheFlag(t *testing.T) {
 		{[]string{"--slow-consumer", "sometimes"}, "slow-consumer"},
 		{[]string{"--encrypt", "not base64!"}, "--encrypt"},
 		{[]string{"--encrypt", base64.StdEncoding.EncodeToString(make([]byte, 15))}, "--encrypt"},
-		{[]string{"--gossip", "", "--encrypt", base64.StdEncoding.EncodeToString(make([]byte, 16))}, "--encrypt"},
 		{[]string{"--gossip", "", "--join", "a:1"}, "--join"},
 		{[]string{"--join", ""}, "join"},
 		{[]string{"--tls-cert", "c.pem"}, "--tls-cert"},
@@ -191,10 +190,11 @@ func TestClientCommandsAgainstAgent(t *testing.T) {
 func TestTLSFlagsBuildMutualTLS(t *testing.T) {
 	ca := testca.New(t)
 	dir := t.TempDir()
-	cert, key, caFile := ca.WriteFiles(dir)
-	tlsArgs := []string{"--tls-cert", cert, "--tls-key", key, "--tls-ca", caFile, "--gossip", ""}
-	b := startTestAgent(t, append(tlsArgs, "--node-id", "tls-b")...)
-	a := startTestAgent(t, append(tlsArgs, "--node-id", "tls-a", "--connect", b.node.Addr().String())...)
+	// Each certificate names its node id (a DNS SAN), as links require.
+	certB, keyB, caFile := ca.WriteFiles(dir, "127.0.0.1", "tls-b")
+	cert, key, _ := ca.WriteFiles(dir, "127.0.0.1", "tls-a")
+	b := startTestAgent(t, "--tls-cert", certB, "--tls-key", keyB, "--tls-ca", caFile, "--gossip", "", "--node-id", "tls-b")
+	a := startTestAgent(t, "--tls-cert", cert, "--tls-key", key, "--tls-ca", caFile, "--gossip", "", "--node-id", "tls-a", "--connect", b.node.Addr().String())
 	waitFor(t, 10*time.Second, "a TLS link a→b", func() bool {
 		var ps []peerJSON
 		getJSON(t, a.url("/v1/peers"), &ps)
@@ -207,6 +207,16 @@ func TestTLSFlagsBuildMutualTLS(t *testing.T) {
 	}
 	if _, err := o.tlsConfig(); err == nil || !strings.Contains(err.Error(), "--tls-ca") {
 		t.Errorf("missing CA file: %v", err)
+	}
+	// A certificate that does not name --node-id (or no --node-id at all).
+	for _, id := range []string{"tls-b", ""} {
+		o, _, err := parseAgentFlags([]string{"--tls-cert", cert, "--tls-key", key, "--tls-ca", caFile, "--node-id", id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := o.tlsConfig(); err == nil || !strings.Contains(err.Error(), "--tls-cert") || !strings.Contains(err.Error(), "node-id") {
+			t.Errorf("certificate for tls-a with --node-id %q: %v", id, err)
+		}
 	}
 	if _, _, err := parseAgentFlags([]string{"--help"}); !errors.Is(err, flag.ErrHelp) {
 		t.Errorf("--help: %v", err)

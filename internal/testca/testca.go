@@ -92,6 +92,20 @@ func (ca *CA) ServerConfig(hosts ...string) *tls.Config {
 	}
 }
 
+// NodeConfig is ServerConfig for a node whose NodeID is nodeID: its
+// certificate's CommonName is nodeID (the name a relay link checks against
+// the NodeID its HELLO claims), and it names hosts besides ("127.0.0.1"
+// and "localhost" when none are given).
+func (ca *CA) NodeConfig(nodeID string, hosts ...string) *tls.Config {
+	ca.t.Helper()
+	if len(hosts) == 0 {
+		hosts = []string{"127.0.0.1", "localhost"}
+	}
+	cfg := ca.ServerConfig(hosts...)
+	cfg.Certificates = []tls.Certificate{ca.issue(nodeID, hosts)}
+	return cfg
+}
+
 // ClientConfig returns a config for dialling a ServerConfig node: a client
 // certificate from this CA and this CA as the only trusted root.
 func (ca *CA) ClientConfig() *tls.Config {
