@@ -165,14 +165,19 @@ func (n *Node) abandonInbound(p *Peer) bool {
 	return true
 }
 
-// closeAbandoned closes an abandoned provisional link; what was routed to
-// it in its round trip is counted and reported (aggregated), not lost
-// silently.
+// closeAbandoned closes an abandoned provisional link. What was routed to
+// it in its round trip is released (Stats.Released, one log line per
+// link), not counted lost: its dialer never confirmed the link, and if it
+// comes back its next link shows it the gap, which its tree grafts from
+// this node's stores or from its other neighbours (as for the relayed
+// events of a closed link, reportUnacked). A dialer that never comes back
+// misses nothing it would have delivered.
 func (n *Node) closeAbandoned(p *Peer) {
 	p.link.Close()
-	if dropped := p.link.Buffered() + p.abandonHeld; dropped > 0 {
-		n.stats.expired.Add(uint64(dropped))
-		n.losses.add(lossKey{link: p.link, err: errUnconfirmed}, p, dropped)
+	if freed := p.link.Buffered() + p.abandonHeld; freed > 0 {
+		n.stats.released.Add(uint64(freed))
+		n.log.Info("released what was routed to a link whose dialer did not complete the handshake; it grafts them if it comes back",
+			"peer", p.ID(), "addr", p.Addr(), "released", freed, "error", errUnconfirmed)
 	}
 }
 

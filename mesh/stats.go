@@ -39,7 +39,7 @@ type Stats struct {
 	Forwarded      uint64 // event frames relayed to other links
 	Overflowed     uint64 // events dropped from peer buffers at BufferMax
 	Expired        uint64 // events dropped with a peer gone for BufferTimeout, or unacknowledged when this node closed
-	Released       uint64 // events buffered for members that left the cluster, freed unsent: not losses, they left
+	Released       uint64 // events freed unsent for a member that left the cluster or the partial view, or a link whose dialer never completed its handshake: not losses (the peer left, or its tree grafts them)
 	HandlerDropped uint64 // deliveries dropped because handlers were too slow
 	Skipped        uint64 // events declared lost after ReorderTimeout
 	Late           uint64 // events that arrived after a skip had declared them lost: dropped, reported as Overflow with ErrLate

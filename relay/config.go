@@ -12,7 +12,7 @@ import (
 )
 
 // Version is the link protocol version carried in HELLO.
-const Version = 4
+const Version = 5
 
 // Defaults applied to zero Config fields.
 const (

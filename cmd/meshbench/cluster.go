@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -20,6 +21,9 @@ type cluster struct {
 	log   hclog.Logger  // the nodes' root logger, silenced at close
 	raw   bool          // trackers are OnRaw handlers (--handler=raw)
 	slow  time.Duration // the last node's handler spends this per event (--slow-handler)
+	// partial: a partial view (--active-view): each node's links are its
+	// active view's, whose size is not known ahead.
+	partial bool
 }
 
 // clusterSpec says how to build a cluster.
@@ -33,7 +37,7 @@ type clusterSpec struct {
 // newCluster starts the nodes and, with spec.connect, links them and waits
 // for every link to be up.
 func newCluster(o options, spec clusterSpec, log hclog.Logger) (*cluster, error) {
-	c := &cluster{log: log, raw: o.Handler == "raw", slow: o.SlowHandler}
+	c := &cluster{log: log, raw: o.Handler == "raw", slow: o.SlowHandler, partial: o.ActiveView > 0}
 	var mnet *memnet.Network
 	var gossip *membership.MockNetwork
 	if spec.network == "mem" {
@@ -139,8 +143,23 @@ func (c *cluster) join() error {
 	return nil
 }
 
-// linksUp reports whether every node has its topology's links connected.
+// linksUp reports whether every node has its topology's links connected
+// (with a partial view: a view, and a connected link to each neighbour).
 func (c *cluster) linksUp() bool {
+	if c.partial {
+		for _, n := range c.nodes {
+			view := n.ActiveView()
+			if len(view) == 0 {
+				return false
+			}
+			for _, id := range view {
+				if !slices.ContainsFunc(n.Peers(), func(p *mesh.Peer) bool { return p.ID() == id && p.State() == mesh.Connected }) {
+					return false
+				}
+			}
+		}
+		return true
+	}
 	for i, n := range c.nodes {
 		up := 0
 		for _, p := range n.Peers() {

@@ -42,6 +42,7 @@ type options struct {
 	LogLevel     string
 	SlowHandler  time.Duration // the last node's handler cost per event
 	SlowConsumer mesh.SlowConsumerPolicy
+	ActiveView   int // mesh Config.ActiveView (with --topology join): a partial view
 }
 
 func parseOptions(args []string, stderr io.Writer) (options, error) {
@@ -52,7 +53,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.Size, "size", 128, "application bytes per event (index, timestamp, padding); at least 16")
 	fs.DurationVar(&o.Duration, "duration", 3*time.Second, "length of each timed phase (blast, paced latency)")
 	fs.IntVar(&o.Rate, "rate", 10000, "events/s of the paced latency phases")
-	fs.StringVar(&o.Topology, "topology", "mesh", "mesh (full mesh by Connect), join (full mesh by Join), line or ring")
+	fs.StringVar(&o.Topology, "topology", "mesh", "mesh (full mesh by Connect), join (full mesh by Join, or a partial view with --active-view), line or ring")
+	fs.IntVar(&o.ActiveView, "active-view", 0, "mesh Config.ActiveView with --topology join: each node links about N members (a partial view); 0 links every member")
 	fs.StringVar(&o.Network, "network", "tcp", "tcp (loopback) or mem (relay/memnet, in-process)")
 	phases := fs.String("phases", strings.Join(allPhases, ","), "comma list of phases to run: "+strings.Join(allPhases, ","))
 	converge := fs.String("converge", "5,20", "cluster sizes of the converge phase, comma list")
@@ -113,6 +115,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	if !slices.Contains([]string{"mesh", "join", "line", "ring"}, o.Topology) {
 		return bad("--topology must be mesh, join, line or ring, got %q", o.Topology)
 	}
+	if o.ActiveView < 0 || o.ActiveView > 0 && o.Topology != "join" {
+		return bad("--active-view needs --topology join, and must not be negative")
+	}
 	if o.Network != "tcp" && o.Network != "mem" {
 		return bad("--network must be tcp or mem, got %q", o.Network)
 	}
@@ -140,6 +145,7 @@ func (o options) meshConfig(log hclog.Logger) mesh.Config {
 		Timeout:             o.Timeout,
 		Flood:               o.Tree == "off",
 		SlowConsumer:        o.SlowConsumer,
+		ActiveView:          o.ActiveView,
 		Logger:              log,
 	}
 }

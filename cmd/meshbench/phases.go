@@ -14,22 +14,23 @@ import (
 
 // blastResult is the mesh throughput phase's figures.
 type blastResult struct {
-	Topology       string  `json:"topology"`
-	Receivers      int     `json:"receivers"`
-	Events         int64   `json:"events"`
-	Seconds        float64 `json:"seconds"` // first Emit to the last receiver complete
-	EmitSeconds    float64 `json:"emit_s"`  // first to last Emit
-	EvPerSec       float64 `json:"ev_s"`    // events/s delivered per receiver
-	Loss           int64   `json:"loss"`    // summed over receivers
-	Dups           int64   `json:"dups"`    // summed over receivers
-	Reordered      int64   `json:"reordered"`
-	Redundancy     float64 `json:"redundancy"` // event frames received per event per receiver
-	Forwarded      uint64  `json:"forwarded"`
-	HandlerDropped uint64  `json:"handler_dropped"`
-	Overflowed     uint64  `json:"overflowed"`
-	EmitErrors     int64   `json:"emit_errors"`
-	EmitWaits      uint64  `json:"emit_waits"`    // Emit calls that waited for back-pressure
-	EmitWaited     float64 `json:"emit_waited_s"` // the time they waited, in all
+	Topology           string  `json:"topology"`
+	Receivers          int     `json:"receivers"`
+	Events             int64   `json:"events"`
+	Seconds            float64 `json:"seconds"` // first Emit to the last receiver complete
+	EmitSeconds        float64 `json:"emit_s"`  // first to last Emit
+	EvPerSec           float64 `json:"ev_s"`    // events/s delivered per receiver
+	Loss               int64   `json:"loss"`    // summed over receivers
+	Dups               int64   `json:"dups"`    // summed over receivers
+	Reordered          int64   `json:"reordered"`
+	Redundancy         float64 `json:"redundancy"` // event frames received per event per receiver
+	Forwarded          uint64  `json:"forwarded"`
+	HandlerDropped     uint64  `json:"handler_dropped"`
+	Overflowed         uint64  `json:"overflowed"`
+	EmitErrors         int64   `json:"emit_errors"`
+	NoticesPerDelivery float64 `json:"notices_per_delivery"` // IHAVE batches sent, over all nodes, per delivery
+	EmitWaits          uint64  `json:"emit_waits"`           // Emit calls that waited for back-pressure
+	EmitWaited         float64 `json:"emit_waited_s"`        // the time they waited, in all
 	// CPUPerDelivery is the process's CPU time per event delivered to a
 	// receiver's handler, in ns, everything included (emit, links, routing,
 	// handlers, GC): the figure to compare across commits on a busy machine.
@@ -113,6 +114,13 @@ func drain(ts []*tracker, sent int64, limit time.Duration) bool {
 	})
 }
 
+func sumNotices(c *cluster) (notices uint64) {
+	for _, n := range c.nodes {
+		notices += n.Stats().Notices
+	}
+	return notices
+}
+
 func sumStats(c *cluster) (received, forwarded, dropped, overflowed uint64) {
 	for _, n := range c.nodes {
 		s := n.Stats()
@@ -131,6 +139,7 @@ func blast(o options, c *cluster) (blastResult, error) {
 	ts, off := attach(c, false, 0)
 	defer off()
 	recv0, fwd0, drop0, over0 := sumStats(c)
+	notices0 := sumNotices(c)
 	if o.CPUProfile != "" {
 		f, err := os.Create(o.CPUProfile)
 		if err != nil {
@@ -188,6 +197,7 @@ func blast(o options, c *cluster) (blastResult, error) {
 	}
 	if sent > 0 {
 		r.Redundancy = float64(recv1-recv0) / float64(sent*int64(r.Receivers))
+		r.NoticesPerDelivery = float64(sumNotices(c)-notices0) / float64(sent*int64(r.Receivers))
 	}
 	r.Forwarded, r.HandlerDropped, r.Overflowed = fwd1-fwd0, drop1-drop0, over1-over0
 	if !complete {
@@ -247,6 +257,8 @@ func paced(o options, c *cluster, topology string, measure []int) (latencyResult
 type memoryResult struct {
 	Nodes              int     `json:"nodes"`
 	HeapPerNodeRest    int64   `json:"heap_per_node_b"`          // links up, nothing in flight
+	LinksPerNode       float64 `json:"links_per_node"`           // relay links, mean
+	GoroutinesPerNode  float64 `json:"goroutines_per_node"`      // at rest, mean
 	HeapPerNodeBuffers int64   `json:"heap_per_node_buffered_b"` // the live nodes, with events held for the absent peer
 	Buffered           int     `json:"buffered"`                 // events held over all live nodes' links
 	BytesPerBuffered   float64 `json:"bytes_per_buffered_event"`
@@ -266,13 +278,17 @@ func heapNow() int64 {
 func memory(o options, log loggerFn) (memoryResult, error) {
 	const events = 1000
 	r := memoryResult{Nodes: o.Nodes, Events: events}
-	base := heapNow()
+	base, g0 := heapNow(), runtime.NumGoroutine()
 	c, err := newCluster(o, clusterSpec{n: o.Nodes, topology: o.Topology, network: o.Network, connect: true}, log())
 	if err != nil {
 		return r, err
 	}
 	defer c.close()
 	r.HeapPerNodeRest = (heapNow() - base) / int64(o.Nodes)
+	r.GoroutinesPerNode = float64(runtime.NumGoroutine()-g0) / float64(o.Nodes)
+	for _, n := range c.nodes {
+		r.LinksPerNode += float64(len(n.Peers())) / float64(o.Nodes)
+	}
 
 	gone := c.nodes[len(c.nodes)-1]
 	live := &cluster{nodes: c.nodes[:len(c.nodes)-1]}

@@ -93,8 +93,8 @@ func (r *report) writeTable(w io.Writer) {
 		fmt.Fprintf(w, "  raw tcp: %s ev/s before and after the blast; the ratio is against the faster\n", strings.Join(runs, " and "))
 	}
 	if b := r.Blast; b != nil {
-		fmt.Fprintf(w, "  blast: emit phase %.2fs (%.0f Emit/s, %d waited for back-pressure, %.2fs in all), forwarded frames %d, handler drops %d, overflowed %d, emit errors %d\n",
-			b.EmitSeconds, float64(b.Events)/b.EmitSeconds, b.EmitWaits, b.EmitWaited, b.Forwarded, b.HandlerDropped, b.Overflowed, b.EmitErrors)
+		fmt.Fprintf(w, "  blast: emit phase %.2fs (%.0f Emit/s, %d waited for back-pressure, %.2fs in all), forwarded frames %d, notice batches per delivery %.3f, handler drops %d, overflowed %d, emit errors %d\n",
+			b.EmitSeconds, float64(b.Events)/b.EmitSeconds, b.EmitWaits, b.EmitWaited, b.Forwarded, b.NoticesPerDelivery, b.HandlerDropped, b.Overflowed, b.EmitErrors)
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
@@ -120,8 +120,8 @@ func (r *report) writeTable(w io.Writer) {
 		fmt.Fprintf(w, "  p99 mesh / tcp: %.2f×\n", r.Latency.P99us/r.TCPLat.P99us)
 	}
 	if m := r.Memory; m != nil {
-		fmt.Fprintf(w, "\nmemory: heap per node at rest %d B; with %d events buffered for a closed peer: %d B per live node (%.0f B per buffered event)\n",
-			m.HeapPerNodeRest, m.Buffered, m.HeapPerNodeBuffers, m.BytesPerBuffered)
+		fmt.Fprintf(w, "\nmemory: heap per node at rest %d B (%.1f links, %.1f goroutines per node); with %d events buffered for a closed peer: %d B per live node (%.0f B per buffered event)\n",
+			m.HeapPerNodeRest, m.LinksPerNode, m.GoroutinesPerNode, m.Buffered, m.HeapPerNodeBuffers, m.BytesPerBuffered)
 	}
 	for _, c := range r.Converge {
 		fmt.Fprintf(w, "converge: %d nodes, %d links up %.3fs after the first Join\n", c.Nodes, c.Links, c.Seconds)

@@ -141,6 +141,7 @@ func (a *agent) start(opts *agentOptions) error {
 		a.api = newAPI(a.node, apiMetrics, a.log.Named("http"))
 		a.api.joined = &a.joined
 		a.api.maxPeers = opts.cfg.MaxPeers
+		a.api.partialView = opts.cfg.ActiveView > 0
 		a.api.topo = a.topo
 		a.api.maxStreams = int64(opts.maxStreams)
 		if opts.cfg.SlowConsumer == mesh.Backpressure {

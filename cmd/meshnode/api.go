@@ -48,7 +48,8 @@ type api struct {
 	subs   map[*subscriber][]string // filter names; "*" = all
 	joined *atomic.Bool             // nil: ready needs no join
 
-	maxPeers int // with MaxPeers links connected, ready without the rest
+	maxPeers    int  // with MaxPeers links connected, ready without the rest
+	partialView bool // --active-view: ready is linked to the view's neighbours
 
 	topo *topology // every node's links, for /v1/topology and /ui; nil when reports are off
 
@@ -407,6 +408,26 @@ func (a *api) ready(w http.ResponseWriter, _ *http.Request) {
 		if len(outboundDown) > 0 {
 			r.Unlinked = outboundDown
 			r.Reason = fmt.Sprintf("%d --connect link(s) not connected", len(outboundDown))
+		}
+	case a.node.ActiveView() != nil || a.partialView:
+		// A partial view: linked to every neighbour, and to some when
+		// there is anyone to link.
+		view := a.node.ActiveView()
+		for _, m := range members {
+			if m.State == "alive" && m.Name != r.NodeID {
+				r.Members++
+			}
+		}
+		for _, id := range view {
+			if !connected[id] {
+				r.Unlinked = append(r.Unlinked, id)
+			}
+		}
+		switch {
+		case len(r.Unlinked) > 0:
+			r.Reason = fmt.Sprintf("no connected link to %d neighbour(s) of the partial view", len(r.Unlinked))
+		case len(view) == 0 && r.Members > 0:
+			r.Reason = "the partial view has no neighbour yet"
 		}
 	default:
 		selfRelay := ""

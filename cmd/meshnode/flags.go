@@ -24,7 +24,7 @@ import (
 
 const agentSynopsis = `meshnode agent [--config FILE] [--node-id ID] [--channel NAME] [--gossip ADDR] [--advertise ADDR]
                  [--relay ADDR] [--http ADDR] [--metrics-addr ADDR] [--join ADDR]... [--connect ADDR]...
-                 [--timeout D] [--buffer-timeout D] [--buffer-max N] [--ack-interval D] [--max-peers N]
+                 [--timeout D] [--buffer-timeout D] [--buffer-max N] [--ack-interval D] [--max-peers N] [--active-view N]
                  [--slow-consumer backpressure|drop] [--flood] [--topology-interval D] [--encrypt BASE64KEY | --encrypt-file FILE] [--tls-cert F --tls-key F --tls-ca F]
                  [--data-dir DIR] [--max-streams N] [--http-read-timeout D]
                  [--log-level LEVEL] [--log-json]
@@ -127,6 +127,7 @@ func newAgentFlagSet(o *agentOptions, v *agentFlagValues) *flag.FlagSet {
 	fs.IntVar(&o.cfg.BufferMax, "buffer-max", mesh.DefaultBufferMax, "most unacknowledged events kept per peer")
 	fs.DurationVar(&o.cfg.AcknowledgeInterval, "ack-interval", mesh.DefaultAcknowledgeInterval, "how often to acknowledge received events")
 	fs.IntVar(&o.cfg.MaxPeers, "max-peers", mesh.DefaultMaxPeers, "most relay links at once")
+	fs.IntVar(&o.cfg.ActiveView, "active-view", 0, "keep relay links with about N members (a HyParView partial view, for large clusters; 7 suits tens to thousands of nodes) instead of every member; 0: every member. Every agent of a cluster must agree")
 	fs.TextVar(&o.cfg.SlowConsumer, "slow-consumer", mesh.Backpressure, "`policy` when handlers or a relayed-to link cannot keep up: backpressure (senders wait, nothing lost) or drop (this node's handlers drop past their queue, reported, and slow nobody)")
 	fs.BoolVar(&o.cfg.Flood, "flood", false, "send every event over every link (no broadcast tree); set it alike on every agent")
 	fs.DurationVar(&o.topologyInterval, "topology-interval", defaultTopologyInterval, "how often to report this agent's links and counters to the cluster for /v1/topology and /ui (a small $topology event); 0: never")
@@ -363,6 +364,9 @@ func (o *agentOptions) check(v *agentFlagValues) error {
 	}
 	if o.cfg.MaxPeers < 1 {
 		return bad("max-peers", "must be at least 1, got %d", o.cfg.MaxPeers)
+	}
+	if o.cfg.ActiveView < 0 || o.cfg.ActiveView > 64 {
+		return bad("active-view", "must be 0 (every member) to 64, got %d", o.cfg.ActiveView)
 	}
 	if o.cfg.Channel == "" {
 		return bad("channel", "must not be empty")
