@@ -21,6 +21,7 @@ const (
 	DefaultAcknowledgeInterval = relay.DefaultAckInterval   // 1s
 	DefaultMaxFrameSize        = relay.DefaultMaxFrameSize  // 1 MiB
 	DefaultMaxPeers            = 1000
+	maxActiveView              = 64 // Config.ActiveView's bound
 	DefaultReorderTimeout      = time.Second
 	DefaultHandlerQueue        = 16384
 )
@@ -57,7 +58,9 @@ type Config struct {
 	// mesh/internal/hyparview says why); a cluster of at most ActiveView+1
 	// nodes is still a full mesh. 0 (the default) links every member.
 	// Needs membership (GossipAddr); links made by Connect are not the
-	// view's.
+	// view's. When MaxPeers is set below its default and ActiveView is not
+	// set, the view is MaxPeers (at most 64): MaxPeers then bounds the
+	// links without leaving members unlinked.
 	ActiveView int
 	// Transport carries relay links. Default: TCP().
 	Transport Transport
@@ -135,6 +138,11 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxPeers == 0 {
 		c.MaxPeers = DefaultMaxPeers
+	} else if c.ActiveView == 0 && c.MaxPeers < DefaultMaxPeers {
+		// A bound on links that the cluster may outgrow: linking every
+		// member would refuse and redial the rest forever; a partial view
+		// of that size keeps everyone linked, directly or not.
+		c.ActiveView = min(c.MaxPeers, maxActiveView)
 	}
 	if c.ReorderTimeout == 0 {
 		c.ReorderTimeout = DefaultReorderTimeout
@@ -170,8 +178,8 @@ func (c Config) Validate() error {
 	if c.BufferMax < 0 {
 		return bad("BufferMax", "must be at least 1, got %d", c.BufferMax)
 	}
-	if c.ActiveView < 0 || c.ActiveView > 64 {
-		return bad("ActiveView", "must be 0 (every member) to 64, got %d", c.ActiveView)
+	if c.ActiveView < 0 || c.ActiveView > maxActiveView {
+		return bad("ActiveView", "must be 0 (every member) to %d, got %d", maxActiveView, c.ActiveView)
 	}
 	if c.MaxPeers < 0 {
 		return bad("MaxPeers", "must be at least 1, got %d", c.MaxPeers)

@@ -64,7 +64,7 @@ func connectedIDs(n *mesh.Node) []string {
 // each of its running neighbours.
 func (c *Cluster) WaitConnected(t testing.TB) {
 	t.Helper()
-	if c.opts.Join && c.opts.ActiveView > 0 {
+	if c.opts.Join && c.partialView() {
 		c.waitFor(t, func() string { return "the links do not join every node: " + c.Overlay().Unreached() },
 			func() bool { return c.Overlay().Connected() })
 		return
@@ -86,6 +86,20 @@ func (c *Cluster) WaitConnected(t testing.TB) {
 	}
 	c.waitFor(t, func() string { return "links not connected: " + strings.Join(missing(), " ") },
 		func() bool { return len(missing()) == 0 })
+}
+
+// partialView reports whether the nodes keep a partial view (Options.ActiveView,
+// or a Configure that sets mesh.Config.ActiveView or MaxPeers).
+func (c *Cluster) partialView() bool {
+	if c.opts.ActiveView > 0 {
+		return true
+	}
+	for i := range c.nodes {
+		if c.Alive(i) {
+			return c.Node(i).ActiveView() != nil
+		}
+	}
+	return false
 }
 
 // WaitDelivered waits until at least nodes running nodes have each received
