@@ -121,7 +121,10 @@ func newRouter(n *Node) *router {
 		Timeout:     cfg.Timeout,
 		Drop:        cfg.SlowConsumer == Drop,
 		IdleTimeout: idle,
-		Rooms:       flowRooms{r},
+		// A tentative peer that needs an event grafts it within about
+		// the orderer's grace; past twice that it is not waited for.
+		MaybeTimeout: 2 * cfg.ReorderTimeout,
+		Rooms:        flowRooms{r},
 	})
 	keep, age := 4*cfg.BufferMax, max(storeMaxAge, cfg.BufferTimeout)
 	r.recent, r.own = store.NewRecent(keep, age), store.NewOwn(keep, age)

@@ -36,7 +36,14 @@ type Config struct {
 	// IdleTimeout forgets an origin with nothing held and no event for
 	// this long.
 	IdleTimeout time.Duration
-	Rooms       Rooms
+	// MaybeTimeout bounds how long an event is kept for a tentative peer
+	// (Release): a peer that neither shows the origin nor grafts within it
+	// is not waited for, for that event. Without the bound, a tentative
+	// peer that learns of the origin only from events still to come (a
+	// link made while the origin's emitter waits) would hold the emitter
+	// until Timeout. 0: Timeout.
+	MaybeTimeout time.Duration
+	Rooms        Rooms
 }
 
 // Decision is Release's answer: where the event goes now. Send is valid
@@ -500,6 +507,9 @@ func (m *Machine[T]) Tick(now time.Time) {
 			m.local.taken, m.local.since = taken, now
 		}
 	}
+	for o := range m.waiting {
+		m.expireMaybes(o, now)
+	}
 	m.Resume(now)
 	declared := m.declare(&m.local, Local, now)
 	// Nothing is held longer than Timeout: what the oldest held event of
@@ -598,8 +608,38 @@ func (m *Machine[T]) NextDeadline() (time.Time, bool) {
 		if o.len() > 0 {
 			consider(o.held[o.head].at.Add(m.cfg.Timeout))
 		}
+		if at, ok := o.oldestMaybe(); ok {
+			consider(at.Add(m.maybeTimeout()))
+		}
 	}
 	return next, ok
+}
+
+func (m *Machine[T]) maybeTimeout() time.Duration {
+	if m.cfg.MaybeTimeout > 0 {
+		return min(m.cfg.MaybeTimeout, m.cfg.Timeout)
+	}
+	return m.cfg.Timeout
+}
+
+// expireMaybes stops keeping o's events held longer than MaybeTimeout for
+// their tentative peers, and lets go of what no target waits for any more.
+func (m *Machine[T]) expireMaybes(o *origin[T], now time.Time) {
+	expired := false
+	for i := o.head; i < len(o.held); i++ {
+		e := &o.held[i]
+		if now.Sub(e.at) < m.maybeTimeout() {
+			break
+		}
+		for _, p := range e.maybe {
+			o.maybes[p]--
+			expired = true
+		}
+		e.maybe = nil
+	}
+	if expired {
+		m.popDone(o)
+	}
 }
 
 // Slow reports whether target p (or Local) is declared slow.

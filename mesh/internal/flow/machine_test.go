@@ -564,3 +564,31 @@ func TestTentativeTargetsHoldUntilKnownOrGrafted(t *testing.T) {
 		t.Fatalf("after b grafted 3..6: backlog %d, sends %+v, resends %+v", m.Backlog("x"), out.Sends, out.Resends)
 	}
 }
+
+// An event kept for a tentative peer that neither shows the origin nor
+// grafts is let go after MaybeTimeout (NextDeadline says when), without
+// declaring the peer slow: a link made while the origin's emitter waits
+// learns of the origin only from events still to come.
+func TestTentativeHoldsExpire(t *testing.T) {
+	r := &rooms{full: map[Peer]bool{}, handler: 1 << 20}
+	m := New[item](Config{Window: 4, Timeout: time.Minute, MaybeTimeout: time.Second, IdleTimeout: time.Hour, Rooms: r})
+	m.AddPeer(a)
+	m.PeerUp(a, 100, t0)
+	for s := uint64(1); s <= 3; s++ {
+		if d := m.Release("x", 1, s, nil, []Peer{a}, false, t0.Add(time.Duration(s)*time.Millisecond)); !d.Held {
+			t.Fatalf("seq %d not held for the tentative peer", s)
+		}
+		m.Keep(item{s})
+	}
+	if at, ok := m.NextDeadline(); !ok || !at.Equal(t0.Add(time.Second+time.Millisecond)) {
+		t.Fatalf("next deadline %v %v, want the first hold's expiry", at, ok)
+	}
+	m.Tick(t0.Add(time.Second + 2*time.Millisecond))
+	if got := m.Backlog("x"); got != 1 {
+		t.Fatalf("backlog %d after the first two expired, want 1", got)
+	}
+	m.Tick(t0.Add(2 * time.Second))
+	if got := m.Backlog("x"); got != 0 || m.Slow(a) {
+		t.Fatalf("backlog %d, slow %v: want all let go, the peer not slow", got, m.Slow(a))
+	}
+}

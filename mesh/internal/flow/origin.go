@@ -198,6 +198,17 @@ func (o *origin[T]) maybeFor(p Peer) int {
 	return o.maybes[p]
 }
 
+// oldestMaybe returns when the oldest held entry that is kept for a
+// tentative peer was held.
+func (o *origin[T]) oldestMaybe() (time.Time, bool) {
+	for i := o.head; i < len(o.held); i++ {
+		if len(o.held[i].maybe) > 0 {
+			return o.held[i].at, true
+		}
+	}
+	return time.Time{}, false
+}
+
 // dropMaybe keeps nothing for p tentatively any more.
 func (o *origin[T]) dropMaybe(p Peer) {
 	if o.maybeFor(p) == 0 {
