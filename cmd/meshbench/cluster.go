@@ -85,6 +85,9 @@ func newCluster(o options, spec clusterSpec, log hclog.Logger) (*cluster, error)
 	if err == nil {
 		err = c.waitLinks(30 * time.Second)
 	}
+	if err == nil && c.partial {
+		c.settle(3*time.Second, time.Minute)
+	}
 	if err != nil {
 		c.close()
 		return nil, err
@@ -175,6 +178,25 @@ func (c *cluster) linksUp() bool {
 }
 
 var errTimeout = errors.New("meshbench: timed out")
+
+// settle waits, with a partial view, until the views and links have not
+// changed for quiet (the views fill from membership after the first
+// links), at most limit: a phase measures the overlay, not its growth.
+func (c *cluster) settle(quiet, limit time.Duration) {
+	shape := func() (n int) {
+		for _, node := range c.nodes {
+			n = n*31 + len(node.ActiveView())*1000 + len(node.Peers())
+		}
+		return n
+	}
+	last, since := shape(), time.Now()
+	for start := time.Now(); time.Since(since) < quiet && time.Since(start) < limit; {
+		time.Sleep(100 * time.Millisecond)
+		if s := shape(); s != last || !c.linksUp() {
+			last, since = s, time.Now()
+		}
+	}
+}
 
 // waitLinks polls until every link is up or the deadline passes.
 func (c *cluster) waitLinks(limit time.Duration) error {
