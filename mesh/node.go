@@ -298,21 +298,9 @@ func (n *Node) removeClosed(p *Peer) {
 // removePeer forgets p. It returns how many events flow control held for
 // it; removeClosed reports them, a released member counts them (members.go).
 func (n *Node) removePeer(p *Peer) (held int) {
-	held = n.router.removeLink(p.link)
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	delete(n.peers, p.link)
-	for id, q := range n.inbound {
-		if q == p {
-			delete(n.inbound, id)
-		}
-	}
-	for id, q := range n.members {
-		if q == p {
-			delete(n.members, id)
-		}
-	}
-	return held
+	return n.detachLocked(p)
 }
 
 func (n *Node) isClosed() bool { return n.closed.Load() }
