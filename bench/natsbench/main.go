@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/verbosemesh/verbose/internal/benchkit"
 )
 
 func main() {
@@ -168,7 +170,7 @@ func run(o options, stdout, stderr io.Writer) error {
 	}
 	log := hclog.New(&hclog.LoggerOptions{Name: "natsbench", Level: hclog.LevelFromString(o.LogLevel), Output: stderr})
 	rep := &report{
-		Machine:  machine{CPUs: runtime.NumCPU(), Model: cpuModel(), GoVersion: runtime.Version(), LoadStart: loadAvg()},
+		Machine:  machine{CPUs: runtime.NumCPU(), Model: cpuModel(), GoVersion: runtime.Version(), LoadStart: benchkit.LoadAvg()},
 		Size:     o.Size,
 		Duration: o.Duration.String(),
 		Handler:  o.Handler,
@@ -178,7 +180,7 @@ func run(o options, stdout, stderr io.Writer) error {
 	for si, n := range o.Nodes {
 		sr := sizeRuns{Nodes: n}
 		for r := range o.Runs {
-			rp := repetition{Load: loadAvg()}
+			rp := repetition{Load: benchkit.LoadAvg()}
 			profile := func(system string) io.Writer {
 				if o.CPUProfile == "" || system != o.Profile || r != 0 || si != len(o.Nodes)-1 {
 					return nil
@@ -187,7 +189,7 @@ func run(o options, stdout, stderr io.Writer) error {
 				return profBuf
 			}
 			phase := func(system string, f func() (result, error)) error {
-				progress("nodes=%d run %d/%d: %s (load %s)", n, r+1, o.Runs, system, loadAvg())
+				progress("nodes=%d run %d/%d: %s (load %s)", n, r+1, o.Runs, system, benchkit.LoadAvg())
 				res, err := f()
 				if err != nil {
 					return err
@@ -253,7 +255,7 @@ func run(o options, stdout, stderr io.Writer) error {
 		sr.Medians = medians(sr.Runs)
 		rep.Sizes = append(rep.Sizes, sr)
 	}
-	rep.Machine.LoadEnd = loadAvg()
+	rep.Machine.LoadEnd = benchkit.LoadAvg()
 	if profBuf != nil {
 		if err := os.WriteFile(o.CPUProfile, profBuf.Bytes(), 0o644); err != nil {
 			return fmt.Errorf("natsbench: cpuprofile: %w", err)
@@ -389,19 +391,6 @@ func joinF(v []float64) string {
 		s[i] = fmtF(f, 0)
 	}
 	return strings.Join(s, " and ")
-}
-
-// loadAvg is /proc/loadavg's three averages: other load skews every figure.
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
 }
 
 // cpuModel is /proc/cpuinfo's first model name.

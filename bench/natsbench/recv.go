@@ -7,6 +7,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/verbosemesh/verbose/internal/benchkit"
 )
 
 // sampleEvery is how often a message carries its send time: every 64th
@@ -43,7 +45,7 @@ type receiver struct {
 	dups      atomic.Int64
 	malformed atomic.Int64
 
-	seen []uint64 // bit i: index i arrived; the recording goroutine's own
+	seen benchkit.Seen // the indexes that arrived; the recording goroutine's own
 
 	mu      sync.Mutex
 	samples []int64 // ns, send to receive, of the stamped messages
@@ -72,16 +74,10 @@ func (r *receiver) record(idx, ts int64) {
 		r.malformed.Add(1)
 		return
 	}
-	w := int(idx / 64)
-	if w >= len(r.seen) {
-		r.seen = append(r.seen, make([]uint64, w-len(r.seen)+1+len(r.seen))...)
-	}
-	bit := uint64(1) << (idx % 64)
-	if r.seen[w]&bit != 0 {
+	if !r.seen.Mark(idx) {
 		r.dups.Add(1)
 		return
 	}
-	r.seen[w] |= bit
 	if ts != 0 {
 		d := time.Now().UnixNano() - ts
 		r.mu.Lock()

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/verbosemesh/verbose/internal/benchkit"
 	"github.com/verbosemesh/verbose/mesh"
 )
 
@@ -78,8 +78,8 @@ func runVerbose(nodes, size int, d time.Duration, handler string, log hclog.Logg
 					r.malformed.Add(1)
 					return
 				}
-				idx, ok1 := asInt(e.Args[0])
-				ts, ok2 := asInt(e.Args[1])
+				idx, ok1 := benchkit.AsInt(e.Args[0])
+				ts, ok2 := benchkit.AsInt(e.Args[1])
 				if !ok1 || !ok2 {
 					r.malformed.Add(1)
 					return
@@ -146,18 +146,4 @@ func waitLinks(ns []*mesh.Node, limit time.Duration) error {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-}
-
-// asInt accepts the integer types msgpack decodes to.
-func asInt(v any) (int64, bool) {
-	switch x := v.(type) {
-	case int64:
-		return x, true
-	case uint64:
-		if x > math.MaxInt64 {
-			return 0, false
-		}
-		return int64(x), true
-	}
-	return 0, false
 }

@@ -7,10 +7,11 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"strings"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/verbosemesh/verbose/internal/benchkit"
 )
 
 func main() {
@@ -69,18 +70,6 @@ type machine struct {
 	LoadAvg   string `json:"loadavg"` // /proc/loadavg at the start: other load skews every figure
 }
 
-func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return strings.Join(f[:3], " ")
-}
-
 // run runs the selected phases in order and prints the report to stdout.
 func run(o options, stdout, stderr io.Writer) (*report, error) {
 	progressMu.Lock()
@@ -91,7 +80,7 @@ func run(o options, stdout, stderr io.Writer) (*report, error) {
 		return hclog.New(&hclog.LoggerOptions{Name: "meshbench", Level: level, Output: stderr})
 	}
 	rep := &report{
-		Machine:  machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, LoadAvg: loadAvg()},
+		Machine:  machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, LoadAvg: benchkit.LoadAvg()},
 		Config:   o.configLine(),
 		Nodes:    o.Nodes,
 		Size:     o.Size,

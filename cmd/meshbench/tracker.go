@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/verbosemesh/verbose/internal/benchkit"
 	"github.com/verbosemesh/verbose/mesh"
 )
 
@@ -29,7 +30,7 @@ type tracker struct {
 	malformed atomic.Int64
 
 	// The handler's own.
-	seen    []uint64          // bit i: index i arrived
+	seen    benchkit.Seen     // the indexes that arrived
 	lastSeq map[string]uint64 // by origin, but for cur's
 	cur     string            // the origin of the previous event (one hash per change of origin, not per event)
 	curSeq  uint64
@@ -57,8 +58,8 @@ func (t *tracker) on(e mesh.Event) {
 	ok := len(e.Args) >= 2
 	if ok {
 		var ok1, ok2 bool
-		idx, ok1 = asInt(e.Args[0])
-		ts, ok2 = asInt(e.Args[1])
+		idx, ok1 = benchkit.AsInt(e.Args[0])
+		ts, ok2 = benchkit.AsInt(e.Args[1])
 		ok = ok1 && ok2
 	}
 	t.record(e, idx, ts, ok)
@@ -81,16 +82,10 @@ func (t *tracker) record(e mesh.Event, idx, ts int64, ok bool) {
 		t.malformed.Add(1)
 		return
 	}
-	w := int(idx / 64)
-	if w >= len(t.seen) {
-		t.seen = append(t.seen, make([]uint64, w-len(t.seen)+1+len(t.seen))...)
-	}
-	bit := uint64(1) << (idx % 64)
-	if t.seen[w]&bit != 0 {
+	if !t.seen.Mark(idx) {
 		t.dups.Add(1)
 		return
 	}
-	t.seen[w] |= bit
 	if e.Origin != t.cur {
 		if t.curSeen {
 			t.lastSeq[t.cur] = t.curSeq
@@ -124,20 +119,6 @@ func (t *tracker) result(sent int64) trackerResult {
 	d := t.distinct.Load()
 	return trackerResult{Distinct: d, Loss: sent - d, Dups: t.dups.Load(), Reordered: t.reordered.Load(),
 		Malformed: t.malformed.Load(), Samples: slices.Clone(t.samples)}
-}
-
-// asInt accepts the integer types msgpack decodes to.
-func asInt(v any) (int64, bool) {
-	switch x := v.(type) {
-	case int64:
-		return x, true
-	case uint64:
-		if x > math.MaxInt64 {
-			return 0, false
-		}
-		return int64(x), true
-	}
-	return 0, false
 }
 
 // quantiles are latency percentiles in microseconds.
