@@ -36,15 +36,7 @@ func rawHandshake(conn net.Conn, id string) (relay.Frame, error) {
 
 func tlsNode(t *testing.T, id string, cfg *tls.Config) *mesh.Node {
 	t.Helper()
-	n, err := mesh.New(mesh.Config{NodeID: id, Transport: mesh.TLS(cfg), Logger: testLogger(t, id)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	if err := n.Listen("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return tcpNode(t, id, func(c *mesh.Config) { c.Transport = mesh.TLS(cfg) })
 }
 
 func peerIDs(n *mesh.Node) []string {
@@ -183,15 +175,7 @@ func TestOneWayTLSCannotTakeOver(t *testing.T) {
 
 func keyedNode(t *testing.T, id string, key []byte) *mesh.Node {
 	t.Helper()
-	n, err := mesh.New(mesh.Config{NodeID: id, GossipKey: key, Logger: testLogger(t, id)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	if err := n.Listen("127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return tcpNode(t, id, func(c *mesh.Config) { c.GossipKey = key })
 }
 
 // A cluster key without certificates authenticates and encrypts relay

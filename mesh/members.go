@@ -142,7 +142,7 @@ func (n *Node) GossipAddr() string {
 // member that leaves gracefully is released at once (releaseLeft).
 func (n *Node) memberEvent(ev membership.Event) {
 	m := ev.Member
-	if m.Name == n.id || m.Channel != n.cfg.Channel || m.Version != relay.Version {
+	if !n.ours(m) {
 		return
 	}
 	if ev.Kind == membership.MemberMoved {
@@ -202,12 +202,7 @@ func (n *Node) releaseLeft(id string) {
 		n.mu.Unlock()
 		return
 	}
-	var gone []*Peer
-	for _, p := range []*Peer{n.members[id], n.inbound[id]} {
-		if p != nil && (len(gone) == 0 || gone[0] != p) {
-			gone = append(gone, p)
-		}
-	}
+	gone := n.memberPeersLocked(id)
 	rec := left{at: now}
 	for _, p := range gone {
 		if b := p.link.RemoteBoot(); b != 0 {
@@ -223,11 +218,37 @@ func (n *Node) releaseLeft(id string) {
 	n.mu.Unlock()
 	for _, p := range gone {
 		addr := p.Addr()
-		held := n.removePeer(p)
-		p.link.Close()
-		freed := p.link.Buffered() + held
-		n.stats.released.Add(uint64(freed))
+		freed := n.release(p)
 		n.log.Info("member left the cluster: link released", "peer", id, "addr", addr, "freed", freed)
 		n.pdisp.peerEvent(PeerEvent{Kind: Expired, Peer: p, PeerID: id, Addr: addr, Err: ErrPeerLeft, Dropped: freed})
 	}
+}
+
+// ours reports whether m is another member of this node's channel that
+// speaks its protocol version: one it may link.
+func (n *Node) ours(m membership.Member) bool {
+	return m.Name != n.id && m.Channel == n.cfg.Channel && m.Version == relay.Version
+}
+
+// memberPeersLocked returns member id's links: the one this node dialled
+// and the one it accepted (once if they are the same). Called with mu held.
+func (n *Node) memberPeersLocked(id string) []*Peer {
+	var out []*Peer
+	for _, p := range []*Peer{n.members[id], n.inbound[id]} {
+		if p != nil && (len(out) == 0 || out[0] != p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// release closes p for good and frees what it held (its buffer, and what
+// flow control held for it) into Stats.Released, returning how much: the
+// peer left, so these are not losses.
+func (n *Node) release(p *Peer) (freed int) {
+	held := n.removePeer(p)
+	p.link.Close()
+	freed = p.link.Buffered() + held
+	n.stats.released.Add(uint64(freed))
+	return freed
 }

@@ -305,7 +305,7 @@ func (o *overlay) activeView() []string {
 func (n *Node) candidates() []string {
 	var ids []string
 	for _, m := range n.mem.Members() {
-		if m.Name != n.id && m.State == membership.StateAlive && m.RelayAddr != "" && m.Channel == n.cfg.Channel && m.Version == relay.Version {
+		if n.ours(m) && m.State == membership.StateAlive && m.RelayAddr != "" {
 			ids = append(ids, m.Name)
 		}
 	}
@@ -364,18 +364,14 @@ func (n *Node) linkMember(id string) {
 // buffers are released (Stats.Released) and logged.
 func (n *Node) unlinkMember(id, why string) {
 	n.mu.Lock()
-	var gone []*Peer
-	for _, p := range []*Peer{n.members[id], n.inbound[id]} {
-		if p != nil && (len(gone) == 0 || gone[0] != p) {
-			gone = append(gone, p)
-		}
-	}
+	gone := n.memberPeersLocked(id)
 	n.mu.Unlock()
 	for _, p := range gone {
-		held := n.removePeer(p)
-		p.link.Close()
-		freed := p.link.Buffered() + held
-		n.stats.released.Add(uint64(freed))
-		n.log.Debug("link closed: "+why, "peer", id, "addr", p.Addr(), "released", freed)
+		addr := p.Addr()
+		if freed := n.release(p); freed > 0 {
+			n.log.Info("link closed: "+why+"; its neighbours pass on what it had not acknowledged", "peer", id, "addr", addr, "released", freed)
+		} else {
+			n.log.Debug("link closed: "+why, "peer", id, "addr", addr)
+		}
 	}
 }

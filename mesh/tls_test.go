@@ -1,7 +1,6 @@
 package mesh_test
 
 import (
-	"crypto/tls"
 	"strings"
 	"testing"
 	"time"
@@ -14,19 +13,8 @@ import (
 // certificate from another CA is refused and reported, never linked.
 func TestMutualTLSLink(t *testing.T) {
 	ca := testca.New(t)
-	mk := func(id string, cfg *tls.Config) *mesh.Node {
-		n, err := mesh.New(mesh.Config{NodeID: id, Transport: mesh.TLS(cfg), Logger: testLogger(t, id)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close() })
-		if err := n.Listen("127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	a := mk("a", ca.NodeConfig("a", "127.0.0.1"))
-	b := mk("b", ca.NodeConfig("b", "127.0.0.1"))
+	a := tlsNode(t, "a", ca.NodeConfig("a", "127.0.0.1"))
+	b := tlsNode(t, "b", ca.NodeConfig("b", "127.0.0.1"))
 	got := listen(b, "secret")
 	if _, err := b.Connect(a.Addr().String()); err != nil {
 		t.Fatal(err)
@@ -37,7 +25,7 @@ func TestMutualTLSLink(t *testing.T) {
 	}
 	eventually(t, 10*time.Second, "delivery over TLS", func() bool { return len(got.all()) == 1 })
 
-	stranger := mk("z", testca.New(t).NodeConfig("z", "127.0.0.1"))
+	stranger := tlsNode(t, "z", testca.New(t).NodeConfig("z", "127.0.0.1"))
 	apeers, zpeers := watchPeers(a), watchPeers(stranger)
 	if _, err := stranger.Connect(a.Addr().String()); err != nil {
 		t.Fatal(err)

@@ -114,16 +114,10 @@ func drain(ts []*tracker, sent int64, limit time.Duration) bool {
 	})
 }
 
-func sumNotices(c *cluster) (notices uint64) {
-	for _, n := range c.nodes {
-		notices += n.Stats().Notices
-	}
-	return notices
-}
-
-func sumStats(c *cluster) (received, forwarded, dropped, overflowed uint64) {
+func sumStats(c *cluster) (received, forwarded, dropped, overflowed, notices uint64) {
 	for _, n := range c.nodes {
 		s := n.Stats()
+		notices += s.Notices
 		received += s.Received
 		forwarded += s.Forwarded
 		dropped += s.HandlerDropped
@@ -138,8 +132,7 @@ func blast(o options, c *cluster) (blastResult, error) {
 	r := blastResult{Topology: o.Topology, Receivers: len(c.nodes) - 1}
 	ts, off := attach(c, false, 0)
 	defer off()
-	recv0, fwd0, drop0, over0 := sumStats(c)
-	notices0 := sumNotices(c)
+	recv0, fwd0, drop0, over0, notices0 := sumStats(c)
 	if o.CPUProfile != "" {
 		f, err := os.Create(o.CPUProfile)
 		if err != nil {
@@ -186,7 +179,7 @@ func blast(o options, c *cluster) (blastResult, error) {
 			return r, err
 		}
 	}
-	recv1, fwd1, drop1, over1 := sumStats(c)
+	recv1, fwd1, drop1, over1, notices1 := sumStats(c)
 	r.Events, r.Seconds = sent, elapsed.Seconds()
 	r.EvPerSec = float64(sent) / elapsed.Seconds()
 	for _, t := range ts {
@@ -197,7 +190,7 @@ func blast(o options, c *cluster) (blastResult, error) {
 	}
 	if sent > 0 {
 		r.Redundancy = float64(recv1-recv0) / float64(sent*int64(r.Receivers))
-		r.NoticesPerDelivery = float64(sumNotices(c)-notices0) / float64(sent*int64(r.Receivers))
+		r.NoticesPerDelivery = float64(notices1-notices0) / float64(sent*int64(r.Receivers))
 	}
 	r.Forwarded, r.HandlerDropped, r.Overflowed = fwd1-fwd0, drop1-drop0, over1-over0
 	if !complete {

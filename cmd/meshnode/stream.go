@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/verbosemesh/verbose/mesh"
@@ -144,13 +145,8 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 		defer t.Stop()
 		keepAlive = t.C
 	}
-	var unlogged uint64 // drops written to the stream, not yet logged
-	var logged time.Time
-	defer func() {
-		if d := unlogged + sub.dropped.Load(); d > 0 {
-			a.log.Warn("event stream reader too slow: events dropped for it", "dropped", d, "remote", r.RemoteAddr)
-		}
-	}()
+	drops := &dropLog{log: a.log, msg: "event stream reader too slow: events dropped for it", remote: r.RemoteAddr}
+	defer func() { drops.close(sub.dropped.Load()) }()
 	for {
 		select {
 		case <-r.Context().Done():
@@ -162,16 +158,37 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 			bw.WriteString(": keepalive\n\n")
 		case e := <-sub.q:
 			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-			unlogged += writeBatch(bw, sse, sub, e)
-			// Drops are logged once a second per stream at most, counted.
-			if unlogged > 0 && time.Since(logged) >= time.Second {
-				a.log.Warn("event stream reader too slow: events dropped for it", "dropped", unlogged, "remote", r.RemoteAddr)
-				unlogged, logged = 0, time.Now()
-			}
+			drops.add(writeBatch(bw, sse, sub, e))
 		}
 		if bw.Flush() != nil || rc.Flush() != nil {
 			return // the client is gone or too slow
 		}
+	}
+}
+
+// dropLog logs the events dropped for one stream's reader: once a second
+// at most while it runs (they are counted, and written into the stream),
+// and what is left when it ends.
+type dropLog struct {
+	log         hclog.Logger
+	msg, remote string
+	unlogged    uint64 // drops not yet logged
+	logged      time.Time
+}
+
+// add counts n more drops and logs them if a second has passed.
+func (d *dropLog) add(n uint64) {
+	d.unlogged += n
+	if d.unlogged > 0 && time.Since(d.logged) >= time.Second {
+		d.log.Warn(d.msg, "dropped", d.unlogged, "remote", d.remote)
+		d.unlogged, d.logged = 0, time.Now()
+	}
+}
+
+// close logs what is left, with pending drops never written to the stream.
+func (d *dropLog) close(pending uint64) {
+	if n := d.unlogged + pending; n > 0 {
+		d.log.Warn(d.msg, "dropped", n, "remote", d.remote)
 	}
 }
 

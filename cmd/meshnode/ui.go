@@ -96,13 +96,9 @@ func (a *api) uiStream(w http.ResponseWriter, r *http.Request) {
 	refresh := time.NewTimer(0) // the first snapshot at once
 	defer refresh.Stop()
 	changed := a.topo.wait()
-	var last, logged time.Time
-	var unlogged uint64
-	defer func() {
-		if d := unlogged + sub.dropped.Load(); d > 0 {
-			a.log.Warn("cluster page too slow: tail events left out", "dropped", d, "remote", r.RemoteAddr)
-		}
-	}()
+	var last time.Time
+	drops := &dropLog{log: a.log, msg: "cluster page too slow: tail events left out", remote: r.RemoteAddr}
+	defer func() { drops.close(sub.dropped.Load()) }()
 	for {
 		select {
 		case <-r.Context().Done():
@@ -126,15 +122,12 @@ func (a *api) uiStream(w http.ResponseWriter, r *http.Request) {
 			last = time.Now()
 			refresh.Reset(uiRefresh)
 		case e := <-sub.q:
-			unlogged += writeBatch(bw, true, sub, e)
+			drops.add(writeBatch(bw, true, sub, e))
 		}
 		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 		if bw.Flush() != nil || rc.Flush() != nil {
 			return
 		}
-		if unlogged > 0 && time.Since(logged) >= time.Second {
-			a.log.Warn("cluster page too slow: tail events left out", "dropped", unlogged, "remote", r.RemoteAddr)
-			unlogged, logged = 0, time.Now()
-		}
+		drops.add(0) // what a batch left unlogged, once its second has passed
 	}
 }
