@@ -4,7 +4,7 @@ PKGS      ?= ./...
 FUZZTIME  ?= 30s
 STATICCHECK_VERSION ?= v0.8.2
 
-.PHONY: help test test-short check fmt vet staticcheck tidy-check fuzz bench meshbench bench-nats bench-test cluster build chaos soak hosts overlay-large ui-test ui-screenshot
+.PHONY: help test test-short check fmt vet staticcheck tidy-check fuzz bench meshbench bench-nats bench-test cluster build chaos soak hosts overlay-large overlay-blast ui-test ui-screenshot
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -18,6 +18,9 @@ test: ## the whole test suite, with the race detector; then the 200-node partial
 
 overlay-large: ## the partial-view simulation with 1,000 nodes (synctest, in memory; minutes)
 	$(GO) test -count=1 -timeout 60m -run 'TestPartialViewSimulation' -v ./mesh -overlay.large
+
+overlay-blast: ## four origins blasting at once over a 16-node partial view, 5 runs: every event delivered or declared lost
+	$(GO) test -race -count=5 -timeout 30m -run 'TestPartialViewBlastManyOrigins' -v ./mesh -overlay.blast
 
 test-short: ## the fast tests only
 	$(GO) test -race -count=1 -short $(PKGS)

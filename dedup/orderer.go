@@ -255,6 +255,23 @@ func (o *Orderer[T]) TakeSkips(buf []Skip) []Skip {
 	return buf
 }
 
+// Abandon declares (origin, boot)'s events below upto lost now, as a gap
+// past its grace would be, for a caller that knows they cannot come. What
+// was held below upto is released into buf (in order), the skipped ranges
+// go to TakeSkips. Nothing happens for a boot not tracked or already at
+// upto.
+func (o *Orderer[T]) Abandon(origin string, boot, upto uint64, buf []T) []T {
+	s := o.lookup(origin)
+	if s == nil {
+		return buf
+	}
+	b := s.find(boot)
+	if b == nil || b.next >= upto {
+		return buf
+	}
+	return o.advance(b, upto, buf)
+}
+
 // Next reports the next seq (origin, boot) would release in order: every seq
 // below it was released or declared lost. For a boot not tracked yet that
 // Offer would admit, it is boot itself (nothing of it seen). ok is false when

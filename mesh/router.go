@@ -430,6 +430,14 @@ func (r *router) receiveTree(l *relay.Link, kind wire.Kind, payload []byte) erro
 	case ih != nil:
 		r.tree.IHave(from, ih, now)
 	case gr != nil:
+		if !gr.Stalled && !r.wholeLocked(gr, now) {
+			// The grafter's eager path still brings the range; it grafts
+			// again, here or elsewhere, once its lag fits a store.
+			r.stats.graftsRefused.Add(1)
+			r.log.Debug("graft refused: the range's head is no longer stored and the grafter's eager path still brings it",
+				"origin", gr.Origin, "from", gr.From, "peer", l.RemoteID())
+			return nil
+		}
 		r.tree.Graft(from, gr, now)
 	default:
 		r.tree.Prune(from, pr.Origin, now)
@@ -464,7 +472,14 @@ func (r *router) carryOutLocked(now time.Time) {
 	for _, rs := range rd.Resends {
 		r.resend(rs, now)
 	}
-	if len(rd.Resends)+len(rd.Known) > 0 {
+	for _, a := range rd.Abandoned {
+		// Announced, grafted, never brought: declared lost like a gap past
+		// ReorderTimeout (reported by reportSkipsLocked), and what the
+		// orderer held beyond it is released.
+		r.release(r.order.Abandon(a.Origin, a.Boot, a.Upto, r.ready[:0]), now)
+		r.reportSkipsLocked()
+	}
+	if len(rd.Resends)+len(rd.Known)+len(rd.Abandoned) > 0 {
 		r.carryFlowLocked(now)
 	}
 }
@@ -481,6 +496,22 @@ func (r *router) resend(rs plumtree.Resend, now time.Time) {
 		lo = hi - span + 1
 	}
 	r.flow.Graft(flow.Peer(rs.To), rs.Origin, rs.Boot, lo, hi, now)
+}
+
+// wholeLocked reports whether the stores can answer g from its first seq:
+// they hold event From of (origin, boot), and so everything released after
+// it (they drop oldest first), or there is nothing to resend.
+func (r *router) wholeLocked(g *wire.Graft, now time.Time) bool {
+	next, ok := r.tree.Released(g.Origin, g.Boot)
+	switch {
+	case !ok || next <= g.From:
+		return true
+	case next-g.From > uint64(r.recent.Cap()):
+		return false
+	case g.Origin == r.self:
+		return r.own.Get(g.From, now) != nil
+	}
+	return r.recent.Get(store.Key{Origin: g.Origin, Boot: g.Boot, Seq: g.From}, now) != nil
 }
 
 // resendable returns event k's payload with this node on its path, from

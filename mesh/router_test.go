@@ -143,7 +143,7 @@ func TestGraftAnsweredWithinStoreAndRoom(t *testing.T) {
 		r.addLink(l, nil)
 		graft := func(from uint64) {
 			r.mu.Lock()
-			r.tree.Graft(r.byLink[l], wire.NewGraft("me", n.boot, from), r.read())
+			r.tree.Graft(r.byLink[l], wire.NewGraft("me", n.boot, from, true), r.read())
 			r.carryOutLocked(r.read())
 			r.mu.Unlock()
 		}
@@ -188,7 +188,7 @@ func TestGraftOfUnforwardedEventAddsThisNodeToPath(t *testing.T) {
 		if e := r.recent.Get(k, r.read()); e == nil || e.Pathed || from.Buffered() != 1 {
 			t.Fatalf("stored entry %+v, sent %d; want the arrival's bytes, unpathed, only a GRANT sent", e, from.Buffered())
 		}
-		r.tree.Graft(r.byLink[from], wire.NewGraft("a", 7, 7), r.read())
+		r.tree.Graft(r.byLink[from], wire.NewGraft("a", 7, 7, true), r.read())
 		r.carryOutLocked(r.read())
 		if from.Buffered() != 2 {
 			t.Fatalf("graft sent %d events, want 1", from.Buffered()-1)
@@ -200,6 +200,57 @@ func TestGraftOfUnforwardedEventAddsThisNodeToPath(t *testing.T) {
 		}
 		if want := []string{"a", "me"}; !slices.Equal(got.Path, want) || got.Seq != 7 || string(got.Args) != string(env.Args) {
 			t.Fatalf("resent path %v seq %d args %x, want path %v, seq 7, args %x", got.Path, got.Seq, got.Args, want, env.Args)
+		}
+	})
+}
+
+// A GRAFT from a node whose eager path still brings the origin is answered
+// whole or not at all: its range's head gone from the store, it is refused
+// (nothing sent, the link stays lazy, counted); a stalled grafter takes
+// the tail the store still has; a range the store holds whole is answered.
+func TestGraftAnsweredWholeUnlessStalled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n, err := New(Config{NodeID: "me", BufferMax: 2, Logger: hclog.NewNullLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+		for i := range 10 { // the own-event store keeps the last 8
+			if err := n.Emit("x", i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		l, err := relay.NewInbound(relay.Config{NodeID: "me", Channel: "c", Boot: 1, Logger: hclog.NewNullLogger()}, nopHandler{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		r := n.router
+		r.addLink(l, nil)
+		r.mu.Lock()
+		r.tree.Prune(r.byLink[l], "me", r.read()) // the grafter had pruned this node's events
+		r.mu.Unlock()
+		graft := func(from uint64, stalled bool) Stats {
+			t.Helper()
+			if err := r.receiveTree(l, wire.KindGraft, wire.NewGraft("me", n.boot, from, stalled).Encode()); err != nil {
+				t.Fatal(err)
+			}
+			return n.Stats()
+		}
+		if st := graft(n.boot, false); l.Buffered() != 0 || st.GraftsRefused != 1 || st.GraftMisses != 0 {
+			t.Fatalf("head evicted, not stalled: sent %d, refused %d, misses %d; want 0, 1, 0", l.Buffered(), st.GraftsRefused, st.GraftMisses)
+		}
+		r.mu.Lock()
+		eager, lazy := r.tree.Counts()
+		r.mu.Unlock()
+		if eager != 0 || lazy != 1 {
+			t.Fatalf("after a refused graft: %d eager, %d lazy (origin, link) pairs; want the link lazy still", eager, lazy)
+		}
+		if st := graft(n.boot+2, false); l.Buffered() != 2 || st.GraftsRefused != 1 || st.GraftMisses != 0 {
+			t.Fatalf("head stored: sent %d (the link's room is 2), refused %d, misses %d", l.Buffered(), st.GraftsRefused, st.GraftMisses)
+		}
+		if st := graft(n.boot, true); st.GraftsRefused != 1 || st.GraftMisses != 2 {
+			t.Fatalf("stalled: refused %d, misses %d; want the tail taken, the 2 evicted counted", st.GraftsRefused, st.GraftMisses)
 		}
 	})
 }

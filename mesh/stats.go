@@ -9,20 +9,21 @@ import (
 
 // stats are the node's counters, updated with atomics on the event path.
 type stats struct {
-	emitted     atomic.Uint64
-	received    atomic.Uint64
-	duplicates  atomic.Uint64
-	forwarded   atomic.Uint64
-	overflowed  atomic.Uint64
-	expired     atomic.Uint64
-	released    atomic.Uint64
-	badPayloads atomic.Uint64
-	stale       atomic.Uint64
-	notices     atomic.Uint64
-	grafts      atomic.Uint64
-	prunes      atomic.Uint64
-	graftResent atomic.Uint64
-	graftMisses atomic.Uint64
+	emitted       atomic.Uint64
+	received      atomic.Uint64
+	duplicates    atomic.Uint64
+	forwarded     atomic.Uint64
+	overflowed    atomic.Uint64
+	expired       atomic.Uint64
+	released      atomic.Uint64
+	badPayloads   atomic.Uint64
+	stale         atomic.Uint64
+	notices       atomic.Uint64
+	grafts        atomic.Uint64
+	prunes        atomic.Uint64
+	graftResent   atomic.Uint64
+	graftMisses   atomic.Uint64
+	graftsRefused atomic.Uint64
 	// Flow control.
 	grants        atomic.Uint64
 	slowConsumers atomic.Uint64
@@ -55,8 +56,12 @@ type Stats struct {
 	Prunes      uint64 // PRUNEs sent: a duplicate arrived over an eager link
 	GraftResent uint64 // events resent from the recent-event store to answer GRAFTs
 	GraftMisses uint64 // events asked for by a GRAFT that the store no longer held
-	EagerLinks  int    // (origin, link) pairs that carry events in full, over known origins
-	LazyLinks   int    // (origin, link) pairs that carry notices only
+	// GraftsRefused counts GRAFTs not answered because the stores no longer
+	// held the range's head while the grafter's eager path was still
+	// bringing it (an answer would have opened a gap ahead of that path).
+	GraftsRefused uint64
+	EagerLinks    int // (origin, link) pairs that carry events in full, over known origins
+	LazyLinks     int // (origin, link) pairs that carry notices only
 
 	// Back-pressure (Config.SlowConsumer).
 	Grants        uint64        // GRANT batches sent: credit given to upstream links
@@ -99,6 +104,7 @@ func (s Stats) Sub(earlier Stats) Stats {
 	d.Prunes -= earlier.Prunes
 	d.GraftResent -= earlier.GraftResent
 	d.GraftMisses -= earlier.GraftMisses
+	d.GraftsRefused -= earlier.GraftsRefused
 	d.Grants -= earlier.Grants
 	d.SlowConsumers -= earlier.SlowConsumers
 	d.EmitWaits -= earlier.EmitWaits
@@ -125,6 +131,7 @@ func (n *Node) Stats() Stats {
 		Prunes:         n.stats.prunes.Load(),
 		GraftResent:    n.stats.graftResent.Load(),
 		GraftMisses:    n.stats.graftMisses.Load(),
+		GraftsRefused:  n.stats.graftsRefused.Load(),
 		Grants:         n.stats.grants.Load(),
 		SlowConsumers:  n.stats.slowConsumers.Load(),
 		EmitWaits:      n.stats.emitWaits.Load(),

@@ -12,7 +12,7 @@ import (
 )
 
 // Version is the link protocol version carried in HELLO.
-const Version = 5
+const Version = 6
 
 // Defaults applied to zero Config fields.
 const (

@@ -56,6 +56,18 @@ type Ready struct {
 	// node's copies of the origin's events: the peer has them from
 	// another path (see Tentative).
 	Known []Known
+	// Abandoned are events that neighbours announced and that nothing
+	// brings: grafted for GiveUp twice without the watermark moving, the
+	// second time stalled, while the provider's link was up. The caller
+	// declares them lost (and reports them), so that delivery goes on.
+	Abandoned []Abandoned
+}
+
+// Abandoned says that (Origin, Boot)'s events below Upto cannot come.
+type Abandoned struct {
+	Origin string
+	Boot   uint64
+	Upto   uint64
 }
 
 // Known says that Peer has Origin's events by another path.
@@ -135,6 +147,7 @@ func New(cfg Config) *Machine {
 func (m *Machine) Ready() Ready {
 	r := m.out
 	m.out.Sends, m.out.Resends, m.out.Known = m.out.Sends[:0], m.out.Resends[:0], m.out.Known[:0]
+	m.out.Abandoned = m.out.Abandoned[:0]
 	return r
 }
 
@@ -356,7 +369,12 @@ func (m *Machine) advanced(o *origin, name string, boot, seq uint64) {
 // Fresh records that a fresh event of origin came over p.
 func (m *Machine) Fresh(origin string, p PeerID, now time.Time) {
 	o := m.origin(origin, now)
-	o.provider = p
+	// A fresh event over a peer this node pruned was sent before the PRUNE
+	// got there: that peer stops, so the provider stays the eager path
+	// that goes on (its duplicates must not prune it, or no path is left).
+	if sent, lazy := o.prunedAt(p); !lazy || sent.IsZero() || o.provider == NoPeer {
+		o.provider = p
+	}
 	if o.relayed && o.modeOf(p) == unmarked && m.peer(p) != nil {
 		m.know(o, origin, p)
 	}
@@ -412,6 +430,13 @@ func (m *Machine) Graft(p PeerID, g *wire.Graft, now time.Time) {
 		return
 	}
 	m.out.Resends = append(m.out.Resends, Resend{To: p, Origin: g.Origin, Boot: g.Boot, From: g.From, Upto: next - 1})
+}
+
+// Released is the watermark of (origin, boot): every seq below it was
+// released here (or emitted, for this node's own). ok is false for a boot
+// this node would refuse. A GRAFT from next on asks for nothing.
+func (m *Machine) Released(origin string, boot uint64) (next uint64, ok bool) {
+	return m.released(origin, boot)
 }
 
 // released is the watermark of (origin, boot): every seq below it was

@@ -87,7 +87,7 @@ func TestEmitEagerUntilPruned(t *testing.T) {
 	}
 	m.Round(t0)
 	want(t, "notice", sends(m.Ready()), []string{"1:IHAVE me/100/101"})
-	m.Graft(1, wire.NewGraft("me", 100, 101), t0)
+	m.Graft(1, wire.NewGraft("me", 100, 101, true), t0)
 	rd := m.Ready()
 	if len(rd.Resends) != 1 || rd.Resends[0] != (Resend{To: 1, Origin: "me", Boot: 100, From: 101, Upto: 101}) {
 		t.Fatalf("resends %+v, want 101 to b", rd.Resends)
@@ -102,8 +102,8 @@ func TestReleaseFollowsGrafts(t *testing.T) {
 	m, w := newTest(t, false)
 	want(t, "leaf", ids(m.Release("x", 5, 5, 0, []string{"x", "a"}, t0)), nil)
 	w["x/5"] = 6
-	m.Graft(2, wire.NewGraft("x", 5, 6), t0)
-	m.Graft(1, wire.NewGraft("x", 5, 6), t0)
+	m.Graft(2, wire.NewGraft("x", 5, 6, true), t0)
+	m.Graft(1, wire.NewGraft("x", 5, 6, true), t0)
 	m.Ready()
 	want(t, "grafted by b and c", ids(m.Release("x", 5, 6, 0, []string{"x", "a"}, t0)), []string{"1", "2"})
 	want(t, "c on the path", ids(m.Release("x", 5, 7, 0, []string{"x", "c"}, t0)), []string{"1"})
@@ -136,7 +136,7 @@ func TestPeerDownGetsEventsInFull(t *testing.T) {
 func TestRestartedPeerForgetsItsMarks(t *testing.T) {
 	m, w := newTest(t, false)
 	w["x/5"] = 6
-	m.Graft(1, wire.NewGraft("x", 5, 6), t0)
+	m.Graft(1, wire.NewGraft("x", 5, 6, true), t0)
 	m.Prune(2, "me", t0)
 	m.PeerUp(1, "b", 1) // a reconnect of the same boot keeps them
 	want(t, "reconnect", ids(m.Release("x", 5, 6, 0, nil, t0)), []string{"1"})
@@ -175,7 +175,7 @@ func TestDuplicatePrunes(t *testing.T) {
 
 // A noticed event is grafted after the grace, from the announcers in
 // turn while it stays missing, at most every graftRetry, and given up
-// after GiveUp; a notice of what was released, or of our own events, is
+// after GiveUp twice without progress; a notice of what was released, or of our own events, is
 // ignored.
 func TestNoticeGrafted(t *testing.T) {
 	m, w := newTest(t, false)
@@ -203,8 +203,17 @@ func TestNoticeGrafted(t *testing.T) {
 		t.Fatal("no round wanted while x/5 is missing")
 	}
 	m.Ready()
-	if m.Round(t0.Add(time.Second + graftRetry)) { // a graft due, past GiveUp
-		t.Fatal("still grafting after GiveUp")
+	// Past GiveUp, but the watermark moved (6, then 8): the wait starts
+	// afresh. Then GiveUp without progress: the grafts go on (stalled);
+	// after another, the entry is given up.
+	at := t0.Add(time.Second + graftRetry)
+	m.Round(at)
+	want(t, "progress: grafting on", sends(m.Ready()), []string{"1:GRAFT x/5/8"})
+	at = at.Add(time.Second + graftRetry)
+	m.Round(at)
+	want(t, "no progress for GiveUp: grafting on, stalled", sends(m.Ready()), []string{"1:GRAFT x/5/8"})
+	if m.Round(at.Add(time.Second + graftRetry)) {
+		t.Fatal("still grafting after GiveUp twice without progress")
 	}
 	want(t, "given up", sends(m.Ready()), nil)
 	w["x/5"] = 10
@@ -219,7 +228,7 @@ func TestNoticeGrafted(t *testing.T) {
 func TestRemovePeerReusesID(t *testing.T) {
 	m, w := newTest(t, false)
 	w["x/5"] = 6
-	m.Graft(1, wire.NewGraft("x", 5, 6), t0)
+	m.Graft(1, wire.NewGraft("x", 5, 6, true), t0)
 	m.IHave(1, wire.NewIHave([]wire.Notice{{Origin: "z", Boot: 3, Upto: 9}}), t0)
 	m.Ready()
 	m.RemovePeer(1)
@@ -239,8 +248,87 @@ func TestCounts(t *testing.T) {
 	m.Emit(100, t0)                  // me: eager on a, b, c
 	m.Release("a", 5, 5, 0, nil, t0) // a: lazy on b, c (a's own link left out)
 	w["a/5"] = 6
-	m.Graft(2, wire.NewGraft("a", 5, 5), t0)
+	m.Graft(2, wire.NewGraft("a", 5, 5, true), t0)
 	if e, l := m.Counts(); e != 4 || l != 1 {
 		t.Fatalf("counts %d eager, %d lazy; want 4, 1", e, l)
 	}
+}
+
+// grafts returns the GRAFTs of r.
+func grafts(r Ready) []*wire.Graft {
+	var out []*wire.Graft
+	for _, s := range r.Sends {
+		if g, ok := s.Msg.(*wire.Graft); ok {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// A GRAFT says whether an eager path still brings the origin's events
+// (the answerer then sends the whole range or nothing, never a tail that
+// would open a gap ahead of that path): not stalled while the provider is
+// up; stalled once the watermark has not moved for GiveUp, once the
+// provider is down, and for a boot of which nothing came yet.
+func TestGraftSaysWhetherStalled(t *testing.T) {
+	m, w := newTest(t, false)
+	m.Fresh("x", 0, t0) // a brings x's events
+	m.Release("x", 5, 5, 0, nil, t0)
+	w["x/5"] = 6
+	m.IHave(1, wire.NewIHave([]wire.Notice{{Origin: "x", Boot: 5, Upto: 9}}), t0)
+	m.Ready()
+	m.Round(t0.Add(graftGrace))
+	g := grafts(m.Ready())
+	if len(g) != 1 || g[0].Stalled || g[0].From != 6 {
+		t.Fatalf("grafts %+v, want one from 6, not stalled: a still brings x", g)
+	}
+
+	m.Round(t0.Add(graftGrace + graftRetry))
+	if g := grafts(m.Ready()); len(g) != 1 || g[0].Stalled {
+		t.Fatalf("grafts %+v, want one, not stalled: a is up, and GiveUp has not passed", g)
+	}
+	m.Round(t0.Add(time.Second + graftRetry))
+	if g := grafts(m.Ready()); len(g) != 1 || !g[0].Stalled {
+		t.Fatalf("grafts %+v, want one, stalled: the watermark has not moved for GiveUp", g)
+	}
+
+	m.IHave(1, wire.NewIHave([]wire.Notice{{Origin: "z", Boot: 3, Upto: 9}}), t0)
+	m.Fresh("z", 0, t0)
+	m.Release("z", 3, 3, 0, nil, t0)
+	w["z/3"] = 4
+	m.PeerDown(0)
+	m.Round(t0.Add(time.Second + 2*graftRetry))
+	var z *wire.Graft
+	for _, g := range grafts(m.Ready()) {
+		if g.Origin == "z" {
+			z = g
+		}
+	}
+	if z == nil || !z.Stalled {
+		t.Fatalf("z's graft %+v, want one, stalled: a, the provider, is down", z)
+	}
+
+	m.IHave(2, wire.NewIHave([]wire.Notice{{Origin: "y", Boot: 7, Upto: 9}}), t0)
+	m.Round(t0.Add(time.Second + 2*graftRetry))
+	if g := grafts(m.Ready()); len(g) != 1 || !g[0].Stalled || g[0].Origin != "y" || g[0].From != 7 {
+		t.Fatalf("grafts %+v, want y from 7, stalled: nothing of y/7 came yet", g)
+	}
+}
+
+// A fresh event over a peer this node has just pruned was sent before the
+// PRUNE arrived: that peer stops, so it does not become the provider, and
+// the duplicates that the remaining eager path then brings do not prune
+// it. (Taking the pruned peer as provider pruned both paths, and the node
+// got nothing more of the origin.)
+func TestFreshOverPrunedPeerKeepsProvider(t *testing.T) {
+	m, _ := newTest(t, false)
+	m.Fresh("x", 0, t0)     // a brings x's events
+	m.Duplicate("x", 1, t0) // so does b: pruned
+	want(t, "b pruned", sends(m.Ready()), []string{"1:PRUNE x"})
+	m.Fresh("x", 1, t0) // b had sent this one before the PRUNE got there
+	if p := m.Provider("x"); p != 0 {
+		t.Fatalf("provider %d, want a (0): b stops once it reads the PRUNE", p)
+	}
+	m.Duplicate("x", 0, t0) // a's copy of it
+	want(t, "a, the path left, is not pruned", sends(m.Ready()), nil)
 }

@@ -14,7 +14,11 @@ type missing struct {
 	peers   []PeerID  // announcers, in order of first notice
 	tried   int       // grafts sent; the next goes to peers[tried % len(peers)]
 	graftAt time.Time // last graft sent, zero if none
-	since   time.Time // first notice: grafts go on for GiveUp from it
+	since   time.Time // first notice, or the last progress: see announcer
+	from    uint64    // the watermark at since
+	// stalled says that the watermark did not move for GiveUp while
+	// grafting: the eager path brings nothing (see stalled).
+	stalled bool
 }
 
 type wait struct {
@@ -39,13 +43,14 @@ func (m *Machine) IHave(p PeerID, ih *wire.IHave, now time.Time) {
 		if o := m.origins[e.Origin]; o != nil {
 			m.know(o, e.Origin, p) // p has released them: it needs no copy from here
 		}
-		if next, ok := m.released(e.Origin, e.Boot); !ok || next > e.Upto {
+		next, ok := m.released(e.Origin, e.Boot)
+		if !ok || next > e.Upto {
 			continue
 		}
 		k := originBoot{e.Origin, e.Boot}
 		ms := m.missing[k]
 		if ms == nil {
-			ms = &missing{since: now}
+			ms = &missing{since: now, from: next}
 			m.missing[k] = ms
 		}
 		switch n := len(ms.waits); {
@@ -86,16 +91,59 @@ func (m *Machine) sendGrafts(now time.Time) {
 		if !ms.graftDue(next == k.boot, now) {
 			continue
 		}
-		p := m.announcer(ms, now)
+		p, gaveUp := m.announcer(ms, next, now)
 		if p == NoPeer {
+			if gaveUp && !m.providerDown(k.origin) {
+				// Nothing answered, and no link that will reconnect and
+				// resend holds them: lost, and said so.
+				m.out.Abandoned = append(m.out.Abandoned, Abandoned{Origin: k.origin, Boot: k.boot, Upto: ms.waits[len(ms.waits)-1].upto + 1})
+			}
 			delete(m.missing, k)
 			continue
 		}
 		// The grafter does not make p eager for the origin: the events flow
 		// from p to here, and sending them back would only make duplicates.
-		m.send(p, wire.NewGraft(k.origin, k.boot, next))
+		// But a PRUNE it sent p is void now: p's events are wanted, and the
+		// first fresh one makes p the provider (see Fresh).
+		if o := m.origins[k.origin]; o != nil {
+			if sent, lazy := o.prunedAt(p); lazy && !sent.IsZero() {
+				o.setLazy(p, time.Time{})
+			}
+		}
+		m.send(p, wire.NewGraft(k.origin, k.boot, next, ms.stalled || m.stalled(k, next)))
 		ms.graftAt = now
 	}
+}
+
+// providerDown reports whether origin's provider is a peer whose link is
+// down: it reconnects and resends what its buffer holds.
+func (m *Machine) providerDown(origin string) bool {
+	if o := m.origins[origin]; o != nil && o.provider != NoPeer {
+		pr := m.peer(o.provider)
+		return pr != nil && !pr.up
+	}
+	return false
+}
+
+// stalled reports whether no eager path can be bringing (origin, boot)
+// here: nothing of the boot released yet, or no provider (the peer the
+// last fresh event came over), or one whose link is down or gone. A GRAFT
+// says so (wire.Graft.Stalled), as it does once the watermark has not
+// moved for GiveUp (see announcer): then the answerer sends what it still
+// stores of the range even if its head is gone. Otherwise the eager path
+// may only be slower than the announcer (back-pressure paces a long path),
+// and an answer without the range's head would open a gap ahead of that
+// path: the orderer would hold what came after it and grant nothing
+// upstream, stalling the very path that was bringing the head until
+// ReorderTimeout declared it lost. The answerer then sends the whole range
+// or nothing.
+func (m *Machine) stalled(k originBoot, next uint64) bool {
+	o := m.origins[k.origin]
+	if next == k.boot || o == nil || o.boot != k.boot || o.provider == NoPeer {
+		return true
+	}
+	pr := m.peer(o.provider)
+	return pr == nil || !pr.up
 }
 
 // graftDue reports whether a graft goes now: the first after the grace,
@@ -115,18 +163,30 @@ func (ms *missing) graftDue(nothingYet bool, now time.Time) bool {
 
 // announcer returns the next connected announcer, in turn, round and round
 // (an answer may be partial, bounded by the answering link's room, and
-// trying each once lost the rest for good when the origin had gone quiet):
-// NoPeer once GiveUp has passed or none is up.
-func (m *Machine) announcer(ms *missing, now time.Time) PeerID {
+// trying each once lost the rest for good when the origin had gone quiet);
+// NoPeer when none is up, or once GiveUp has passed twice without the
+// watermark moving (gaveUp). After the first GiveUp without progress the grafts say
+// stalled: the provider brings nothing (two nodes that each took the other
+// for provider and both pruned their source, an island that whole answers
+// cannot reach once the stores have moved on). While the watermark moves
+// the wait starts afresh: a slow eager path is no stalled one.
+func (m *Machine) announcer(ms *missing, next uint64, now time.Time) (p PeerID, gaveUp bool) {
 	if now.Sub(ms.since) > m.cfg.GiveUp {
-		return NoPeer
+		switch {
+		case next > ms.from:
+			ms.since, ms.from = now, next
+		case !ms.stalled:
+			ms.stalled, ms.since = true, now
+		default:
+			return NoPeer, true
+		}
 	}
 	for range len(ms.peers) {
 		p := ms.peers[ms.tried%len(ms.peers)]
 		ms.tried++
 		if pr := m.peer(p); pr != nil && pr.up {
-			return p
+			return p, false
 		}
 	}
-	return NoPeer
+	return NoPeer, false
 }

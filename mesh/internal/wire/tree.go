@@ -34,7 +34,7 @@ type IHave struct {
 	Entries []Notice
 }
 
-// Graft is [3, origin, boot, from].
+// Graft is [3, origin, boot, from, stalled].
 type Graft struct {
 	//lint:ignore U1000 read by the codec through reflection
 	_struct bool `codec:",toarray"`
@@ -43,6 +43,14 @@ type Graft struct {
 	Origin string
 	Boot   uint64
 	From   uint64
+	// Stalled says that no eager path brings the grafter the origin's
+	// events: it takes what the answerer still stores of the range, even
+	// without its head (the rest is lost, and reported). Without it the
+	// grafter's eager path is still bringing the events, only later than
+	// the announcer had them: an answer that cannot start at From would
+	// open a gap ahead of that path, so the answerer sends nothing and
+	// stays lazy (PROTOCOL.md section 9).
+	Stalled bool
 }
 
 // Prune is [4, origin].
@@ -118,8 +126,8 @@ type TreeMessage interface {
 func NewIHave(entries []Notice) *IHave { return &IHave{Kind: KindIHave, Entries: entries} }
 
 // NewGraft returns a GRAFT.
-func NewGraft(origin string, boot, from uint64) *Graft {
-	return &Graft{Kind: KindGraft, Origin: origin, Boot: boot, From: from}
+func NewGraft(origin string, boot, from uint64, stalled bool) *Graft {
+	return &Graft{Kind: KindGraft, Origin: origin, Boot: boot, From: from, Stalled: stalled}
 }
 
 // NewPrune returns a PRUNE.

@@ -13,7 +13,7 @@ func TestTreePayloadsDecode(t *testing.T) {
 	}
 	good := []TreeMessage{
 		NewIHave([]Notice{{Origin: "a", Boot: 1, Upto: 5}}),
-		NewGraft("a", 1, 3),
+		NewGraft("a", 1, 3, false),
 		NewPrune("a"),
 		NewIHave(most),
 		NewGrant([]Credit{{Origin: "a", Boot: 1, Upto: 1000}, {Origin: "b", Boot: 7, Upto: 3}}),
@@ -33,12 +33,12 @@ func TestTreePayloadsDecode(t *testing.T) {
 	bad := []TreeMessage{
 		NewIHave([]Notice{{Origin: "", Boot: 1, Upto: 5}}),
 		NewIHave([]Notice{{Origin: "a", Boot: 5, Upto: 4}}),
-		NewGraft("a", 0, 3),
-		NewGraft("a", 4, 3),
+		NewGraft("a", 0, 3, true),
+		NewGraft("a", 4, 3, true),
 		NewPrune(""),
 		// Since the move: an origin over MaxOrigin, a batch over MaxNotices.
 		NewIHave([]Notice{{Origin: strings.Repeat("o", MaxOrigin+1), Boot: 1, Upto: 5}}),
-		NewGraft(strings.Repeat("o", MaxOrigin+1), 1, 3),
+		NewGraft(strings.Repeat("o", MaxOrigin+1), 1, 3, true),
 		NewPrune(strings.Repeat("o", MaxOrigin+1)),
 		NewIHave(append(most, Notice{Origin: "a", Boot: 1, Upto: 1})),
 		NewGrant([]Credit{{Origin: "", Boot: 1, Upto: 5}}),
@@ -82,7 +82,7 @@ func decodeTreePayload(b []byte) error {
 func FuzzTreePayload(f *testing.F) {
 	for _, m := range []any{
 		NewIHave([]Notice{{Origin: "a", Boot: 1, Upto: 5}, {Origin: "b", Boot: 9, Upto: 9}}),
-		NewGraft("a", 1, 3),
+		NewGraft("a", 1, 3, false),
 		NewPrune("a"),
 		NewGrant([]Credit{{Origin: "a", Boot: 1, Upto: 5}}),
 		toGo(&Envelope{Origin: "a", Boot: 1, Seq: 1, Name: "x", Path: []string{"a"}, Args: []byte{0x90}}),
@@ -93,4 +93,18 @@ func FuzzTreePayload(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_ = decodeTreePayload(b) // never panics; errors are the link's to drop
 	})
+}
+
+// GRAFT's stalled flag survives the round trip: the answerer's choice
+// between a whole answer and none hangs on it.
+func TestGraftStalledRoundTrip(t *testing.T) {
+	for _, stalled := range []bool{false, true} {
+		g, err := DecodeGraft(NewGraft("a", 1, 3, stalled).Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.Stalled != stalled || g.Origin != "a" || g.Boot != 1 || g.From != 3 {
+			t.Fatalf("decoded %+v, want origin a, boot 1, from 3, stalled %v", g, stalled)
+		}
+	}
 }
