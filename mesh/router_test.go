@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -251,6 +252,54 @@ func TestGraftAnsweredWholeUnlessStalled(t *testing.T) {
 		}
 		if st := graft(n.boot, true); st.GraftsRefused != 1 || st.GraftMisses != 2 {
 			t.Fatalf("stalled: refused %d, misses %d; want the tail taken, the 2 evicted counted", st.GraftsRefused, st.GraftMisses)
+		}
+	})
+}
+
+// Events announced over the provider's own link (up) that no GRAFT brings
+// are declared lost after GiveUp twice without progress: counted as
+// skipped and reported, one Overflow PeerEvent (ErrGap) for the batch,
+// never waited for in silence.
+func TestAnnouncedNeverBroughtIsReported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n, err := New(Config{NodeID: "me", Logger: hclog.NewNullLogger()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer n.Close()
+		var mu sync.Mutex
+		var reports []PeerEvent
+		n.OnPeer(func(e PeerEvent) {
+			if e.Kind == Overflow {
+				mu.Lock()
+				reports = append(reports, e)
+				mu.Unlock()
+			}
+		})
+		l, err := relay.NewInbound(relay.Config{NodeID: "me", Channel: "c", Boot: 1, Logger: hclog.NewNullLogger()}, nopHandler{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		n.router.linkUp(l) // the provider's link is up: nothing will be resent on a reconnect
+		env := &wire.Envelope{Origin: "a", Boot: 7, Seq: 7, Name: "x", Path: []string{"a"}, Args: []byte{0x90}}
+		linkHandler{n}.Receive(l, [][]byte{wire.EncodeEnvelope(env)})
+		ih := wire.NewIHave([]wire.Notice{{Origin: "a", Boot: 7, Upto: 20}})
+		if err := n.router.receiveTree(l, wire.KindIHave, ih.Encode()); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(4 * DefaultReorderTimeout) // grafts go unanswered
+		synctest.Wait()
+		st := n.Stats()
+		if st.Grafts == 0 || st.Skipped != 13 {
+			t.Fatalf("grafts %d, skipped %d; want grafts, then 8..20 (13) declared lost", st.Grafts, st.Skipped)
+		}
+		time.Sleep(2 * lossInterval)
+		synctest.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		if len(reports) != 1 || reports[0].Dropped != 13 || !errors.Is(reports[0].Err, ErrGap) || reports[0].PeerID != "a" {
+			t.Fatalf("reports %+v, want one Overflow of 13 for origin a, ErrGap", reports)
 		}
 	})
 }
