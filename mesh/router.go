@@ -474,9 +474,10 @@ func (r *router) carryOutLocked(now time.Time) {
 	}
 	for _, a := range rd.Abandoned {
 		// Announced, grafted, never brought: declared lost like a gap past
-		// ReorderTimeout (reported by reportSkipsLocked), and what the
-		// orderer held beyond it is released.
+		// ReorderTimeout, and what the orderer held beyond it is released.
 		r.release(r.order.Abandon(a.Origin, a.Boot, a.Upto, r.ready[:0]), now)
+	}
+	if len(rd.Abandoned) > 0 {
 		r.reportSkipsLocked()
 	}
 	if len(rd.Resends)+len(rd.Known)+len(rd.Abandoned) > 0 {

@@ -120,28 +120,38 @@ func TestPayloadsOutliveTheLinksBuffer(t *testing.T) {
 	r.mu.Unlock()
 }
 
+// storedTen returns a node (BufferMax 2) that emitted 10 events with no
+// link, so its own-event store keeps the last 8 for GRAFTs, and a link
+// added to its router, not connected: what a GRAFT answer sends on it
+// stays in its buffer, which takes 2. Both close with the test.
+func storedTen(t *testing.T) (*Node, *relay.Link) {
+	t.Helper()
+	n, err := New(Config{NodeID: "me", BufferMax: 2, Logger: hclog.NewNullLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	for i := range 10 {
+		if err := n.Emit("x", i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l, err := relay.NewInbound(relay.Config{NodeID: "me", Channel: "c", Boot: 1, Logger: hclog.NewNullLogger()}, nopHandler{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	n.router.addLink(l, nil)
+	return n, l
+}
+
 // A GRAFT of this node's own events is answered from the own-event store,
 // bounded by its count (4 × BufferMax) and by the room the grafting link's
 // buffer has; what the store lost is counted as misses.
 func TestGraftAnsweredWithinStoreAndRoom(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n, err := New(Config{NodeID: "me", BufferMax: 2, Logger: hclog.NewNullLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer n.Close()
-		for i := range 10 { // no link yet: kept for GRAFTs only
-			if err := n.Emit("x", i); err != nil {
-				t.Fatal(err)
-			}
-		}
-		l, err := relay.NewInbound(relay.Config{NodeID: "me", Channel: "c", Boot: 1, Logger: hclog.NewNullLogger()}, nopHandler{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
+		n, l := storedTen(t)
 		r := n.router
-		r.addLink(l, nil)
 		graft := func(from uint64) {
 			r.mu.Lock()
 			r.tree.Graft(r.byLink[l], wire.NewGraft("me", n.boot, from, true), r.read())
@@ -211,23 +221,8 @@ func TestGraftOfUnforwardedEventAddsThisNodeToPath(t *testing.T) {
 // the tail the store still has; a range the store holds whole is answered.
 func TestGraftAnsweredWholeUnlessStalled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		n, err := New(Config{NodeID: "me", BufferMax: 2, Logger: hclog.NewNullLogger()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer n.Close()
-		for i := range 10 { // the own-event store keeps the last 8
-			if err := n.Emit("x", i); err != nil {
-				t.Fatal(err)
-			}
-		}
-		l, err := relay.NewInbound(relay.Config{NodeID: "me", Channel: "c", Boot: 1, Logger: hclog.NewNullLogger()}, nopHandler{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer l.Close()
+		n, l := storedTen(t)
 		r := n.router
-		r.addLink(l, nil)
 		r.mu.Lock()
 		r.tree.Prune(r.byLink[l], "me", r.read()) // the grafter had pruned this node's events
 		r.mu.Unlock()

@@ -625,10 +625,13 @@ func (m *Machine[T]) maybeTimeout() time.Duration {
 // expireMaybes stops keeping o's events held longer than MaybeTimeout for
 // their tentative peers, and lets go of what no target waits for any more.
 func (m *Machine[T]) expireMaybes(o *origin[T], now time.Time) {
-	expired := false
+	if !o.anyMaybe() {
+		return
+	}
+	expired, timeout := false, m.maybeTimeout()
 	for i := o.head; i < len(o.held); i++ {
 		e := &o.held[i]
-		if now.Sub(e.at) < m.maybeTimeout() {
+		if now.Sub(e.at) < timeout {
 			break
 		}
 		for _, p := range e.maybe {

@@ -198,9 +198,24 @@ func (o *origin[T]) maybeFor(p Peer) int {
 	return o.maybes[p]
 }
 
+// anyMaybe reports whether some held entry is kept for a tentative peer:
+// a look at one count per peer, not at every held entry (a slow link can
+// have a Window of them).
+func (o *origin[T]) anyMaybe() bool {
+	for _, n := range o.maybes {
+		if n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // oldestMaybe returns when the oldest held entry that is kept for a
 // tentative peer was held.
 func (o *origin[T]) oldestMaybe() (time.Time, bool) {
+	if !o.anyMaybe() {
+		return time.Time{}, false
+	}
 	for i := o.head; i < len(o.held); i++ {
 		if len(o.held[i].maybe) > 0 {
 			return o.held[i].at, true

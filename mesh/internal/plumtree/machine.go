@@ -372,8 +372,10 @@ func (m *Machine) Fresh(origin string, p PeerID, now time.Time) {
 	// A fresh event over a peer this node pruned was sent before the PRUNE
 	// got there: that peer stops, so the provider stays the eager path
 	// that goes on (its duplicates must not prune it, or no path is left).
-	if sent, lazy := o.prunedAt(p); !lazy || sent.IsZero() || o.provider == NoPeer {
-		o.provider = p
+	if p != o.provider { // mostly it is: nothing to look up per event
+		if sent, lazy := o.prunedAt(p); !lazy || sent.IsZero() || o.provider == NoPeer {
+			o.provider = p
+		}
 	}
 	if o.relayed && o.modeOf(p) == unmarked && m.peer(p) != nil {
 		m.know(o, origin, p)

@@ -115,14 +115,20 @@ func (m *Machine) sendGrafts(now time.Time) {
 	}
 }
 
+// provider returns origin's provider (the peer the last fresh event came
+// over), nil if none or gone.
+func (m *Machine) provider(origin string) *peer {
+	if o := m.origins[origin]; o != nil && o.provider != NoPeer {
+		return m.peer(o.provider)
+	}
+	return nil
+}
+
 // providerDown reports whether origin's provider is a peer whose link is
 // down: it reconnects and resends what its buffer holds.
 func (m *Machine) providerDown(origin string) bool {
-	if o := m.origins[origin]; o != nil && o.provider != NoPeer {
-		pr := m.peer(o.provider)
-		return pr != nil && !pr.up
-	}
-	return false
+	pr := m.provider(origin)
+	return pr != nil && !pr.up
 }
 
 // stalled reports whether no eager path can be bringing (origin, boot)
@@ -138,12 +144,8 @@ func (m *Machine) providerDown(origin string) bool {
 // ReorderTimeout declared it lost. The answerer then sends the whole range
 // or nothing.
 func (m *Machine) stalled(k originBoot, next uint64) bool {
-	o := m.origins[k.origin]
-	if next == k.boot || o == nil || o.boot != k.boot || o.provider == NoPeer {
-		return true
-	}
-	pr := m.peer(o.provider)
-	return pr == nil || !pr.up
+	pr := m.provider(k.origin)
+	return next == k.boot || pr == nil || !pr.up || m.origins[k.origin].boot != k.boot
 }
 
 // graftDue reports whether a graft goes now: the first after the grace,
