@@ -231,15 +231,19 @@ func (o *overlay) receive(b []byte) {
 // and checks the links against the view.
 func (o *overlay) tick(now time.Time) {
 	var ids []string
+	var succ, pred string
 	if now.Sub(o.lastCandidates) >= overlayCandidates {
 		o.lastCandidates = now
-		ids = o.n.candidates()
+		ms := o.n.mem.Members()
+		ids = o.n.candidates(ms)
+		succ, pred = o.n.ring(ms)
 	}
 	linked := o.n.memberLinks()
 	o.mu.Lock()
 	o.m.Tick(now)
 	if ids != nil {
 		o.m.Candidates(ids)
+		o.m.Ring(succ, pred)
 	}
 	var acts []overlayAction
 	for peer, since := range o.active {
@@ -300,16 +304,37 @@ func (o *overlay) activeView() []string {
 	return v
 }
 
-// candidates returns the alive members of this node's channel and protocol
-// that accept relay links.
-func (n *Node) candidates() []string {
+// candidates returns the alive members of ms of this node's channel and
+// protocol that accept relay links.
+func (n *Node) candidates(ms []membership.Member) []string {
 	var ids []string
-	for _, m := range n.mem.Members() {
+	for _, m := range ms {
 		if n.ours(m) && m.State == membership.StateAlive && m.RelayAddr != "" {
 			ids = append(ids, m.Name)
 		}
 	}
 	return ids
+}
+
+// ring returns this node's neighbours on the ring of members ordered by
+// NodeID (hyparview's Ring keeps the successor linked, which joins every
+// member): the members of ms (sorted by name) of this node's channel and
+// protocol that accept relay links and have not left. A suspect or dead
+// member keeps its place until membership reaps it, so that gossip's
+// errors under load do not reshape the ring: a dead successor is only a
+// request that times out, and a ring missing one link still joins everyone.
+func (n *Node) ring(ms []membership.Member) (succ, pred string) {
+	var ids []string
+	for _, m := range ms {
+		if m.Name == n.id || n.ours(m) && m.State != membership.StateLeft && m.RelayAddr != "" {
+			ids = append(ids, m.Name)
+		}
+	}
+	i := slices.Index(ids, n.id)
+	if i < 0 || len(ids) < 2 {
+		return "", ""
+	}
+	return ids[(i+1)%len(ids)], ids[(i+len(ids)-1)%len(ids)]
 }
 
 // isMember reports whether membership lists id, in any state.

@@ -53,6 +53,14 @@
 // The periodic refill to ActiveSize is ours too (the paper repairs only on
 // failure); it is what makes a small cluster a full mesh.
 //
+// So is the ring (Ring): the caller names the node's successor and
+// predecessor among all members ordered by id; the successor is kept in the
+// active view by high-priority NEIGHBORs (at most one per NeighborTimeout)
+// and an eviction spares both while another neighbour can go. Without it,
+// nodes that start together can fill their views among themselves in two
+// components that no request ever joins (a full view refuses low-priority
+// requests, and nobody below its target asks); the ring joins every member.
+//
 // # Small clusters are a full mesh
 //
 // With N <= min(ActiveSize, MaxActive)+1 nodes every node is in every other's

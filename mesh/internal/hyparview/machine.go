@@ -37,6 +37,9 @@ type Machine struct {
 	fillBackoff time.Duration // wait after a rejected low-priority request
 	fillAt      time.Time     // no low-priority request before this
 
+	succ, pred string    // the ring's neighbours (Ring), "" if none
+	ringAt     time.Time // no request to the successor before this
+
 	out []Output
 }
 

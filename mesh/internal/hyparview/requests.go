@@ -58,11 +58,12 @@ func (m *Machine) expirePending() {
 	}
 }
 
-// repair asks passive peers to fill the active view up to its capacity. An
-// empty active view asks one peer with high priority, which cannot be
+// repair keeps the ring's successor (keepRing) and asks passive peers to
+// fill the active view up to its capacity. An empty active view asks one peer with high priority, which cannot be
 // refused; the rest is asked with low priority, which backs off after a
 // rejection.
 func (m *Machine) repair() {
+	m.keepRing()
 	notPending := func(id string) bool { return !m.isPending(id) }
 	if m.active.len() == 0 && !m.highPending() && len(m.pending) < m.capacity {
 		if peer, ok := m.passive.pick(m.rng, notPending); ok {

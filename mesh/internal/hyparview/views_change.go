@@ -15,9 +15,13 @@ func (m *Machine) addActive(peer string) {
 }
 
 // evict drops a random neighbour with a DISCONNECT that keeps us in its
-// passive view, as it stays in ours, and closes its link.
+// passive view, as it stays in ours, and closes its link. A ring neighbour
+// (Ring) is evicted only when every neighbour is one.
 func (m *Machine) evict() {
-	peer, ok := m.active.pick(m.rng, all)
+	peer, ok := m.active.pick(m.rng, func(p string) bool { return !m.onRing(p) })
+	if !ok {
+		peer, ok = m.active.pick(m.rng, all)
+	}
 	if !ok {
 		return
 	}
