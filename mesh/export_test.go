@@ -1,5 +1,7 @@
 package mesh
 
+import "github.com/verbosemesh/verbose/membership"
+
 // TreeProvider returns the remote id of the link n last got a fresh event
 // of origin over: its parent in origin's tree ("" if none). For tests that
 // need to cut or slow an eager path.
@@ -16,3 +18,16 @@ func TreeProvider(n *Node, origin string) string {
 
 // ReleaseLeft releases id as if membership had reported it left.
 func ReleaseLeft(n *Node, id string) { n.releaseLeft(id) }
+
+// DeclareDead hands n a membership report that member id failed (gossip's
+// failure detector, which errs under load), as memberlist would.
+func DeclareDead(n *Node, id string) {
+	for _, m := range n.mem.Members() {
+		if m.Name == id {
+			m.State = membership.StateDead
+			n.memberEvent(membership.Event{Kind: membership.MemberLeave, Member: m})
+			return
+		}
+	}
+	panic("DeclareDead: no member " + id)
+}

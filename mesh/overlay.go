@@ -126,8 +126,11 @@ func (o *overlay) run() {
 }
 
 // sender sends the machine's messages, one at a time, in order. A message
-// that cannot be sent loses the link to its member (LinkDown): a request
-// to it fails at once instead of at its timeout.
+// that cannot be sent to a member with no connected relay link loses the
+// link to it (LinkDown): a request to it fails at once instead of at its
+// timeout. One to a member whose relay link is connected is only lost:
+// gossip's streams time out under load while the relay link, which
+// acknowledges, says the member is alive.
 func (o *overlay) sender() {
 	defer o.n.wg.Done()
 	for {
@@ -140,6 +143,9 @@ func (o *overlay) sender() {
 					return
 				}
 				o.n.log.Debug("partial view: message not sent", "peer", m.to, "error", err)
+				if o.n.memberLinked(m.to) {
+					continue // alive to the link: a lost message, which the machine's timeouts repair
+				}
 				o.input(func() { o.m.LinkDown(m.to) })
 			}
 		}
@@ -288,6 +294,16 @@ func (o *overlay) wants(id string) bool {
 func (o *overlay) memberEvent(ev membership.Event) {
 	m := ev.Member
 	switch {
+	case ev.Kind == membership.MemberLeave && m.State == membership.StateDead && o.n.memberLinked(m.Name):
+		// Gossip's failure detector errs under load: a node starved of CPU
+		// past its probe timeout is declared dead, and refutes it. An
+		// active neighbour whose relay link is connected is alive to this
+		// node; the link is the active view's failure detector, as in
+		// HyParView (tick: no connected link for NeighborTimeout takes the
+		// neighbour for lost). Forgetting it here closed a healthy link
+		// and released its buffer, and the repair's NEIGHBOR requests
+		// evicted more: under CI's load a blast lost most of its events.
+		o.n.log.Debug("partial view: a neighbour declared dead by gossip is kept while its relay link is connected", "peer", m.Name)
 	case ev.Kind == membership.MemberLeave:
 		o.input(func() { o.m.Forget(m.Name) })
 	case m.State == membership.StateAlive && m.RelayAddr != "":
@@ -363,6 +379,18 @@ func (n *Node) memberLinks() map[string]relay.State {
 		}
 	}
 	return out
+}
+
+// memberLinked reports whether a relay link to member id is connected.
+func (n *Node) memberLinked(id string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, p := range n.memberPeersLocked(id) {
+		if p.link.State() == relay.Connected {
+			return true
+		}
+	}
+	return false
 }
 
 // linkMember dials member id at its relay address, unless a link to it

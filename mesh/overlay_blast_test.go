@@ -22,8 +22,12 @@ var overlayBlast = flag.Bool("overlay.blast", false, "run the blasts over a part
 // grafter keeps its path.
 //
 // Behind -overlay.blast (make overlay-blast): under the full suite's load
-// with -race (CI) one run stalled every node at 14,650–18,198 of 30,000
-// for three minutes, not yet explained (issue 15's note).
+// with -race (CI) one run left every node at 14,650–18,198 of 30,000.
+// Gossip, starved of CPU, declared live neighbours dead, and forgetting
+// them closed healthy links and released their buffers (the rest was
+// declared lost, Stats.Skipped). Such neighbours now stay while their
+// links are connected; under a heavier load than CI's a run still lost 52
+// of 450,000 deliveries, reported, so the test stays out of the default run.
 func TestPartialViewBlastMultiHop(t *testing.T) {
 	if !*overlayBlast {
 		t.Skip("a 30,000-event blast over 16 nodes: make overlay-blast (-overlay.blast)")
