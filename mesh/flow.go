@@ -163,8 +163,11 @@ func (r *router) carryFlowOnce(now time.Time) (lost []flow.Peer) {
 		r.stats.forwarded.Add(uint64(forwarded))
 	}
 	for _, rs := range rd.Resends {
-		k := store.Key{Origin: rs.Origin, Boot: rs.Boot, Seq: rs.Seq}
-		if p := r.resendable(k, now); p != nil {
+		p, ok := r.answered(rs)
+		if !ok {
+			p = r.resendable(store.Key{Origin: rs.Origin, Boot: rs.Boot, Seq: rs.Seq}, now)
+		}
+		if p != nil {
 			r.peers[rs.To].link.Send(p)
 			r.stats.graftResent.Add(1)
 		} else {

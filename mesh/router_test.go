@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/verbosemesh/verbose/mesh/internal/flow"
 	"github.com/verbosemesh/verbose/mesh/internal/store"
 	"github.com/verbosemesh/verbose/mesh/internal/wire"
 	"github.com/verbosemesh/verbose/relay"
@@ -295,6 +296,41 @@ func TestAnnouncedNeverBroughtIsReported(t *testing.T) {
 		defer mu.Unlock()
 		if len(reports) != 1 || reports[0].Dropped != 13 || !errors.Is(reports[0].Err, ErrGap) || reports[0].PeerID != "a" {
 			t.Fatalf("reports %+v, want one Overflow of 13 for origin a, ErrGap", reports)
+		}
+	})
+}
+
+// A GRAFT's answer is taken out of the stores when the GRAFT is answered:
+// what flow control has not sent yet (the link had no room) still goes
+// once room frees, though the stores, shared by every origin, moved on
+// meanwhile. Taken one event at a time as flow sent it, such an answer
+// lost its tail and the grafter declared it lost (four origins blasting
+// over a partial view: up to 14,494 of 480,000 deliveries).
+func TestGraftAnswerOutlivesTheStores(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n, l := storedTen(t) // the own store holds events 2 to 9
+		r := n.router
+		if err := r.receiveTree(l, wire.KindGraft, wire.NewGraft("me", n.boot, n.boot+2, false).Encode()); err != nil {
+			t.Fatal(err)
+		}
+		if st := n.Stats(); st.GraftResent != 2 {
+			t.Fatalf("resent %d, want 2 (the link's room)", st.GraftResent)
+		}
+		time.Sleep(max(storeMaxAge, n.cfg.BufferTimeout) + time.Second) // the stores serve nothing older
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if p := r.resendable(store.Key{Origin: "me", Boot: n.boot, Seq: n.boot + 4}, r.read()); p != nil {
+			t.Fatal("the own store still serves event 4: the test evicts nothing")
+		}
+		for seq := n.boot + 4; seq < n.boot+10; seq++ {
+			p, ok := r.answered(flow.Resend{To: flow.Peer(r.byLink[l]), Origin: "me", Boot: n.boot, Seq: seq})
+			var env wire.Envelope
+			if !ok || p == nil || (*wire.Parser)(nil).Parse(&env, nil, p) != nil || env.Seq != seq {
+				t.Fatalf("event %d of the answer: ok %v, %d bytes, seq %d", seq-n.boot, ok, len(p), env.Seq-n.boot)
+			}
+		}
+		if len(r.answers) != 0 {
+			t.Fatalf("%d answers kept after their last event", len(r.answers))
 		}
 	})
 }
