@@ -57,13 +57,17 @@ func TestPartialViewBlastMultiHop(t *testing.T) {
 
 // Several origins blasting at once over a partial view: whatever a node
 // does not deliver it declares lost (Stats.Skipped), nothing waits
-// silently, and what it delivers is exactly once and in order. (The trees
-// of several origins share each node's GRAFT store, so a repair can come
-// too late for it; two nodes could also take each other for provider,
-// having both pruned their source, and wait for ever.)
+// silently, and what it delivers is exactly once and in order. (Two nodes
+// could take each other for provider, having both pruned their source,
+// and wait for ever.) In the default run: it asserts that nothing is lost
+// silently, which held in every run, alone or under load. What is lost,
+// reported, varies: 0 in most runs alone; under -race with other packages'
+// tests beside it 1,537 to 37,363 of 480,000, from nodes whose link to an
+// origin formed mid-blast and got its live events beyond the orderer's
+// window (issue 15's note).
 func TestPartialViewBlastManyOrigins(t *testing.T) {
-	if !*overlayBlast {
-		t.Skip("a blast from 4 origins over 16 nodes: make overlay-blast (-overlay.blast)")
+	if testing.Short() {
+		t.Skip("a blast from 4 origins over 16 nodes in -short mode")
 	}
 	const n, perOrigin = 16, 8000
 	origins := []int{0, 5, 10, 15}
