@@ -282,3 +282,44 @@ func TestPartialViewConnectedWhenStartedTogether(t *testing.T) {
 		})
 	}
 }
+
+// A node whose gossip is cut while its relay links stay up (as under CPU
+// starvation, when probes time out and the links, which acknowledge, do
+// not) is declared dead by everyone's membership, and declares them dead:
+// its neighbours keep it, and it them, so events still flow both ways.
+// Forgetting it closed its links, and it heard nothing more.
+func TestPartialViewGossipCutLinksUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n, active, k = 10, 3, 4
+		c := testcluster.NewWith(t, n, testcluster.Options{Join: true, ActiveView: active, Seed: 6, WaitTimeout: 5 * time.Minute})
+		checkViews(t, c, active)
+		view := c.Node(k).ActiveView()
+		c.IsolateGossip(k)
+		eventually(t, 2*time.Minute, "everyone's membership says the node is dead", func() bool {
+			for i := range n {
+				if i == k {
+					continue
+				}
+				for _, m := range c.Node(i).Members() {
+					if m.Name == c.ID(k) && m.State == "alive" {
+						return false
+					}
+				}
+			}
+			return true
+		})
+		if got := c.Node(k).ActiveView(); !slices.Equal(got, view) {
+			t.Fatalf("the cut-off node's view went from %v to %v", view, got)
+		}
+		for _, id := range view {
+			if !slices.Contains(c.Overlay().Links(c.ID(k)), id) {
+				t.Fatalf("the cut-off node's link to %s closed", id)
+			}
+		}
+		for j := range 50 {
+			c.Emit(k, "from-cut", j)
+			c.Emit(0, "to-cut", j)
+		}
+		c.WaitAll(t)
+	})
+}

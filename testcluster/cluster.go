@@ -337,6 +337,21 @@ func (c *Cluster) Kill(i int) {
 	c.closeNode(m)
 }
 
+// IsolateGossip cuts node i's gossip, both ways, while its relay links stay
+// up (Join with the in-memory network): membership declares it dead
+// everywhere, and it everyone else, as a node starved of CPU past its probe
+// timeouts would be. Undone by Restart of the node, not by Heal.
+func (c *Cluster) IsolateGossip(i int) {
+	c.t.Helper()
+	if c.gossip == nil {
+		c.t.Fatal("testcluster: IsolateGossip needs Join on the in-memory network")
+	}
+	c.fmu.Lock()
+	c.isolated[c.nodes[i].id] = true
+	c.fmu.Unlock()
+	c.updateGossipFilter()
+}
+
 // Stop closes node i gracefully: it leaves the cluster first.
 func (c *Cluster) Stop(i int) {
 	c.t.Helper()
