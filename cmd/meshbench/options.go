@@ -101,8 +101,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		o.Converge = append(o.Converge, n)
 	}
 	switch {
-	case o.Nodes < 2 || o.Nodes > 100:
-		return bad("--nodes must be 2 to 100, got %d", o.Nodes)
+	case o.Nodes < 2 || o.Nodes > 200 || o.Nodes > 100 && o.Network != "mem":
+		return bad("--nodes must be 2 to 100 (200 with --network mem), got %d", o.Nodes)
 	case o.Size < 16 || o.Size > 512<<10:
 		return bad("--size must be 16 to %d, got %d", 512<<10, o.Size)
 	case o.Duration <= 0:

@@ -27,6 +27,7 @@ type blastResult struct {
 	Forwarded          uint64  `json:"forwarded"`
 	HandlerDropped     uint64  `json:"handler_dropped"`
 	Overflowed         uint64  `json:"overflowed"`
+	DeclaredLost       uint64  `json:"declared_lost"` // deliveries the receivers declared lost (Stats.Skipped): loss beyond it is not yet delivered
 	EmitErrors         int64   `json:"emit_errors"`
 	NoticesPerDelivery float64 `json:"notices_per_delivery"` // IHAVE batches sent, over all nodes, per delivery
 	EmitWaits          uint64  `json:"emit_waits"`           // Emit calls that waited for back-pressure
@@ -114,10 +115,11 @@ func drain(ts []*tracker, sent int64, limit time.Duration) bool {
 	})
 }
 
-func sumStats(c *cluster) (received, forwarded, dropped, overflowed, notices uint64) {
+func sumStats(c *cluster) (received, forwarded, dropped, overflowed, notices, skipped uint64) {
 	for _, n := range c.nodes {
 		s := n.Stats()
 		notices += s.Notices
+		skipped += s.Skipped
 		received += s.Received
 		forwarded += s.Forwarded
 		dropped += s.HandlerDropped
@@ -132,7 +134,7 @@ func blast(o options, c *cluster) (blastResult, error) {
 	r := blastResult{Topology: o.Topology, Receivers: len(c.nodes) - 1}
 	ts, off := attach(c, false, 0)
 	defer off()
-	recv0, fwd0, drop0, over0, notices0 := sumStats(c)
+	recv0, fwd0, drop0, over0, notices0, skip0 := sumStats(c)
 	if o.CPUProfile != "" {
 		f, err := os.Create(o.CPUProfile)
 		if err != nil {
@@ -179,7 +181,7 @@ func blast(o options, c *cluster) (blastResult, error) {
 			return r, err
 		}
 	}
-	recv1, fwd1, drop1, over1, notices1 := sumStats(c)
+	recv1, fwd1, drop1, over1, notices1, skip1 := sumStats(c)
 	r.Events, r.Seconds = sent, elapsed.Seconds()
 	r.EvPerSec = float64(sent) / elapsed.Seconds()
 	for _, t := range ts {
@@ -192,7 +194,7 @@ func blast(o options, c *cluster) (blastResult, error) {
 		r.Redundancy = float64(recv1-recv0) / float64(sent*int64(r.Receivers))
 		r.NoticesPerDelivery = float64(notices1-notices0) / float64(sent*int64(r.Receivers))
 	}
-	r.Forwarded, r.HandlerDropped, r.Overflowed = fwd1-fwd0, drop1-drop0, over1-over0
+	r.Forwarded, r.HandlerDropped, r.Overflowed, r.DeclaredLost = fwd1-fwd0, drop1-drop0, over1-over0, skip1-skip0
 	if !complete {
 		progress("blast: receivers incomplete after the drain limit: loss reported")
 	}
