@@ -11,7 +11,6 @@ import (
 
 	"github.com/verbosemesh/verbose/mesh/internal/flow"
 	"github.com/verbosemesh/verbose/mesh/internal/plumtree"
-	"github.com/verbosemesh/verbose/mesh/internal/store"
 	"github.com/verbosemesh/verbose/mesh/internal/wire"
 	"github.com/verbosemesh/verbose/relay"
 )
@@ -163,12 +162,8 @@ func (r *router) carryFlowOnce(now time.Time) (lost []flow.Peer) {
 		r.stats.forwarded.Add(uint64(forwarded))
 	}
 	for _, rs := range rd.Resends {
-		p, ok := r.answered(rs)
-		if !ok {
-			p = r.resendable(store.Key{Origin: rs.Origin, Boot: rs.Boot, Seq: rs.Seq}, now)
-		}
-		if p != nil {
-			r.peers[rs.To].link.Send(p)
+		if rs.Payload != nil {
+			r.peers[rs.To].link.Send(rs.Payload)
 			r.stats.graftResent.Add(1)
 		} else {
 			r.stats.graftMisses.Add(1)

@@ -372,10 +372,8 @@ func (n *Node) memberLinks() map[string]relay.State {
 	defer n.mu.Unlock()
 	out := make(map[string]relay.State, len(n.members)+len(n.inbound))
 	for _, m := range ms {
-		for _, p := range []*Peer{n.members[m.Name], n.inbound[m.Name]} {
-			if s, ok := out[m.Name]; p != nil && (!ok || s != relay.Connected) {
-				out[m.Name] = p.link.State()
-			}
+		if s, ok := n.memberLinkLocked(m.Name); ok {
+			out[m.Name] = s
 		}
 	}
 	return out
@@ -385,12 +383,19 @@ func (n *Node) memberLinks() map[string]relay.State {
 func (n *Node) memberLinked(id string) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	s, _ := n.memberLinkLocked(id)
+	return s == relay.Connected
+}
+
+// memberLinkLocked returns the state of member id's link (the connected one
+// if it has two), false if it has none. Called with mu held.
+func (n *Node) memberLinkLocked(id string) (s relay.State, ok bool) {
 	for _, p := range n.memberPeersLocked(id) {
-		if p.link.State() == relay.Connected {
-			return true
+		if s, ok = p.link.State(), true; s == relay.Connected {
+			break
 		}
 	}
-	return false
+	return s, ok
 }
 
 // linkMember dials member id at its relay address, unless a link to it

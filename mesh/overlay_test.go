@@ -238,6 +238,7 @@ func TestPartialViewKeepsLinkedNeighbourDeclaredDead(t *testing.T) {
 		const n, active = 10, 3
 		c := testcluster.NewWith(t, n, testcluster.Options{Join: true, ActiveView: active, Seed: 3, WaitTimeout: 5 * time.Minute})
 		checkViews(t, c, active)
+		quietViews(t, c)
 		view := c.Node(0).ActiveView()
 		v := view[0]
 		released := c.Node(0).Stats().Released
@@ -293,6 +294,7 @@ func TestPartialViewGossipCutLinksUp(t *testing.T) {
 		const n, active, k = 10, 3, 4
 		c := testcluster.NewWith(t, n, testcluster.Options{Join: true, ActiveView: active, Seed: 6, WaitTimeout: 5 * time.Minute})
 		checkViews(t, c, active)
+		quietViews(t, c)
 		view := c.Node(k).ActiveView()
 		c.IsolateGossip(k)
 		eventually(t, 2*time.Minute, "everyone's membership says the node is dead", func() bool {
@@ -322,4 +324,28 @@ func TestPartialViewGossipCutLinksUp(t *testing.T) {
 		}
 		c.WaitAll(t)
 	})
+}
+
+// quietViews waits (in a synctest bubble) until no active view has changed
+// for twice the interval at which nodes look at membership (the ring's
+// requests, made then, may evict a neighbour after checkViews is content).
+func quietViews(t *testing.T, c *testcluster.Cluster) {
+	t.Helper()
+	views := func() [][]string {
+		var out [][]string
+		for i := range c.N() {
+			out = append(out, c.Node(i).ActiveView())
+		}
+		return out
+	}
+	last := views()
+	for range 24 {
+		time.Sleep(10 * time.Second)
+		now := views()
+		if slices.EqualFunc(now, last, slices.Equal[[]string]) {
+			return
+		}
+		last = now
+	}
+	t.Fatal("the active views kept changing for 4 minutes")
 }

@@ -58,13 +58,12 @@ type router struct {
 
 	// Flow control (flow.go): credit per (link, origin).
 	flow        *flow.Machine[*held]
-	fwd         []flow.Peer           // the tree's targets as flow's, reused
-	tent        []flow.Peer           // the tree's tentative peers as flow's, reused
-	lastArrival arrival               // see arrivedLocked
-	credits     []wire.Credit         // a GRANT being built, reused
-	answers     map[answerKey]*answer // GRAFT answers being sent (answer.go)
-	flowArmed   bool                  // the tick loop knows flow has a deadline
-	emitSpace   chan struct{}         // closed and replaced when ownFull clears
+	fwd         []flow.Peer   // the tree's targets as flow's, reused
+	tent        []flow.Peer   // the tree's tentative peers as flow's, reused
+	lastArrival arrival       // see arrivedLocked
+	credits     []wire.Credit // a GRANT being built, reused
+	flowArmed   bool          // the tick loop knows flow has a deadline
+	emitSpace   chan struct{} // closed and replaced when ownFull clears
 	// flowWaiting says that flow holds events or has a slow consumer (a
 	// drained link or the handlers' progress should resume it); ownFull
 	// that this node's own origin has Window events waiting (Emit waits).
@@ -193,7 +192,6 @@ func (r *router) removeLink(l *relay.Link) (held int) {
 	r.tree.RemovePeer(id)
 	now := r.read()
 	held = r.flow.RemovePeer(flow.Peer(id), now)
-	r.dropAnswers(flow.Peer(id))
 	r.carryFlowLocked(now)
 	r.peers[id] = routed{}
 	delete(r.byLink, l)
@@ -216,7 +214,6 @@ func (r *router) linkUp(l *relay.Link) {
 	r.tree.PeerUp(id, l.RemoteID(), l.RemoteBoot())
 	now := r.read()
 	r.flow.PeerUp(flow.Peer(id), uint64(l.RemoteWindow()), now)
-	r.dropAnswers(flow.Peer(id))
 	r.carryFlowLocked(now)
 	due := r.tree.TakeDue()
 	r.mu.Unlock()
@@ -232,7 +229,6 @@ func (r *router) linkDown(l *relay.Link) {
 		r.tree.PeerDown(id)
 		now := r.read()
 		r.flow.PeerDown(flow.Peer(id), now) // its buffer takes what waited for it
-		r.dropAnswers(flow.Peer(id))
 		r.carryFlowLocked(now)
 	}
 	r.mu.Unlock()
@@ -489,19 +485,25 @@ func (r *router) carryOutLocked(now time.Time) {
 	}
 }
 
-// resend answers a GRAFT: the range is taken out of the stores at once
-// (takeAnswer), and flow control sends it to the grafter first, in order
-// and as its credit and its link's room allow. A range longer than the
-// stores keep is cut to what they can hold; the rest is counted missed, and
-// the grafter falls back on another neighbour's notice.
+// resend answers a GRAFT: the range is taken out of the stores now, and
+// flow control sends it to the grafter first, in order and as its credit
+// and its link's room allow (flow's Graft says why now). A range longer
+// than the stores keep is cut to what they can hold; the rest is counted
+// missed, and the grafter falls back on another neighbour's notice.
 func (r *router) resend(rs plumtree.Resend, now time.Time) {
 	lo, hi := rs.From, rs.Upto
 	if span := uint64(r.recent.Cap()); hi-lo+1 > span {
 		r.stats.graftMisses.Add(hi - span + 1 - lo)
 		lo = hi - span + 1
 	}
-	r.takeAnswer(flow.Peer(rs.To), rs.Origin, rs.Boot, lo, hi, now)
-	r.flow.Graft(flow.Peer(rs.To), rs.Origin, rs.Boot, lo, hi, now)
+	if lo > hi {
+		return
+	}
+	payloads := make([][]byte, 0, hi-lo+1)
+	for seq := lo; seq <= hi; seq++ {
+		payloads = append(payloads, r.resendable(store.Key{Origin: rs.Origin, Boot: rs.Boot, Seq: seq}, now))
+	}
+	r.flow.Graft(flow.Peer(rs.To), rs.Origin, rs.Boot, lo, payloads, now)
 }
 
 // wholeLocked reports whether the stores can answer g from its first seq:

@@ -115,17 +115,19 @@ func drain(ts []*tracker, sent int64, limit time.Duration) bool {
 	})
 }
 
-func sumStats(c *cluster) (received, forwarded, dropped, overflowed, notices, skipped uint64) {
+// sumStats sums the counters the blast reports over every node (for
+// mesh.Stats.Sub).
+func sumStats(c *cluster) (sum mesh.Stats) {
 	for _, n := range c.nodes {
 		s := n.Stats()
-		notices += s.Notices
-		skipped += s.Skipped
-		received += s.Received
-		forwarded += s.Forwarded
-		dropped += s.HandlerDropped
-		overflowed += s.Overflowed
+		sum.Notices += s.Notices
+		sum.Skipped += s.Skipped
+		sum.Received += s.Received
+		sum.Forwarded += s.Forwarded
+		sum.HandlerDropped += s.HandlerDropped
+		sum.Overflowed += s.Overflowed
 	}
-	return
+	return sum
 }
 
 // blast emits from node 0 as fast as Emit returns for o.Duration, then
@@ -134,7 +136,7 @@ func blast(o options, c *cluster) (blastResult, error) {
 	r := blastResult{Topology: o.Topology, Receivers: len(c.nodes) - 1}
 	ts, off := attach(c, false, 0)
 	defer off()
-	recv0, fwd0, drop0, over0, notices0, skip0 := sumStats(c)
+	before := sumStats(c)
 	if o.CPUProfile != "" {
 		f, err := os.Create(o.CPUProfile)
 		if err != nil {
@@ -181,7 +183,7 @@ func blast(o options, c *cluster) (blastResult, error) {
 			return r, err
 		}
 	}
-	recv1, fwd1, drop1, over1, notices1, skip1 := sumStats(c)
+	d := sumStats(c).Sub(before)
 	r.Events, r.Seconds = sent, elapsed.Seconds()
 	r.EvPerSec = float64(sent) / elapsed.Seconds()
 	for _, t := range ts {
@@ -191,10 +193,10 @@ func blast(o options, c *cluster) (blastResult, error) {
 		r.Reordered += tr.Reordered + tr.Malformed
 	}
 	if sent > 0 {
-		r.Redundancy = float64(recv1-recv0) / float64(sent*int64(r.Receivers))
-		r.NoticesPerDelivery = float64(notices1-notices0) / float64(sent*int64(r.Receivers))
+		r.Redundancy = float64(d.Received) / float64(sent*int64(r.Receivers))
+		r.NoticesPerDelivery = float64(d.Notices) / float64(sent*int64(r.Receivers))
 	}
-	r.Forwarded, r.HandlerDropped, r.Overflowed, r.DeclaredLost = fwd1-fwd0, drop1-drop0, over1-over0, skip1-skip0
+	r.Forwarded, r.HandlerDropped, r.Overflowed, r.DeclaredLost = d.Forwarded, d.HandlerDropped, d.Overflowed, d.Skipped
 	if !complete {
 		progress("blast: receivers incomplete after the drain limit: loss reported")
 	}

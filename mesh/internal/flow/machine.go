@@ -62,15 +62,18 @@ type Ready[T any] struct {
 	Grants   []Grant  // to send; batch them per link
 	Notices  []Notice // targets declared slow, or taking again
 	Dropped  []Drop   // with Config.Drop: events dropped for a link
-	Resends  []Resend // stored events to send, answering a GRAFT (see Graft)
+	Resends  []Resend // a GRAFT's answer, to send (see Graft)
 }
 
-// Resend is a stored event the caller sends to To: (Origin, Boot, Seq).
+// Resend is an event of a GRAFT's answer the caller sends to To: (Origin,
+// Boot, Seq), whose payload the caller handed to Graft (nil if its stores
+// no longer held it: a miss).
 type Resend struct {
-	To     Peer
-	Origin string
-	Boot   uint64
-	Seq    uint64
+	To      Peer
+	Origin  string
+	Boot    uint64
+	Seq     uint64
+	Payload []byte
 }
 
 // Send is an item to send on a link.
@@ -389,13 +392,17 @@ func (m *Machine[T]) Untarget(p Peer, origin string, now time.Time) {
 	}
 }
 
-// Graft notes that p asked for (origin, boot)'s events from seq from on,
-// of which this node released up to upto: they go to p first, before any
-// other of the origin's events, from the caller's store (Ready.Resends), as
-// credit and room allow; a GRAFT grants the remote's Window from from.
-func (m *Machine[T]) Graft(p Peer, origin string, boot, from, upto uint64, now time.Time) {
+// Graft notes that p asked for (origin, boot)'s events from seq from on:
+// payloads are the answer, seqs from, from+1, … as the caller took them out
+// of its stores when the GRAFT came (taken one by one as they went, an
+// answer lost its tail whenever the stores, shared by every origin, moved
+// on faster than the link took it). They go to p first, before any other of
+// the origin's events (Ready.Resends), as credit and room allow; a GRAFT
+// grants the remote's Window from from. A later GRAFT's answer replaces
+// this one; the link going down or up ends it.
+func (m *Machine[T]) Graft(p Peer, origin string, boot, from uint64, payloads [][]byte, now time.Time) {
 	pr := m.peer(p)
-	if pr == nil || from > upto {
+	if pr == nil || len(payloads) == 0 {
 		return
 	}
 	o := m.origin(origin, now)
@@ -403,7 +410,7 @@ func (m *Machine[T]) Graft(p Peer, origin string, boot, from, upto uint64, now t
 		*c = credit{set: true, boot: boot, upto: from + pr.window - 1}
 	}
 	o.dropMaybe(p) // the range covers what was kept for it
-	o.startCatchup(p, span{boot: boot, next: from, upto: upto})
+	o.startCatchup(p, span{boot: boot, next: from, rest: payloads})
 	m.waiting[o] = struct{}{}
 	m.advance(o, now)
 }
@@ -682,7 +689,7 @@ func (m *Machine[T]) advance(o *origin[T], now time.Time) {
 
 func (m *Machine[T]) advancePeer(o *origin[T], p Peer, now time.Time) {
 	if c := o.catchupOf(p); c != nil {
-		for ; c.next <= c.upto; c.next++ {
+		for ; len(c.rest) > 0; c.next, c.rest = c.next+1, c.rest[1:] {
 			// Never more than the link's room, even down or slow: an
 			// answer that overflowed the buffer would push out the
 			// events it is made of.
@@ -695,7 +702,8 @@ func (m *Machine[T]) advancePeer(o *origin[T], p Peer, now time.Time) {
 			if !m.canSend(o, p, c.boot, c.next, now) {
 				return
 			}
-			m.out.Resends = append(m.out.Resends, Resend{To: p, Origin: o.name, Boot: c.boot, Seq: c.next})
+			m.out.Resends = append(m.out.Resends, Resend{To: p, Origin: o.name, Boot: c.boot, Seq: c.next, Payload: c.rest[0]})
+			c.rest[0] = nil // the caller's now
 			m.sent(p)
 			if pr := m.peer(p); pr != nil {
 				pr.refresh(now)

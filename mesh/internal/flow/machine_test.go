@@ -72,6 +72,15 @@ func seqs(from, to uint64) []uint64 {
 	return out
 }
 
+// answer is a GRAFT's answer of seqs from..to, each payload its seq.
+func answer(from, to uint64) [][]byte {
+	var out [][]byte
+	for s := from; s <= to; s++ {
+		out = append(out, []byte{byte(s)})
+	}
+	return out
+}
+
 func TestCreditBeforeTheFirstGrantIsTheRemotesWindow(t *testing.T) {
 	m, _ := newMachine(16, false)
 	m.AddPeer(a)
@@ -502,7 +511,7 @@ func TestAGraftResendsFromTheStoreFirst(t *testing.T) {
 	m.AddPeer(a)
 	m.PeerUp(a, 4, t0)
 	// a asks for 1..10, all released here; its credit starts at 1.
-	m.Graft(a, "x", 1, 1, 10, t0)
+	m.Graft(a, "x", 1, 1, answer(1, 10), t0)
 	out := m.Ready()
 	if len(out.Resends) != 4 || out.Resends[0].Seq != 1 || out.Resends[3].Seq != 4 {
 		t.Fatalf("resends %+v, want 1..4 (the remote's window)", out.Resends)
@@ -558,7 +567,7 @@ func TestTentativeTargetsHoldUntilKnownOrGrafted(t *testing.T) {
 	if m.Backlog("x") != 6 {
 		t.Fatalf("backlog %d after a is known: b may still need them", m.Backlog("x"))
 	}
-	m.Graft(b, "x", 1, 3, 6, t0)
+	m.Graft(b, "x", 1, 3, answer(3, 6), t0)
 	out := m.Ready()
 	if m.Backlog("x") != 0 || len(out.Sends) != 0 || len(out.Resends) != 4 {
 		t.Fatalf("after b grafted 3..6: backlog %d, sends %+v, resends %+v", m.Backlog("x"), out.Sends, out.Resends)

@@ -24,9 +24,11 @@ type origin[T any] struct {
 	boots     []*bootFlow
 }
 
-// span is a range of an origin's stored events still to resend to a peer.
+// span is a GRAFT's answer still to resend to a peer: the payloads of
+// seqs next, next+1, … of boot (nil: the caller's stores no longer held it).
 type span struct {
-	boot, next, upto uint64
+	boot, next uint64
+	rest       [][]byte
 }
 
 // credit is how far a link lets this node send an origin's events: seqs up
@@ -98,7 +100,7 @@ func (o *origin[T]) waitsFor(p Peer) int {
 
 // catchupOf returns p's resend in progress, nil if none.
 func (o *origin[T]) catchupOf(p Peer) *span {
-	if p < 0 || int(p) >= len(o.catchup) || o.catchup[p].next > o.catchup[p].upto || o.catchup[p].next == 0 {
+	if p < 0 || int(p) >= len(o.catchup) || len(o.catchup[p].rest) == 0 {
 		return nil
 	}
 	return &o.catchup[p]

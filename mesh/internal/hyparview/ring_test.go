@@ -9,12 +9,8 @@ import (
 // is full, taken in on its accept, and the eviction that makes room spares
 // the predecessor.
 func TestRingKeepsSuccessor(t *testing.T) {
-	m := newMachine(t, "m", Config{ActiveSize: 3})
-	withActive(t, m, "a", "p", "b")
-	m.Ring("s", "p")
-	want(t, drain(t, m), "connect s")
-	m.LinkUp("s")
-	want(t, drain(t, m), "send s NEIGHBOR(high)")
+	m := ringed(t, 3, "s", "p", "a", "p", "b")
+	askedSuccessor(t, m)
 	out := receive(t, m, "s", Message{Kind: KindNeighborReply, Accept: true})
 	if removed := only(out, "removed "); len(removed) != 1 || removed[0] == "removed p" {
 		t.Fatalf("outputs %v: want one neighbour evicted, not the predecessor p", out)
@@ -31,18 +27,14 @@ func TestRingKeepsSuccessor(t *testing.T) {
 // A high-priority request into a full view evicts a neighbour that is not
 // on the ring, and a ring neighbour only when nothing else is there.
 func TestEvictSparesRing(t *testing.T) {
-	m := newMachine(t, "m", Config{ActiveSize: 3})
-	withActive(t, m, "s", "a", "p")
-	m.Ring("s", "p")
+	m := ringed(t, 3, "s", "p", "s", "a", "p")
 	drain(t, m)
 	m.LinkUp("x")
 	out := receive(t, m, "x", Message{Kind: KindNeighbor, High: true})
 	if removed := only(out, "removed "); !slices.Equal(removed, []string{"removed a"}) {
 		t.Fatalf("outputs %v: want a evicted, the only neighbour off the ring", out)
 	}
-	small := newMachine(t, "m", Config{ActiveSize: 2})
-	withActive(t, small, "s", "p")
-	small.Ring("s", "p")
+	small := ringed(t, 2, "s", "p", "s", "p")
 	drain(t, small)
 	small.LinkUp("x")
 	if removed := only(receive(t, small, "x", Message{Kind: KindNeighbor, High: true}), "removed "); len(removed) != 1 {
@@ -53,12 +45,8 @@ func TestEvictSparesRing(t *testing.T) {
 // An unreachable successor is asked again, once per NeighborTimeout, and
 // with room for a single neighbour there is no ring.
 func TestRingRetriesAndNeedsRoom(t *testing.T) {
-	m := newMachine(t, "m", Config{ActiveSize: 3})
-	withActive(t, m, "a", "b", "c")
-	m.Ring("s", "")
-	want(t, drain(t, m), "connect s")
-	m.LinkUp("s")
-	want(t, drain(t, m), "send s NEIGHBOR(high)")
+	m := ringed(t, 3, "s", "", "a", "b", "c")
+	askedSuccessor(t, m)
 	m.LinkDown("s") // the request failed at once: not asked again before NeighborTimeout
 	drain(t, m)
 	m.Tick(t0.Add(DefaultNeighborTimeout / 2))
@@ -68,8 +56,24 @@ func TestRingRetriesAndNeedsRoom(t *testing.T) {
 	m.Tick(t0.Add(DefaultNeighborTimeout))
 	want(t, drain(t, m), "connect s")
 
-	one := newMachine(t, "m", Config{ActiveSize: 1})
-	withActive(t, one, "a")
-	one.Ring("s", "p")
-	want(t, drain(t, one))
+	want(t, drain(t, ringed(t, 1, "s", "p", "a")))
+}
+
+// ringed returns node m with an active view of size, full with active, told
+// its ring neighbours succ and pred.
+func ringed(t *testing.T, size int, succ, pred string, active ...string) *Machine {
+	t.Helper()
+	m := newMachine(t, "m", Config{ActiveSize: size})
+	withActive(t, m, active...)
+	m.Ring(succ, pred)
+	return m
+}
+
+// askedSuccessor checks that m asks its successor s with high priority,
+// over a link it opens.
+func askedSuccessor(t *testing.T, m *Machine) {
+	t.Helper()
+	want(t, drain(t, m), "connect s")
+	m.LinkUp("s")
+	want(t, drain(t, m), "send s NEIGHBOR(high)")
 }
