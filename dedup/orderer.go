@@ -272,6 +272,17 @@ func (o *Orderer[T]) Abandon(origin string, boot, upto uint64, buf []T) []T {
 	return o.advance(b, upto, buf)
 }
 
+// Holding reports whether events of (origin, boot) are held behind a gap:
+// they arrived past Next and wait for the seqs before them, which Tick
+// declares lost once Grace has passed.
+func (o *Orderer[T]) Holding(origin string, boot uint64) bool {
+	if s := o.lookup(origin); s != nil {
+		b := s.find(boot)
+		return b != nil && len(b.held) > 0
+	}
+	return false
+}
+
 // Next reports the next seq (origin, boot) would release in order: every seq
 // below it was released or declared lost. For a boot not tracked yet that
 // Offer would admit, it is boot itself (nothing of it seen). ok is false when

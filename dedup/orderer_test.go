@@ -360,3 +360,32 @@ func TestDropLate(t *testing.T) {
 		}
 	}
 }
+
+// Holding says whether events of (origin, boot) wait behind a gap: not for
+// an origin or boot never seen, nor while events come in order; from the
+// first event past a gap until the gap fills or is declared lost.
+func TestHolding(t *testing.T) {
+	t0 := time.Unix(100, 0)
+	o := New[uint64](Config{Grace: time.Second})
+	if o.Holding("a", 10) {
+		t.Fatal("holding for an origin never seen")
+	}
+	o.Offer("a", 10, 10, 10, t0, nil)
+	o.Offer("a", 10, 11, 11, t0, nil)
+	if o.Holding("a", 10) {
+		t.Fatal("holding with everything in order")
+	}
+	o.Offer("a", 10, 13, 13, t0, nil)
+	if !o.Holding("a", 10) || o.Holding("a", 20) {
+		t.Fatal("13 past the gap at 12: want a/10 holding, a/20 not")
+	}
+	o.Offer("a", 10, 12, 12, t0, nil)
+	if o.Holding("a", 10) {
+		t.Fatal("holding once 12 filled the gap")
+	}
+	o.Offer("a", 10, 15, 15, t0, nil)
+	o.Tick(t0.Add(time.Second), nil)
+	if o.Holding("a", 10) {
+		t.Fatal("holding once the gap at 14 was declared lost")
+	}
+}

@@ -164,7 +164,9 @@ func emitRate(t *testing.T, a *mesh.Node, got *inbox, count int) float64 {
 
 // A thousand clients that send a HELLO and vanish without a goodbye,
 // against a node with the default MaxPeers, leave nothing behind: its emit
-// rate stays within 2× of its rate without them.
+// rate stays within 5× of its rate without them. (What this guards against
+// cost 35×; at 2× the check failed when other packages' tests shared the
+// two cores, which is a measurement of the machine, not of the node.)
 func TestThousandStrangersKeepEmitRate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("2,000 connections")
@@ -188,8 +190,8 @@ func TestThousandStrangersKeepEmitRate(t *testing.T) {
 	eventually(t, 20*time.Second, "the HELLO-only strangers forgotten", func() bool { return len(a.Peers()) == 1 })
 	with := max(emitRate(t, a, got, count), emitRate(t, a, got, count))
 	t.Logf("emit rate %.0f/s alone, %.0f/s after 1,000 HELLO-only strangers", base, with)
-	if with < base/2 {
-		t.Fatalf("emit rate %.0f/s after 1,000 HELLO-only strangers, below half of %.0f/s without", with, base)
+	if with < base/5 {
+		t.Fatalf("emit rate %.0f/s after 1,000 HELLO-only strangers, below a fifth of %.0f/s without", with, base)
 	}
 }
 

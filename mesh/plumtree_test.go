@@ -244,12 +244,15 @@ func TestTreeRepairsCutEagerLink(t *testing.T) {
 	})
 }
 
-// A slow eager path, on a ring of 5 where the tree is two arcs from the
-// origin: the neighbour fed by node 0 over the now slow link falls behind,
-// notices over the lazy edge overtake it, grafts move the tree off the slow
-// link and the late copies prune it. Deliveries go on once and in order,
-// and redundancy comes back to about one.
-func TestTreeReshapesAroundSlowPath(t *testing.T) {
+// A slow eager path is kept, not grafted around. On a ring of 5 where the
+// tree is two arcs from the origin, the neighbour fed over a link that
+// turns slow falls 50 ms behind the notices of its other neighbour; its
+// events still come, in order, so it grafts nothing: a graft would resend
+// what is on its way (under load, at 100 nodes, such grafts resent 0.6
+// copies per delivery and moved the tree onto branches as loaded).
+// Deliveries go on once and in order, over the same parent, with one copy
+// per delivery.
+func TestTreeKeepsASlowPath(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c := testcluster.NewWith(t, 5, testcluster.Options{Topology: testcluster.Ring, Seed: 1, KeepEvents: true})
 		emitted := 0
@@ -263,8 +266,7 @@ func TestTreeReshapesAroundSlowPath(t *testing.T) {
 		stream(100)
 		c.WaitAll(t)
 		// Node 2 is two hops from the origin either way round the ring: it
-		// is fed by node 1 or by node 3. Slow that link down. (The origin's
-		// own links are never pruned, so the reshaping is between relays.)
+		// is fed by node 1 or by node 3. Slow that link down.
 		const far = 2
 		parent := 1
 		if mesh.TreeProvider(c.Node(far), c.ID(0)) != c.ID(1) {
@@ -278,26 +280,20 @@ func TestTreeReshapesAroundSlowPath(t *testing.T) {
 		stream(300)
 		c.WaitAll(t)
 		d := totals(c).Sub(before)
-		t.Logf("while reshaping: %+v", d)
-		if d.Grafts == 0 || d.Prunes == 0 {
-			t.Fatalf("the tree was not reshaped: %d grafts, %d prunes", d.Grafts, d.Prunes)
+		t.Logf("over the slow path: %+v", d)
+		if d.Grafts != 0 {
+			t.Fatalf("%d grafts around a path that kept bringing the events", d.Grafts)
 		}
-		if p := mesh.TreeProvider(c.Node(far), c.ID(0)); p == c.ID(parent) {
-			t.Fatalf("node %d still gets origin 0's events over the slow link from node %d", far, parent)
+		if r := d.Redundancy(); r > 1.01 {
+			t.Fatalf("redundancy %.3f over the slow path, want 1", r)
+		}
+		if p := mesh.TreeProvider(c.Node(far), c.ID(0)); p != c.ID(parent) {
+			t.Fatalf("node %d's parent for origin 0 is %q, want node %d still", far, p, parent)
 		}
 		for i := 1; i < 5; i++ {
 			if got := originSeqs(t, c, i, 0); !slices.Equal(got, seq(emitted)) {
 				t.Fatalf("node %d did not get 0..%d once in order: %v", i, emitted-1, got)
 			}
-		}
-
-		stream(100) // the late copies of the slow link land
-		c.WaitAll(t)
-		b := totals(c)
-		stream(200)
-		c.WaitAll(t)
-		if r := totals(c).Sub(b).Redundancy(); r > 1.2 {
-			t.Fatalf("redundancy %.3f once reshaped, want <= 1.2", r)
 		}
 	})
 }

@@ -30,6 +30,8 @@ type blastResult struct {
 	DeclaredLost       uint64  `json:"declared_lost"` // deliveries the receivers declared lost (Stats.Skipped): loss beyond it is not yet delivered
 	EmitErrors         int64   `json:"emit_errors"`
 	NoticesPerDelivery float64 `json:"notices_per_delivery"` // IHAVE batches sent, over all nodes, per delivery
+	Grafts             uint64  `json:"grafts"`               // GRAFTs sent, over all nodes
+	GraftResent        uint64  `json:"graft_resent"`         // events resent to answer them
 	EmitWaits          uint64  `json:"emit_waits"`           // Emit calls that waited for back-pressure
 	EmitWaited         float64 `json:"emit_waited_s"`        // the time they waited, in all
 	// CPUPerDelivery is the process's CPU time per event delivered to a
@@ -126,6 +128,9 @@ func sumStats(c *cluster) (sum mesh.Stats) {
 		sum.Forwarded += s.Forwarded
 		sum.HandlerDropped += s.HandlerDropped
 		sum.Overflowed += s.Overflowed
+		sum.Grafts += s.Grafts
+		sum.Prunes += s.Prunes
+		sum.GraftResent += s.GraftResent
 	}
 	return sum
 }
@@ -197,6 +202,7 @@ func blast(o options, c *cluster) (blastResult, error) {
 		r.NoticesPerDelivery = float64(d.Notices) / float64(sent*int64(r.Receivers))
 	}
 	r.Forwarded, r.HandlerDropped, r.Overflowed, r.DeclaredLost = d.Forwarded, d.HandlerDropped, d.Overflowed, d.Skipped
+	r.Grafts, r.GraftResent = d.Grafts, d.GraftResent
 	if !complete {
 		progress("blast: receivers incomplete after the drain limit: loss reported")
 	}

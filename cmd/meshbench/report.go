@@ -93,8 +93,8 @@ func (r *report) writeTable(w io.Writer) {
 		fmt.Fprintf(w, "  raw tcp: %s ev/s before and after the blast; the ratio is against the faster\n", strings.Join(runs, " and "))
 	}
 	if b := r.Blast; b != nil {
-		fmt.Fprintf(w, "  blast: emit phase %.2fs (%.0f Emit/s, %d waited for back-pressure, %.2fs in all), forwarded frames %d, notice batches per delivery %.3f, handler drops %d, overflowed %d, declared lost %d, emit errors %d\n",
-			b.EmitSeconds, float64(b.Events)/b.EmitSeconds, b.EmitWaits, b.EmitWaited, b.Forwarded, b.NoticesPerDelivery, b.HandlerDropped, b.Overflowed, b.DeclaredLost, b.EmitErrors)
+		fmt.Fprintf(w, "  blast: emit phase %.2fs (%.0f Emit/s, %d waited for back-pressure, %.2fs in all), forwarded frames %d, notice batches per delivery %.3f, grafts %d (%d events resent), handler drops %d, overflowed %d, declared lost %d, emit errors %d\n",
+			b.EmitSeconds, float64(b.Events)/b.EmitSeconds, b.EmitWaits, b.EmitWaited, b.Forwarded, b.NoticesPerDelivery, b.Grafts, b.GraftResent, b.HandlerDropped, b.Overflowed, b.DeclaredLost, b.EmitErrors)
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)

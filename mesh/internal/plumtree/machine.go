@@ -30,6 +30,9 @@ const NoPeer PeerID = -1
 // it would refuse.
 type Watermarks interface {
 	Next(origin string, boot uint64) (next uint64, ok bool)
+	// Holding reports whether events of (origin, boot) wait behind a gap at
+	// next: something on the way was lost, and the wait for it is bounded.
+	Holding(origin string, boot uint64) bool
 }
 
 // Config configures a Machine.

@@ -14,6 +14,15 @@ var t0 = time.Unix(1000, 0)
 // marks is a Watermarks the tests set by hand: next[origin/boot].
 type marks map[string]uint64
 
+// giveUp is the GiveUp newTest configures.
+const giveUp = time.Second
+
+// Holding says a gap holds events when the test set "gap:origin/boot".
+func (w marks) Holding(origin string, boot uint64) bool {
+	_, ok := w[fmt.Sprint("gap:", origin, "/", boot)]
+	return ok
+}
+
 func (w marks) Next(origin string, boot uint64) (uint64, bool) {
 	if n, ok := w[fmt.Sprint(origin, "/", boot)]; ok {
 		return n, true
@@ -26,7 +35,7 @@ func (w marks) Next(origin string, boot uint64) (uint64, bool) {
 func newTest(t *testing.T, flood bool) (*Machine, marks) {
 	t.Helper()
 	w := marks{}
-	m := New(Config{Self: "me", SelfBoot: 100, Flood: flood, GiveUp: time.Second, IdleTimeout: time.Hour, Released: w})
+	m := New(Config{Self: "me", SelfBoot: 100, Flood: flood, GiveUp: giveUp, IdleTimeout: time.Hour, Released: w})
 	for i, node := range []string{"a", "b", "c"} {
 		if p := m.AddPeer(); p != PeerID(i) {
 			t.Fatalf("AddPeer gave %d, want %d", p, i)
@@ -191,9 +200,9 @@ func TestNoticeGrafted(t *testing.T) {
 	m.Round(t0.Add(graftGrace))
 	want(t, "after the grace", sends(m.Ready()), []string{"0:GRAFT x/5/6"})
 	w["y/7"] = 4001 // y/7 answered
+	w["x/5"] = 8    // partly answered
 	m.Round(t0.Add(graftGrace + graftRetry/2))
 	want(t, "within graftRetry", sends(m.Ready()), nil)
-	w["x/5"] = 8 // partly answered
 	m.Round(t0.Add(graftGrace + graftRetry))
 	want(t, "the next announcer", sends(m.Ready()), []string{"1:GRAFT x/5/8"})
 	m.PeerDown(0)
@@ -278,24 +287,23 @@ func TestGraftSaysWhetherStalled(t *testing.T) {
 	m.IHave(1, wire.NewIHave([]wire.Notice{{Origin: "x", Boot: 5, Upto: 9}}), t0)
 	m.Ready()
 	m.Round(t0.Add(graftGrace))
+	if g := grafts(m.Ready()); len(g) != 0 {
+		t.Fatalf("grafts %+v within GiveUp, want none: a brings x", g)
+	}
+	m.Round(t0.Add(giveUp))
 	g := grafts(m.Ready())
 	if len(g) != 1 || g[0].Stalled || g[0].From != 6 {
 		t.Fatalf("grafts %+v, want one from 6, not stalled: a still brings x", g)
 	}
-
-	m.Round(t0.Add(graftGrace + graftRetry))
-	if g := grafts(m.Ready()); len(g) != 1 || g[0].Stalled {
-		t.Fatalf("grafts %+v, want one, not stalled: a is up, and GiveUp has not passed", g)
-	}
-	m.Round(t0.Add(time.Second + graftRetry))
+	m.Round(t0.Add(giveUp + graftRetry))
 	if g := grafts(m.Ready()); len(g) != 1 || !g[0].Stalled {
 		t.Fatalf("grafts %+v, want one, stalled: the watermark has not moved for GiveUp", g)
 	}
 
-	m.IHave(1, wire.NewIHave([]wire.Notice{{Origin: "z", Boot: 3, Upto: 9}}), t0)
 	m.Fresh("z", 0, t0)
 	m.Release("z", 3, 3, 0, nil, t0)
 	w["z/3"] = 4
+	m.IHave(1, wire.NewIHave([]wire.Notice{{Origin: "z", Boot: 3, Upto: 9}}), t0)
 	m.PeerDown(0)
 	m.Round(t0.Add(time.Second + 2*graftRetry))
 	var z *wire.Graft
@@ -312,6 +320,55 @@ func TestGraftSaysWhetherStalled(t *testing.T) {
 	m.Round(t0.Add(time.Second + 2*graftRetry))
 	if g := grafts(m.Ready()); len(g) != 1 || !g[0].Stalled || g[0].Origin != "y" || g[0].From != 7 {
 		t.Fatalf("grafts %+v, want y from 7, stalled: nothing of y/7 came yet", g)
+	}
+}
+
+// A noticed event is not grafted while the path from the provider looks
+// whole and its events keep coming, however far behind the announcer:
+// back-pressure paces that path, and what a graft would bring is on its
+// way. It is grafted a grace after the watermark stops behind a gap (the
+// orderer holds what came after it), and GiveUp after it stops with
+// nothing held.
+func TestGraftWaitsForAWholePath(t *testing.T) {
+	m, w := newTest(t, false)
+	m.Fresh("x", 0, t0) // a brings x's events
+	m.Release("x", 5, 5, 0, nil, t0)
+	w["x/5"] = 6
+	m.IHave(1, wire.NewIHave([]wire.Notice{{Origin: "x", Boot: 5, Upto: 4000}}), t0)
+	m.Ready()
+	at := t0
+	for i := range 3 * giveUp / RoundInterval {
+		at = at.Add(RoundInterval)
+		w["x/5"] = 7 + uint64(i) // a's events keep coming
+		m.Round(at)
+		if g := grafts(m.Ready()); len(g) != 0 {
+			t.Fatalf("the watermark moves: grafts %+v", g)
+		}
+	}
+	w["gap:x/5"] = 1
+	m.Round(at.Add(graftGrace - time.Millisecond))
+	if g := grafts(m.Ready()); len(g) != 0 {
+		t.Fatalf("stopped behind a gap, within the grace: grafts %+v", g)
+	}
+	m.Round(at.Add(graftGrace))
+	if g := grafts(m.Ready()); len(g) != 1 || g[0].From != w["x/5"] || g[0].Stalled {
+		t.Fatalf("grafts %+v, want one from %d a grace after the watermark stopped behind a gap", g, w["x/5"])
+	}
+
+	w["x/5"] = 4001 // answered: x is caught up
+	delete(w, "gap:x/5")
+	m.Fresh("y", 0, at)
+	m.Release("y", 3, 3, 0, nil, at)
+	w["y/3"] = 4
+	m.IHave(1, wire.NewIHave([]wire.Notice{{Origin: "y", Boot: 3, Upto: 4000}}), at)
+	m.Ready()
+	m.Round(at.Add(giveUp - time.Millisecond))
+	if g := grafts(m.Ready()); len(g) != 0 {
+		t.Fatalf("stopped, nothing held, within GiveUp: grafts %+v", g)
+	}
+	m.Round(at.Add(giveUp))
+	if g := grafts(m.Ready()); len(g) != 1 || g[0].Origin != "y" || g[0].From != 4 {
+		t.Fatalf("grafts %+v, want y's from 4 once its watermark stopped for GiveUp", g)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 type noneReleased struct{}
 
 func (noneReleased) Next(_ string, boot uint64) (uint64, bool) { return boot, true }
+func (noneReleased) Holding(string, uint64) bool               { return false }
 
 // EachEager lists the (origin, peer) pairs that get events in full: every
 // peer for this node's own origin until it prunes, a relayed origin's
