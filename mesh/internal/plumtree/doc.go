@@ -9,7 +9,7 @@
 // eager on every peer; another origin's start lazy and turn eager on a peer
 // that GRAFTs them. A duplicate over an eager peer PRUNEs it; a noticed
 // event still missing once the watermark has stopped (for a grace on a
-// broken path, for GiveUp on one whose links are up) is GRAFTed from a peer
+// broken path, longer on one whose links are up) is GRAFTed from a peer
 // that announced it. A full mesh so converges to each origin's star; a ring or a random
 // graph to a spanning tree per origin. Config.Flood keeps every peer eager.
 //

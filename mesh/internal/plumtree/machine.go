@@ -14,6 +14,7 @@ const (
 	graftGrace    = 3 * RoundInterval      // a noticed event missing this long is grafted
 	graftRetry    = 50 * RoundInterval     // a graft unanswered this long goes to the next announcer
 	pruneRetry    = 20 * RoundInterval     // a peer still eager after a PRUNE is pruned again
+	pathPatience  = 50 * RoundInterval     // a watermark stopped this long on a path whose links are up is grafted
 	maxWaits      = 64                     // notices remembered per missing (origin, boot)
 	sweepInterval = 500 * time.Millisecond // idle origins are forgotten this often
 )

@@ -288,12 +288,16 @@ func TestGraftSaysWhetherStalled(t *testing.T) {
 	m.Ready()
 	m.Round(t0.Add(graftGrace))
 	if g := grafts(m.Ready()); len(g) != 0 {
-		t.Fatalf("grafts %+v within GiveUp, want none: a brings x", g)
+		t.Fatalf("grafts %+v within pathPatience, want none: a brings x", g)
 	}
-	m.Round(t0.Add(giveUp))
+	m.Round(t0.Add(pathPatience))
 	g := grafts(m.Ready())
 	if len(g) != 1 || g[0].Stalled || g[0].From != 6 {
 		t.Fatalf("grafts %+v, want one from 6, not stalled: a still brings x", g)
+	}
+	m.Round(t0.Add(pathPatience + graftRetry))
+	if g := grafts(m.Ready()); len(g) != 1 || g[0].Stalled {
+		t.Fatalf("grafts %+v, want one, not stalled: a is up, and GiveUp has not passed", g)
 	}
 	m.Round(t0.Add(giveUp + graftRetry))
 	if g := grafts(m.Ready()); len(g) != 1 || !g[0].Stalled {
@@ -327,7 +331,7 @@ func TestGraftSaysWhetherStalled(t *testing.T) {
 // whole and its events keep coming, however far behind the announcer:
 // back-pressure paces that path, and what a graft would bring is on its
 // way. It is grafted a grace after the watermark stops behind a gap (the
-// orderer holds what came after it), and GiveUp after it stops with
+// orderer holds what came after it), and pathPatience after it stops with
 // nothing held.
 func TestGraftWaitsForAWholePath(t *testing.T) {
 	m, w := newTest(t, false)
@@ -337,7 +341,7 @@ func TestGraftWaitsForAWholePath(t *testing.T) {
 	m.IHave(1, wire.NewIHave([]wire.Notice{{Origin: "x", Boot: 5, Upto: 4000}}), t0)
 	m.Ready()
 	at := t0
-	for i := range 3 * giveUp / RoundInterval {
+	for i := range 3 * pathPatience / RoundInterval {
 		at = at.Add(RoundInterval)
 		w["x/5"] = 7 + uint64(i) // a's events keep coming
 		m.Round(at)
@@ -362,13 +366,13 @@ func TestGraftWaitsForAWholePath(t *testing.T) {
 	w["y/3"] = 4
 	m.IHave(1, wire.NewIHave([]wire.Notice{{Origin: "y", Boot: 3, Upto: 4000}}), at)
 	m.Ready()
-	m.Round(at.Add(giveUp - time.Millisecond))
+	m.Round(at.Add(pathPatience - time.Millisecond))
 	if g := grafts(m.Ready()); len(g) != 0 {
-		t.Fatalf("stopped, nothing held, within GiveUp: grafts %+v", g)
+		t.Fatalf("stopped, nothing held, within pathPatience: grafts %+v", g)
 	}
-	m.Round(at.Add(giveUp))
+	m.Round(at.Add(pathPatience))
 	if g := grafts(m.Ready()); len(g) != 1 || g[0].Origin != "y" || g[0].From != 4 {
-		t.Fatalf("grafts %+v, want y's from 4 once its watermark stopped for GiveUp", g)
+		t.Fatalf("grafts %+v, want y's from 4 once its watermark stopped for pathPatience", g)
 	}
 }
 
