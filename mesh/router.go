@@ -100,8 +100,9 @@ func newRouter(n *Node) *router {
 	// Flow control holds an event at most about Timeout (then its
 	// consumer is declared slow and it goes), so that bounds copies too.
 	idle := 4 * max(cfg.BufferTimeout, cfg.ReorderTimeout, cfg.Timeout)
+	reach := max(4096, 4*cfg.BufferMax)
 	r.order = dedup.New[*inbound](dedup.Config{
-		Window:      max(4096, 4*cfg.BufferMax),
+		Window:      reach,
 		Grace:       cfg.ReorderTimeout,
 		DropLate:    true, // order holds without exception; a late copy is a reported drop
 		IdleTimeout: idle,
@@ -112,6 +113,7 @@ func newRouter(n *Node) *router {
 		// missing was skipped (or never existed to be held for).
 		GiveUp:      cfg.ReorderTimeout,
 		IdleTimeout: idle,
+		Reach:       uint64(reach),
 	})
 	// The stores answer GRAFTs for as long as a link would have kept the
 	// events for an absent peer: a lazy link's peer that was cut off must

@@ -48,7 +48,12 @@ type Config struct {
 	GiveUp time.Duration
 	// IdleTimeout forgets an origin with no event for this long.
 	IdleTimeout time.Duration
-	Released    Watermarks
+	// Reach is how far past its watermark the caller's orderer holds an
+	// event (its window): a node that falls half of it behind a notice
+	// grafts, whether its path moves or not, before a new link's live
+	// events land beyond it. 0: no such bound.
+	Reach    uint64
+	Released Watermarks
 }
 
 // Ready is what the caller must carry out, in order, before its next

@@ -34,8 +34,14 @@ func (w marks) Next(origin string, boot uint64) (uint64, bool) {
 // and c, all up: PeerIDs 0, 1, 2.
 func newTest(t *testing.T, flood bool) (*Machine, marks) {
 	t.Helper()
+	return newTestReach(t, flood, 0)
+}
+
+// newTestReach is newTest with Config.Reach.
+func newTestReach(t *testing.T, flood bool, reach uint64) (*Machine, marks) {
+	t.Helper()
 	w := marks{}
-	m := New(Config{Self: "me", SelfBoot: 100, Flood: flood, GiveUp: giveUp, IdleTimeout: time.Hour, Released: w})
+	m := New(Config{Self: "me", SelfBoot: 100, Flood: flood, GiveUp: giveUp, IdleTimeout: time.Hour, Reach: reach, Released: w})
 	for i, node := range []string{"a", "b", "c"} {
 		if p := m.AddPeer(); p != PeerID(i) {
 			t.Fatalf("AddPeer gave %d, want %d", p, i)
@@ -373,6 +379,37 @@ func TestGraftWaitsForAWholePath(t *testing.T) {
 	m.Round(at.Add(pathPatience))
 	if g := grafts(m.Ready()); len(g) != 1 || g[0].Origin != "y" || g[0].From != 4 {
 		t.Fatalf("grafts %+v, want y's from 4 once its watermark stopped for pathPatience", g)
+	}
+}
+
+// A node half its orderer's reach behind a notice (noticed for the grace)
+// grafts even while its path moves: a new link's live events would land
+// beyond what its orderer holds, and the rest would be skipped. Less far
+// behind, the moving path is waited for.
+func TestGraftWhenFarBehind(t *testing.T) {
+	m, w := newTestReach(t, false, 1000)
+	m.Fresh("x", 0, t0) // a brings x's events
+	m.Release("x", 5, 5, 0, nil, t0)
+	w["x/5"] = 6
+	m.IHave(1, wire.NewIHave([]wire.Notice{{Origin: "x", Boot: 5, Upto: 504}}), t0) // 499 behind
+	m.Ready()
+	at := t0
+	step := func() []*wire.Graft {
+		at = at.Add(RoundInterval)
+		w["x/5"]++ // a's events keep coming
+		m.Round(at)
+		return grafts(m.Ready())
+	}
+	for range 2 * graftGrace / RoundInterval {
+		if g := step(); len(g) != 0 {
+			t.Fatalf("grafts %+v less than half the reach behind, on a moving path", g)
+		}
+	}
+	// The first notice, still unmet, is older than the grace: the next
+	// round grafts.
+	m.IHave(1, wire.NewIHave([]wire.Notice{{Origin: "x", Boot: 5, Upto: w["x/5"] + 600}}), at)
+	if g := step(); len(g) != 1 || g[0].From != w["x/5"] {
+		t.Fatalf("grafts %+v, want one from %d: 600 behind with a reach of 1000", g, w["x/5"])
 	}
 }
 
