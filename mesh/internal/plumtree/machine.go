@@ -16,6 +16,7 @@ const (
 	pruneRetry    = 20 * RoundInterval     // a peer still eager after a PRUNE is pruned again
 	pathPatience  = 50 * RoundInterval     // a watermark stopped this long on a path whose links are up is grafted
 	maxWaits      = 64                     // notices remembered per missing (origin, boot)
+	minAsks       = 4                      // grafts without progress before a missing range is given up
 	sweepInterval = 500 * time.Millisecond // idle origins are forgotten this often
 )
 

@@ -220,15 +220,24 @@ func TestNoticeGrafted(t *testing.T) {
 	m.Ready()
 	// Past GiveUp, but the watermark moved (6, then 8): the wait starts
 	// afresh. Then GiveUp without progress: the grafts go on (stalled);
-	// after another, the entry is given up.
+	// after another, the entry is given up, once minAsks grafts have gone
+	// since the watermark moved. Rounds this far apart are a node starved
+	// of CPU: two GiveUps pass in three grafts, and it grafts on.
 	at := t0.Add(time.Second + graftRetry)
 	m.Round(at)
 	want(t, "progress: grafting on", sends(m.Ready()), []string{"1:GRAFT x/5/8"})
 	at = at.Add(time.Second + graftRetry)
 	m.Round(at)
 	want(t, "no progress for GiveUp: grafting on, stalled", sends(m.Ready()), []string{"1:GRAFT x/5/8"})
+	for asked := 2; asked < minAsks; asked++ {
+		at = at.Add(time.Second + graftRetry)
+		if !m.Round(at) {
+			t.Fatalf("given up after %d grafts without progress, want %d", asked, minAsks)
+		}
+		want(t, "GiveUp twice, too few grafts: grafting on", sends(m.Ready()), []string{"1:GRAFT x/5/8"})
+	}
 	if m.Round(at.Add(time.Second + graftRetry)) {
-		t.Fatal("still grafting after GiveUp twice without progress")
+		t.Fatal("still grafting after GiveUp twice and minAsks grafts without progress")
 	}
 	want(t, "given up", sends(m.Ready()), nil)
 	w["x/5"] = 10

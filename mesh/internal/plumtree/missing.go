@@ -13,6 +13,7 @@ type missing struct {
 	waits   []wait    // ascending upto; each the first notice of that upto
 	peers   []PeerID  // announcers, in order of first notice
 	tried   int       // grafts sent; the next goes to peers[tried % len(peers)]
+	asked   int       // grafts sent since the watermark last moved (see announcer)
 	graftAt time.Time // last graft sent, zero if none
 	since   time.Time // first notice, or the last progress: see announcer
 	from    uint64    // the watermark at since
@@ -210,15 +211,23 @@ func (ms *missing) graftDue(next uint64, nothingYet, broken, far bool, now time.
 // stalled: the provider brings nothing (two nodes that each took the other
 // for provider and both pruned their source, an island that whole answers
 // cannot reach once the stores have moved on). While the watermark moves
-// the wait starts afresh: a slow eager path is no stalled one.
+// the wait starts afresh: a slow eager path is no stalled one. Nor is it
+// given up before minAsks grafts since the watermark last moved: a node
+// starved of CPU runs its rounds a second apart, and GiveUp's time alone
+// had it declare lost, after one graft, ranges whose answers it had not
+// yet had the CPU to read (200 nodes in one process: 6 to 19 such
+// declarations of 4,000 events each in a 10 s blast).
 func (m *Machine) announcer(ms *missing, next uint64, now time.Time) (p PeerID, gaveUp bool) {
+	if next > ms.from {
+		ms.asked = 0
+	}
 	if now.Sub(ms.since) > m.cfg.GiveUp {
 		switch {
 		case next > ms.from:
 			ms.since, ms.from = now, next
 		case !ms.stalled:
 			ms.stalled, ms.since = true, now
-		default:
+		case ms.asked >= minAsks:
 			return NoPeer, true
 		}
 	}
@@ -226,6 +235,7 @@ func (m *Machine) announcer(ms *missing, next uint64, now time.Time) (p PeerID, 
 		p := ms.peers[ms.tried%len(ms.peers)]
 		ms.tried++
 		if pr := m.peer(p); pr != nil && pr.up {
+			ms.asked++
 			return p, false
 		}
 	}
