@@ -278,6 +278,20 @@ func TestCounts(t *testing.T) {
 	}
 }
 
+// behindProvider returns a machine (Config.Reach reach) that has x/5
+// from its provider a (peer 0), released up to 6, and a notice from b
+// (peer 1) of x/5 up to upto.
+func behindProvider(t *testing.T, reach, upto uint64) (*Machine, marks) {
+	t.Helper()
+	m, w := newTestReach(t, false, reach)
+	m.Fresh("x", 0, t0)
+	m.Release("x", 5, 5, 0, nil, t0)
+	w["x/5"] = 6
+	m.IHave(1, wire.NewIHave([]wire.Notice{{Origin: "x", Boot: 5, Upto: upto}}), t0)
+	m.Ready()
+	return m, w
+}
+
 // grafts returns the GRAFTs of r.
 func grafts(r Ready) []*wire.Graft {
 	var out []*wire.Graft
@@ -295,12 +309,7 @@ func grafts(r Ready) []*wire.Graft {
 // up; stalled once the watermark has not moved for GiveUp, once the
 // provider is down, and for a boot of which nothing came yet.
 func TestGraftSaysWhetherStalled(t *testing.T) {
-	m, w := newTest(t, false)
-	m.Fresh("x", 0, t0) // a brings x's events
-	m.Release("x", 5, 5, 0, nil, t0)
-	w["x/5"] = 6
-	m.IHave(1, wire.NewIHave([]wire.Notice{{Origin: "x", Boot: 5, Upto: 9}}), t0)
-	m.Ready()
+	m, w := behindProvider(t, 0, 9)
 	m.Round(t0.Add(graftGrace))
 	if g := grafts(m.Ready()); len(g) != 0 {
 		t.Fatalf("grafts %+v within pathPatience, want none: a brings x", g)
@@ -349,12 +358,7 @@ func TestGraftSaysWhetherStalled(t *testing.T) {
 // orderer holds what came after it), and pathPatience after it stops with
 // nothing held.
 func TestGraftWaitsForAWholePath(t *testing.T) {
-	m, w := newTest(t, false)
-	m.Fresh("x", 0, t0) // a brings x's events
-	m.Release("x", 5, 5, 0, nil, t0)
-	w["x/5"] = 6
-	m.IHave(1, wire.NewIHave([]wire.Notice{{Origin: "x", Boot: 5, Upto: 4000}}), t0)
-	m.Ready()
+	m, w := behindProvider(t, 0, 4000)
 	at := t0
 	for i := range 3 * pathPatience / RoundInterval {
 		at = at.Add(RoundInterval)
@@ -396,12 +400,7 @@ func TestGraftWaitsForAWholePath(t *testing.T) {
 // beyond what its orderer holds, and the rest would be skipped. Less far
 // behind, the moving path is waited for.
 func TestGraftWhenFarBehind(t *testing.T) {
-	m, w := newTestReach(t, false, 1000)
-	m.Fresh("x", 0, t0) // a brings x's events
-	m.Release("x", 5, 5, 0, nil, t0)
-	w["x/5"] = 6
-	m.IHave(1, wire.NewIHave([]wire.Notice{{Origin: "x", Boot: 5, Upto: 504}}), t0) // 499 behind
-	m.Ready()
+	m, w := behindProvider(t, 1000, 504)
 	at := t0
 	step := func() []*wire.Graft {
 		at = at.Add(RoundInterval)
