@@ -48,7 +48,7 @@ func overlaySim(t *testing.T, n int) {
 	least, most := c.Overlay().Degrees()
 	t.Logf("%d nodes: joined one by one and connected after %v (virtual); links per node %d to %d", n, time.Since(start), least, most)
 
-	before := sumStats(c)
+	before := totals(c)
 	origins := []int{0, n / 3, n / 2, n - 1, 7}
 	perOrigin := 1000 / len(origins)
 	for _, o := range origins {
@@ -57,10 +57,10 @@ func overlaySim(t *testing.T, n int) {
 		}
 	}
 	c.WaitAll(t)
-	after := sumStats(c)
+	d := totals(c).Sub(before)
 	deliveries := float64(len(origins) * perOrigin * (n - 1))
-	frames := float64(after.Received-before.Received) / deliveries
-	notices := float64(after.Notices-before.Notices) / deliveries
+	frames := float64(d.Received) / deliveries
+	notices := float64(d.Notices) / deliveries
 	t.Logf("%d events from %d origins: %.3f event frames and %.3f notice batches per delivery", len(origins)*perOrigin, len(origins), frames, notices)
 	if frames > 1.1 {
 		t.Errorf("%.3f event frames per delivery, want at most 1.1", frames)
@@ -148,19 +148,6 @@ func checkViews(t *testing.T, c *testcluster.Cluster, bound int) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-type simStats struct{ Received, Notices uint64 }
-
-func sumStats(c *testcluster.Cluster) (s simStats) {
-	for i := range c.N() {
-		if c.Alive(i) {
-			st := c.Node(i).Stats()
-			s.Received += st.Received
-			s.Notices += st.Notices
-		}
-	}
-	return s
 }
 
 // TestPartialViewSimulation runs overlaySim with 200 nodes (24s; 50 under

@@ -15,20 +15,9 @@ import (
 func totals(c *testcluster.Cluster) mesh.Stats {
 	var s mesh.Stats
 	for i := range c.N() {
-		if !c.Alive(i) {
-			continue
+		if c.Alive(i) {
+			s = s.Add(c.Node(i).Stats())
 		}
-		st := c.Node(i).Stats()
-		s.Received += st.Received
-		s.Delivered += st.Delivered
-		s.Duplicates += st.Duplicates
-		s.Notices += st.Notices
-		s.Grafts += st.Grafts
-		s.Prunes += st.Prunes
-		s.GraftResent += st.GraftResent
-		s.GraftMisses += st.GraftMisses
-		s.EagerLinks += st.EagerLinks
-		s.LazyLinks += st.LazyLinks
 	}
 	return s
 }

@@ -498,9 +498,6 @@ func (r *router) resend(rs plumtree.Resend, now time.Time) {
 		r.stats.graftMisses.Add(hi - span + 1 - lo)
 		lo = hi - span + 1
 	}
-	if lo > hi {
-		return
-	}
 	payloads := make([][]byte, 0, hi-lo+1)
 	for seq := lo; seq <= hi; seq++ {
 		payloads = append(payloads, r.resendable(store.Key{Origin: rs.Origin, Boot: rs.Boot, Seq: seq}, now))

@@ -112,6 +112,41 @@ func (s Stats) Sub(earlier Stats) Stats {
 	return d
 }
 
+// Add returns the counters and gauges of s plus those of o: a cluster's
+// totals, summed node by node (Held: either holds).
+func (s Stats) Add(o Stats) Stats {
+	t := s
+	t.Emitted += o.Emitted
+	t.Received += o.Received
+	t.Delivered += o.Delivered
+	t.Duplicates += o.Duplicates
+	t.Forwarded += o.Forwarded
+	t.Overflowed += o.Overflowed
+	t.Expired += o.Expired
+	t.Released += o.Released
+	t.HandlerDropped += o.HandlerDropped
+	t.Skipped += o.Skipped
+	t.Late += o.Late
+	t.Stale += o.Stale
+	t.BadPayloads += o.BadPayloads
+	t.Peers += o.Peers
+	t.Buffered += o.Buffered
+	t.Notices += o.Notices
+	t.Grafts += o.Grafts
+	t.Prunes += o.Prunes
+	t.GraftResent += o.GraftResent
+	t.GraftMisses += o.GraftMisses
+	t.GraftsRefused += o.GraftsRefused
+	t.EagerLinks += o.EagerLinks
+	t.LazyLinks += o.LazyLinks
+	t.Grants += o.Grants
+	t.SlowConsumers += o.SlowConsumers
+	t.EmitWaits += o.EmitWaits
+	t.EmitWaited += o.EmitWaited
+	t.Held = t.Held || o.Held
+	return t
+}
+
 // Stats returns the node's counters.
 func (n *Node) Stats() Stats {
 	s := Stats{

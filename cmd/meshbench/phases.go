@@ -117,20 +117,10 @@ func drain(ts []*tracker, sent int64, limit time.Duration) bool {
 	})
 }
 
-// sumStats sums the counters the blast reports over every node (for
-// mesh.Stats.Sub).
+// sumStats sums the Stats of every node (for mesh.Stats.Sub).
 func sumStats(c *cluster) (sum mesh.Stats) {
 	for _, n := range c.nodes {
-		s := n.Stats()
-		sum.Notices += s.Notices
-		sum.Skipped += s.Skipped
-		sum.Received += s.Received
-		sum.Forwarded += s.Forwarded
-		sum.HandlerDropped += s.HandlerDropped
-		sum.Overflowed += s.Overflowed
-		sum.Grafts += s.Grafts
-		sum.Prunes += s.Prunes
-		sum.GraftResent += s.GraftResent
+		sum = sum.Add(n.Stats())
 	}
 	return sum
 }

@@ -91,11 +91,9 @@ func (m *Machine) sendGrafts(now time.Time) {
 			delete(m.missing, k)
 			continue
 		}
-		// Far behind is as urgent as broken: a new link's live events
-		// would land beyond what the orderer holds, and skip the rest.
 		far := m.cfg.Reach > 0 && ms.waits[len(ms.waits)-1].upto-next >= m.cfg.Reach/2
-		broken := far || m.stalled(k, next) || m.cfg.Released.Holding(k.origin, k.boot)
-		if !ms.graftDue(next, next == k.boot, broken, far, now) {
+		broken := m.stalled(k, next) || m.cfg.Released.Holding(k.origin, k.boot)
+		if !ms.graftDue(next, next == k.boot, far, broken, now) {
 			continue
 		}
 		p, gaveUp := m.announcer(ms, next, now)
@@ -186,7 +184,7 @@ func (m *Machine) stalled(k originBoot, next uint64) bool {
 // is still in the announcers' stores (waiting GiveUp let them move on, and
 // the answer's gap was declared lost: 12,000-16,000 deliveries in half the
 // 100-node blasts).
-func (ms *missing) graftDue(next uint64, nothingYet, broken, far bool, now time.Time) bool {
+func (ms *missing) graftDue(next uint64, nothingYet, far, broken bool, now time.Time) bool {
 	if next != ms.seen {
 		ms.seen, ms.movedAt = next, now
 	}
@@ -197,8 +195,10 @@ func (ms *missing) graftDue(next uint64, nothingYet, broken, far bool, now time.
 		return true
 	case now.Sub(ms.waits[0].at) < graftGrace:
 		return false
+	case far:
+		return true
 	case broken:
-		return far || now.Sub(ms.movedAt) >= graftGrace
+		return now.Sub(ms.movedAt) >= graftGrace
 	}
 	return now.Sub(ms.movedAt) >= pathPatience
 }
