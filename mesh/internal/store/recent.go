@@ -242,7 +242,12 @@ func (s *Recent) alloc(n int) int {
 }
 
 // grow doubles buf (or more, to hold n more bytes; at most maxBytes),
-// copying the entries' bytes to its front in order.
+// moving the live bytes to its front in at most two copies: [rd, wr), or
+// once wrapped [rd, len) and then [0, wr). The entries' offsets shift by
+// the same amount per part; a wrapped ring's unused tail (shorter than one
+// encoding) moves along, so that no entry has to be visited for its bytes.
+// (Copying entry by entry into the fresh buffer was ~6 % of a 100-node
+// blast's CPU: every node's store grows while it warms up.)
 func (s *Recent) grow(n int) {
 	size := len(s.buf)
 	for size < s.live+n && size < s.maxBytes {
@@ -251,11 +256,29 @@ func (s *Recent) grow(n int) {
 	size = min(max(size, 2*len(s.buf)), s.maxBytes)
 	buf := make([]byte, size)
 	w := 0
-	for i := range s.size {
-		e := &s.ring[(s.head+i)%len(s.ring)]
-		copy(buf[w:], s.buf[e.off:e.off+e.n])
-		e.off = uint32(w)
-		w += int(e.n)
+	if s.size > 0 {
+		wrapped := s.wr < s.rd
+		end := s.wr
+		if wrapped {
+			end = len(s.buf)
+		}
+		w = copy(buf, s.buf[s.rd:end])
+		if wrapped {
+			w += copy(buf[w:], s.buf[:s.wr])
+		}
+		head, tail := uint32(s.rd), uint32(len(s.buf)-s.rd)
+		for i := range s.size {
+			j := s.head + i
+			if j >= len(s.ring) {
+				j -= len(s.ring)
+			}
+			e := &s.ring[j]
+			if e.off >= head {
+				e.off -= head
+			} else {
+				e.off += tail
+			}
+		}
 	}
 	s.buf, s.rd, s.wr = buf, 0, w
 }

@@ -136,7 +136,7 @@ func TestRecentStoreWrapsMixedSizes(t *testing.T) {
 	}
 	var all []added
 	next := map[string]uint64{}
-	wraps, growths := 0, 0
+	wraps, growths, wrappedGrowths := 0, 0, 0
 	for i := range 5000 {
 		origin := fmt.Sprintf("node-%d", r.IntN(40))
 		if r.IntN(4) > 0 && len(all) > 0 { // mostly runs of one origin
@@ -144,6 +144,9 @@ func TestRecentStoreWrapsMixedSizes(t *testing.T) {
 		}
 		next[origin]++
 		n := r.IntN(3000)
+		if i >= 2500 {
+			n = r.IntN(9000) // larger ones: the ring grows while wrapped
+		}
 		if r.IntN(10) == 0 {
 			n = r.IntN(4) // tiny and empty ones too
 		}
@@ -155,6 +158,9 @@ func TestRecentStoreWrapsMixedSizes(t *testing.T) {
 		}
 		if len(s.buf) != size {
 			growths++
+			if wrapped {
+				wrappedGrowths++ // grow moves both parts of the ring
+			}
 		}
 		all = append(all, added{k, b})
 		if i%97 != 0 && i != 4999 {
@@ -174,8 +180,9 @@ func TestRecentStoreWrapsMixedSizes(t *testing.T) {
 			}
 		}
 	}
-	if wraps < 10 || growths == 0 || len(s.buf) > 4*capacity*3000 {
-		t.Fatalf("%d wraps, %d growths to %d bytes: the test did not exercise the ring", wraps, growths, len(s.buf))
+	if wraps < 10 || growths == 0 || wrappedGrowths == 0 || len(s.buf) > 4*capacity*9000 {
+		t.Fatalf("%d wraps, %d growths (%d wrapped) to %d bytes: the test did not exercise the ring",
+			wraps, growths, wrappedGrowths, len(s.buf))
 	}
 	if len(s.ixs) > 40 {
 		t.Fatalf("%d indexes made for 40 origins", len(s.ixs))
