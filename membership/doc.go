@@ -17,6 +17,15 @@
 // packets and streams, and a member whose metadata names another channel
 // is ignored.
 //
+// # Splits heal
+//
+// memberlist stops gossiping with a member shortly after declaring it
+// dead, so a split that outlasts failure detection would never merge on
+// its own. Each node remembers the members it saw fail and joins one of
+// them, picked at random, every 30s for a day (reconnect.go), as serf
+// does: the two sides merge within about an interval of the network
+// healing.
+//
 // # Concurrency
 //
 // All methods are safe for concurrent use. memberlist calls our delegate
@@ -28,8 +37,8 @@
 //
 // # Lifecycle
 //
-// New starts memberlist (listening, not joined) and, when Config.Events is
-// set, the event goroutine. Join may be called any number of times. Leave
+// New starts memberlist (listening, not joined), the event goroutine and
+// the reconnecting one. Join may be called any number of times. Leave
 // announces a graceful departure but keeps gossiping; Shutdown stops
 // memberlist and waits for the event goroutine. Shutdown is idempotent;
 // other methods return ErrClosed after it. memberlist's own goroutines

@@ -102,8 +102,9 @@ type delegate struct {
 	wake   chan struct{} // capacity 1: "the queue is not empty"
 	queued bool          // whether events are queued at all (Config.Events set)
 
-	conflicts  map[string]string // member name -> the new address claiming it (reclaim.go)
-	reclaiming map[string]bool   // member names with a reclaim queued or in flight
+	conflicts  map[string]string       // member name -> the new address claiming it (reclaim.go)
+	reclaiming map[string]bool         // member names with a reclaim queued or in flight
+	failed     map[string]failedMember // members seen dead, to reconnect (reconnect.go)
 }
 
 func newDelegate(cfg *Config, meta []byte) *delegate {
@@ -119,6 +120,7 @@ func newDelegate(cfg *Config, meta []byte) *delegate {
 		messages:   cfg.Messages,
 		conflicts:  make(map[string]string),
 		reclaiming: make(map[string]bool),
+		failed:     make(map[string]failedMember),
 	}
 }
 
@@ -229,6 +231,7 @@ func (d *delegate) notify(n *memberlist.Node, kind EventKind, now time.Time) {
 			delete(d.conflicts, n.Name)
 		}
 	}
+	d.failedLocked(m.Name, m.Addr, m.State, now)
 	d.enqueue(Event{Kind: kind, Member: m}, d.queued)
 	if kind == MemberLeave {
 		d.queueReclaimLocked(n.Name) // a conflict waited for the old record's death

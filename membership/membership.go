@@ -115,6 +115,12 @@ func New(cfg Config) (*Membership, error) {
 			}
 		}, m.done)
 	}()
+	reconnect := reconnectInterval
+	if cfg.ProbeFast {
+		reconnect = fastReconnectInterval
+	}
+	m.wg.Add(1)
+	go m.reconnectLoop(reconnect, reconnectTimeout)
 	m.log.Debug("memberlist started", "node", cfg.NodeID, "addr", m.addr, "channel", cfg.Channel)
 	return m, nil
 }

@@ -336,3 +336,49 @@ func quietViews(t *testing.T, c *testcluster.Cluster) {
 	}
 	t.Fatal("the active views kept changing for 4 minutes")
 }
+
+// A split that outlasts failure detection heals with the network, full
+// mesh or partial view: membership merges again (each side tries the
+// members it saw fail), the links come back and every event emitted on
+// either side during the split reaches the other, once and in order.
+// Before membership tried failed members, the sides stayed apart for ever:
+// a full mesh still delivered over its relay links, which it redials for
+// BufferTimeout whatever membership says, but a partial view, whose links
+// follow membership, delivered nothing across.
+func TestSplitOutlastingFailureDetectionHeals(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		active int
+	}{{"full mesh", 0}, {"partial view", 3}} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				const n = 10
+				c := testcluster.NewWith(t, n, testcluster.Options{Join: true, ActiveView: tc.active, Seed: 7, WaitTimeout: 5 * time.Minute})
+				c.Emit(0, "before", 0)
+				c.WaitAll(t)
+				c.Partition([]int{0, 1, 2, 3, 4}, []int{5, 6, 7, 8, 9})
+				for i := range 200 {
+					c.Emit(0, "during", i)
+					c.Emit(7, "during", i)
+				}
+				time.Sleep(2 * time.Minute) // both sides hold the other dead, and memberlist has forgotten it
+				if alive := aliveMembers(c.Node(0)); alive != n/2 {
+					t.Fatalf("during the split node 0 lists %d members alive, want %d", alive, n/2)
+				}
+				c.Heal()
+				healed := time.Now()
+				eventually(t, time.Minute, "membership to merge", func() bool {
+					for i := range n {
+						if aliveMembers(c.Node(i)) != n {
+							return false
+						}
+					}
+					return true
+				})
+				t.Logf("membership merged %v (virtual) after the network healed", time.Since(healed).Round(100*time.Millisecond))
+				c.WaitAll(t)
+				t.Logf("every event delivered %v after", time.Since(healed).Round(100*time.Millisecond))
+			})
+		})
+	}
+}

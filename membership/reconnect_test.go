@@ -1,0 +1,92 @@
+package membership
+
+import (
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+// A split that lasts past failure detection and past memberlist's
+// GossipToTheDeadTime heals once the network does: each side tries the
+// members it saw fail and the two merge. (memberlist alone never gossips
+// with them again: the sides stayed apart for ever.)
+func TestSplitOutlastingFailureDetectionHeals(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := NewMockNetwork()
+		const n = 4
+		nodes := make([]*Membership, n)
+		for i := range n {
+			nodes[i], _ = newMockNode(t, net, nodeName(i))
+		}
+		for i := 1; i < n; i++ {
+			if _, err := nodes[i].Join(nodes[0].Addr()); err != nil {
+				t.Fatalf("join %d: %v", i, err)
+			}
+		}
+		for i, m := range nodes {
+			waitFake(t, 5*time.Second, nodeName(i)+" to list all", func() bool { return aliveCount(m) == n })
+		}
+
+		side := func(name string) int {
+			if name == nodeName(0) || name == nodeName(1) {
+				return 0
+			}
+			return 1
+		}
+		net.SetFilter(func(from, to string) bool { return side(from) == side(to) })
+		waitFake(t, 20*time.Second, "each side to hold the other dead", func() bool {
+			return stateOf(nodes[0], nodeName(2)) == StateDead && stateOf(nodes[3], nodeName(1)) == StateDead
+		})
+		// Long enough for memberlist to stop gossiping with the dead (and
+		// to forget them): 2s under ProbeFast.
+		time.Sleep(30 * time.Second)
+		for i, m := range nodes {
+			if got := aliveCount(m); got != n/2 {
+				t.Fatalf("during the split, %s lists %d alive, want %d", nodeName(i), got, n/2)
+			}
+		}
+
+		net.SetFilter(nil)
+		healed := time.Now()
+		for i, m := range nodes {
+			waitFake(t, 5*fastReconnectInterval, nodeName(i)+" to list all alive again", func() bool { return aliveCount(m) == n })
+		}
+		t.Logf("merged %v (fake) after the network healed", time.Since(healed))
+
+		for _, m := range nodes {
+			if err := m.Shutdown(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+	})
+}
+
+// Failed members are tried until reconnectTimeout; one seen alive again,
+// one that left and one whose address an alive member now has are not.
+func TestPickFailed(t *testing.T) {
+	d := newDelegate(&Config{NodeID: "self", Channel: "c"}, nil)
+	now := time.Unix(1000, 0)
+	d.failedLocked("old", "10.0.0.1:1", StateDead, now.Add(-2*time.Hour))
+	d.failedLocked("back", "10.0.0.2:1", StateDead, now)
+	d.failedLocked("back", "10.0.0.2:1", StateAlive, now)
+	d.failedLocked("gone", "10.0.0.3:1", StateDead, now)
+	d.failedLocked("gone", "10.0.0.3:1", StateLeft, now)
+	d.failedLocked("moved", "10.0.0.4:1", StateDead, now)
+	d.view["newcomer"] = &entry{member: Member{Name: "newcomer", Addr: "10.0.0.4:1", State: StateAlive}}
+	d.failedLocked("cut", "10.0.0.5:1", StateDead, now)
+
+	for range 20 {
+		name, addr, ok := d.pickFailed(now, time.Hour)
+		if !ok || name != "cut" || addr != "10.0.0.5:1" {
+			t.Fatalf("pickFailed = %q %q %v, want cut 10.0.0.5:1", name, addr, ok)
+		}
+	}
+	if len(d.failed) != 1 {
+		t.Fatalf("%d failed members remembered, want 1 (cut): %v", len(d.failed), d.failed)
+	}
+	if _, _, ok := d.pickFailed(now.Add(2*time.Hour), time.Hour); ok {
+		t.Fatal("a member failed for longer than the timeout was still tried")
+	}
+}
