@@ -25,7 +25,10 @@ type Member struct {
 	RelayAddr string
 	Channel   string
 	Version   int
-	State     string // StateAlive, StateSuspect, StateDead or StateLeft
+	// ActiveView is the member's partial-view size, 0 when it links every
+	// member, -1 when it does not say (Meta.ActiveView).
+	ActiveView int
+	State      string // StateAlive, StateSuspect, StateDead or StateLeft
 }
 
 // EventKind says what changed about a member.
@@ -185,12 +188,13 @@ func (d *delegate) notify(n *memberlist.Node, kind EventKind, now time.Time) {
 		return
 	}
 	m := Member{
-		Name:      n.Name,
-		Addr:      n.Address(),
-		RelayAddr: meta.RelayAddr,
-		Channel:   meta.Channel,
-		Version:   meta.Version,
-		State:     StateAlive,
+		Name:       n.Name,
+		Addr:       n.Address(),
+		RelayAddr:  meta.RelayAddr,
+		Channel:    meta.Channel,
+		Version:    meta.Version,
+		ActiveView: meta.ActiveView,
+		State:      StateAlive,
 	}
 
 	d.mu.Lock()

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"fmt"
+	"github.com/hashicorp/go-msgpack/v2/codec"
 	"net"
 	"strings"
 	"sync"
@@ -129,16 +130,45 @@ func TestDelegateFiltersAndStates(t *testing.T) {
 }
 
 func TestMetaRoundTrip(t *testing.T) {
-	in := Meta{RelayAddr: "10.1.2.3:7947", Channel: "prod", Version: 3}
-	for _, leaving := range []bool{false, true} {
-		b, err := encodeMeta(in, leaving)
-		if err != nil {
-			t.Fatal(err)
+	for _, view := range []int{0, 7, -1} {
+		in := Meta{RelayAddr: "10.1.2.3:7947", Channel: "prod", Version: 3, ActiveView: view}
+		for _, leaving := range []bool{false, true} {
+			b, err := encodeMeta(in, leaving)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, l, err := decodeMeta(b)
+			if err != nil || out != in || l != leaving {
+				t.Fatalf("round trip: %+v %v %v", out, l, err)
+			}
 		}
-		out, l, err := decodeMeta(b)
-		if err != nil || out != in || l != leaving {
-			t.Fatalf("round trip: %+v %v %v", out, l, err)
-		}
+	}
+}
+
+// The partial-view size is a key that builds before it skip, and a member
+// of such a build reads as not saying (-1), not as linking every member.
+func TestMetaActiveViewAcrossBuilds(t *testing.T) {
+	type before struct {
+		RelayAddr string `codec:"r"`
+		Channel   string `codec:"c"`
+		Version   int    `codec:"v"`
+		Leaving   bool   `codec:"l,omitempty"`
+	}
+	b, err := encodeMeta(Meta{RelayAddr: "a:1", Channel: "c", Version: 6, ActiveView: 7}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old before
+	if err := codec.NewDecoderBytes(b, metaHandle).Decode(&old); err != nil || old != (before{RelayAddr: "a:1", Channel: "c", Version: 6}) {
+		t.Fatalf("an older build decodes %+v, %v", old, err)
+	}
+	var fromOld []byte
+	if err := codec.NewEncoderBytes(&fromOld, metaHandle).Encode(&old); err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := decodeMeta(fromOld)
+	if err != nil || m.ActiveView != -1 {
+		t.Fatalf("an older build's meta decodes to %+v, %v; want ActiveView -1", m, err)
 	}
 }
 

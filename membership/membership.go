@@ -212,12 +212,13 @@ func (m *Membership) Local() Member {
 		state = StateLeft
 	}
 	return Member{
-		Name:      m.cfg.NodeID,
-		Addr:      m.addr,
-		RelayAddr: meta.RelayAddr,
-		Channel:   m.cfg.Channel,
-		Version:   meta.Version,
-		State:     state,
+		Name:       m.cfg.NodeID,
+		Addr:       m.addr,
+		RelayAddr:  meta.RelayAddr,
+		Channel:    m.cfg.Channel,
+		Version:    meta.Version,
+		ActiveView: meta.ActiveView,
+		State:      state,
 	}
 }
 

@@ -15,6 +15,11 @@ type Meta struct {
 	RelayAddr string // where the node accepts relay links ("" until it listens)
 	Channel   string // the node's channel; members of another channel are ignored
 	Version   int    // relay protocol version
+	// ActiveView is the node's partial-view size (mesh's Config.ActiveView),
+	// 0 when it links every member. Nodes that differ on whether they keep a
+	// partial view cannot link each other. A member that does not say (a
+	// build before this field) reads as -1.
+	ActiveView int
 }
 
 // ErrMetaTooLarge is returned when an encoded Meta would not fit in
@@ -30,6 +35,9 @@ type wireMeta struct {
 	Channel   string `codec:"c"`
 	Version   int    `codec:"v"`
 	Leaving   bool   `codec:"l,omitempty"`
+	// View is Meta.ActiveView; absent (nil) from builds before it, which
+	// ignore it (msgpack maps: an unknown key is skipped).
+	View *int `codec:"a,omitempty"`
 }
 
 var metaHandle = &codec.MsgpackHandle{}
@@ -37,6 +45,9 @@ var metaHandle = &codec.MsgpackHandle{}
 func encodeMeta(m Meta, leaving bool) ([]byte, error) {
 	var out []byte
 	w := wireMeta{RelayAddr: m.RelayAddr, Channel: m.Channel, Version: m.Version, Leaving: leaving}
+	if m.ActiveView >= 0 {
+		w.View = &m.ActiveView
+	}
 	if err := codec.NewEncoderBytes(&out, metaHandle).Encode(&w); err != nil {
 		return nil, fmt.Errorf("membership: encode meta: %w", err)
 	}
@@ -56,5 +67,9 @@ func decodeMeta(b []byte) (Meta, bool, error) {
 	if err := codec.NewDecoderBytes(b, metaHandle).Decode(&w); err != nil {
 		return Meta{}, false, fmt.Errorf("membership: decode meta: %w", err)
 	}
-	return Meta{RelayAddr: w.RelayAddr, Channel: w.Channel, Version: w.Version}, w.Leaving, nil
+	view := -1
+	if w.View != nil && *w.View >= 0 { // a negative size is no size
+		view = *w.View
+	}
+	return Meta{RelayAddr: w.RelayAddr, Channel: w.Channel, Version: w.Version, ActiveView: view}, w.Leaving, nil
 }

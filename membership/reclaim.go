@@ -33,7 +33,7 @@ func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
 		return
 	}
 	m := Member{Name: other.Name, Addr: other.Address(), RelayAddr: meta.RelayAddr,
-		Channel: meta.Channel, Version: meta.Version, State: StateAlive}
+		Channel: meta.Channel, Version: meta.Version, ActiveView: meta.ActiveView, State: StateAlive}
 	oldGone := existing.State == memberlist.StateDead || existing.State == memberlist.StateLeft
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -57,6 +57,8 @@ type Config struct {
 	// cluster's size. 7 suits clusters of tens to thousands (doc of
 	// mesh/internal/hyparview says why); a cluster of at most ActiveView+1
 	// nodes is still a full mesh. 0 (the default) links every member.
+	// Every node must agree on keeping one (the sizes may differ): a member
+	// that differs is never linked, and reported (ErrViewMismatch).
 	// Needs membership (GossipAddr); links made by Connect are not the
 	// view's. When MaxPeers is set below its default and ActiveView is not
 	// set, the view is MaxPeers (at most 64): MaxPeers then bounds the

@@ -24,7 +24,7 @@ func (n *Node) startMembership() error {
 		BindAddr:      n.cfg.GossipAddr,
 		AdvertiseAddr: n.cfg.AdvertiseAddr,
 		Key:           n.cfg.GossipKey,
-		Meta:          membership.Meta{Channel: n.cfg.Channel, Version: relay.Version},
+		Meta:          membership.Meta{Channel: n.cfg.Channel, Version: relay.Version, ActiveView: n.cfg.ActiveView},
 		Logger:        n.log,
 		Events:        n.memberEvent,
 		MetricSink:    n.cfg.MetricSink,
@@ -67,7 +67,7 @@ func (n *Node) advertiseRelay(addr string) {
 			host = ghost
 		}
 	}
-	meta := membership.Meta{RelayAddr: net.JoinHostPort(host, port), Channel: n.cfg.Channel, Version: relay.Version}
+	meta := membership.Meta{RelayAddr: net.JoinHostPort(host, port), Channel: n.cfg.Channel, Version: relay.Version, ActiveView: n.cfg.ActiveView}
 	if err := n.mem.SetMeta(meta); err != nil {
 		n.log.Warn("cannot advertise the relay address", "error", err)
 	}
@@ -142,6 +142,7 @@ func (n *Node) GossipAddr() string {
 // member that leaves gracefully is released at once (releaseLeft).
 func (n *Node) memberEvent(ev membership.Event) {
 	m := ev.Member
+	n.checkView(m, ev.Kind)
 	if !n.ours(m) {
 		return
 	}
@@ -225,9 +226,46 @@ func (n *Node) releaseLeft(id string) {
 }
 
 // ours reports whether m is another member of this node's channel that
-// speaks its protocol version: one it may link.
+// speaks its protocol version and agrees on keeping a partial view: one it
+// may link.
 func (n *Node) ours(m membership.Member) bool {
-	return m.Name != n.id && m.Channel == n.cfg.Channel && m.Version == relay.Version
+	return m.Name != n.id && m.Channel == n.cfg.Channel && m.Version == relay.Version && n.sameView(m)
+}
+
+// sameView reports whether m keeps a partial view exactly when this node
+// does (their sizes may differ). A member that does not say, a build
+// before Meta.ActiveView, is taken to agree.
+func (n *Node) sameView(m membership.Member) bool {
+	return m.ActiveView < 0 || (m.ActiveView > 0) == (n.cfg.ActiveView > 0)
+}
+
+// checkView reports, once per member and setting, a member of this node's
+// channel and version that differs on keeping a partial view: an error
+// log line and a Rejected PeerEvent with ErrViewMismatch. The two never
+// link: a node that links every member waits for the lower NodeID to dial
+// it, which a partial view does only for its neighbours, and is refused
+// when it dials one. Unsaid, each would miss the other's events and nobody
+// would know why.
+func (n *Node) checkView(m membership.Member, kind membership.EventKind) {
+	if m.Name == n.id || m.Channel != n.cfg.Channel || m.Version != relay.Version {
+		return
+	}
+	n.mu.Lock()
+	if kind == membership.MemberLeave || n.sameView(m) {
+		delete(n.mismatched, m.Name)
+		n.mu.Unlock()
+		return
+	}
+	was, reported := n.mismatched[m.Name]
+	n.mismatched[m.Name] = m.ActiveView
+	n.mu.Unlock()
+	if reported && was == m.ActiveView {
+		return
+	}
+	n.log.Error("member cannot be linked: give every node the same ActiveView (meshnode --active-view)",
+		"member", m.Name, "its_active_view", m.ActiveView, "active_view", n.cfg.ActiveView)
+	n.pdisp.peerEvent(PeerEvent{Kind: Rejected, PeerID: m.Name, Addr: m.RelayAddr,
+		Err: fmt.Errorf("%w: %s has %d, this node %d", ErrViewMismatch, m.Name, m.ActiveView, n.cfg.ActiveView)})
 }
 
 // memberPeersLocked returns member id's links: the one this node dialled

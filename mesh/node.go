@@ -32,6 +32,10 @@ var (
 	// ErrPeerLeft is the Err of the Expired PeerEvent that reports a link
 	// released because its member left the cluster gracefully.
 	ErrPeerLeft = errors.New("mesh: peer left the cluster")
+	// ErrViewMismatch is the Err of the Rejected PeerEvent that reports a
+	// member which keeps a partial view while this node links every member,
+	// or the reverse: the two never link (Config.ActiveView).
+	ErrViewMismatch = errors.New("mesh: member differs on keeping a partial view (ActiveView): the two cannot link")
 )
 
 // MaxNameLen is the longest event name accepted.
@@ -68,8 +72,11 @@ type Node struct {
 	inbound map[string]*Peer // remote NodeID → accepted link, so a reconnect resumes its buffer
 	members map[string]*Peer // remote NodeID → link dialled because membership found it
 	left    map[string]left  // remote NodeID → the member's incarnation that left (see releaseLeft)
-	ln      net.Listener
-	pending map[net.Conn]struct{} // accepted connections still handshaking
+	// mismatched: remote NodeID → the ActiveView of a member that differs
+	// on keeping a partial view, once reported (checkView).
+	mismatched map[string]int
+	ln         net.Listener
+	pending    map[net.Conn]struct{} // accepted connections still handshaking
 	// unconfirmed counts the provisional accepted links: in peers, but
 	// holding no slot (admission.go).
 	unconfirmed int
@@ -108,17 +115,18 @@ func New(cfg Config) (*Node, error) {
 		cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "verbose", Level: hclog.Info})
 	}
 	n := &Node{
-		cfg:      cfg,
-		id:       cfg.NodeID,
-		boot:     newBoot(),
-		log:      cfg.Logger.With("node", cfg.NodeID),
-		peers:    make(map[*relay.Link]*Peer),
-		inbound:  make(map[string]*Peer),
-		members:  make(map[string]*Peer),
-		left:     make(map[string]left),
-		pending:  make(map[net.Conn]struct{}),
-		handlers: newHandlerTable(),
-		stop:     make(chan struct{}),
+		cfg:        cfg,
+		id:         cfg.NodeID,
+		boot:       newBoot(),
+		log:        cfg.Logger.With("node", cfg.NodeID),
+		peers:      make(map[*relay.Link]*Peer),
+		inbound:    make(map[string]*Peer),
+		members:    make(map[string]*Peer),
+		left:       make(map[string]left),
+		mismatched: make(map[string]int),
+		pending:    make(map[net.Conn]struct{}),
+		handlers:   newHandlerTable(),
+		stop:       make(chan struct{}),
 	}
 	if err := n.secureRelay(); err != nil {
 		return nil, err

@@ -1,10 +1,12 @@
 package mesh_test
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -381,4 +383,77 @@ func TestSplitOutlastingFailureDetectionHeals(t *testing.T) {
 			})
 		})
 	}
+}
+
+// A node that links every member in a cluster of partial views (or the
+// reverse) is never linked: each side reports the other once, an error
+// log line and a Rejected PeerEvent with ErrViewMismatch, instead of
+// missing its events with nothing said; the others carry on. Restarted
+// with the cluster's setting, it is linked and gets every event.
+func TestViewMismatchIsReported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const n, odd = 6, 5
+		var oddView atomic.Int64
+		oddView.Store(3)
+		c := testcluster.NewWith(t, n, testcluster.Options{Join: true, Seed: 3, WaitTimeout: time.Minute,
+			Configure: func(i int, cfg *mesh.Config) {
+				cfg.ActiveView = 3
+				if i == odd {
+					cfg.ActiveView = int(oddView.Load())
+				}
+			}})
+		logs := make([]*peerLog, odd)
+		for i := range odd {
+			logs[i] = watchPeers(c.Node(i))
+		}
+		mismatches := func(pl *peerLog) (k int) {
+			pl.mu.Lock()
+			defer pl.mu.Unlock()
+			for _, e := range pl.evs {
+				if e.Kind == mesh.Rejected && errors.Is(e.Err, mesh.ErrViewMismatch) && e.PeerID == c.ID(odd) {
+					k++
+				}
+			}
+			return k
+		}
+
+		c.Stop(odd)
+		oddView.Store(0) // links every member
+		c.Restart(odd)
+		eventually(t, time.Minute, "every partial-view node to report the odd one", func() bool {
+			for _, pl := range logs {
+				if mismatches(pl) == 0 {
+					return false
+				}
+			}
+			return true
+		})
+		for i := range odd {
+			c.Emit(i, "apart", i)
+		}
+		time.Sleep(30 * time.Second) // the odd one gossips on: no second report
+		for i, pl := range logs {
+			if k := mismatches(pl); k != 1 {
+				t.Errorf("node %d reported the odd node %d times, want once", i, k)
+			}
+			if v := c.Node(i).ActiveView(); slices.Contains(v, c.ID(odd)) {
+				t.Errorf("node %d has the odd node in its active view %v", i, v)
+			}
+		}
+		if p := c.Node(odd).Peers(); len(p) != 0 {
+			t.Errorf("the odd node has %d links, want none", len(p))
+		}
+		for i := range odd {
+			for j := range odd {
+				if i != j {
+					c.WaitFromOrigin(t, i, j, 1)
+				}
+			}
+		}
+
+		c.Stop(odd)
+		oddView.Store(3)
+		c.Restart(odd)
+		c.WaitAll(t)
+	})
 }

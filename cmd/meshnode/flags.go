@@ -127,7 +127,7 @@ func newAgentFlagSet(o *agentOptions, v *agentFlagValues) *flag.FlagSet {
 	fs.IntVar(&o.cfg.BufferMax, "buffer-max", mesh.DefaultBufferMax, "most unacknowledged events kept per peer")
 	fs.DurationVar(&o.cfg.AcknowledgeInterval, "ack-interval", mesh.DefaultAcknowledgeInterval, "how often to acknowledge received events")
 	fs.IntVar(&o.cfg.MaxPeers, "max-peers", mesh.DefaultMaxPeers, "most relay links at once")
-	fs.IntVar(&o.cfg.ActiveView, "active-view", 0, "keep relay links with about N members (a HyParView partial view, for large clusters; 7 suits tens to thousands of nodes) instead of every member; 0: every member. Every agent of a cluster must agree")
+	fs.IntVar(&o.cfg.ActiveView, "active-view", 0, "keep relay links with about N members (a HyParView partial view, for large clusters; 7 suits tens to thousands of nodes) instead of every member; 0: every member. Every agent of a cluster must agree on keeping a partial view: one that differs is reported and never linked")
 	fs.TextVar(&o.cfg.SlowConsumer, "slow-consumer", mesh.Backpressure, "`policy` when handlers or a relayed-to link cannot keep up: backpressure (senders wait, nothing lost) or drop (this node's handlers drop past their queue, reported, and slow nobody)")
 	fs.BoolVar(&o.cfg.Flood, "flood", false, "send every event over every link (no broadcast tree); set it alike on every agent")
 	fs.DurationVar(&o.topologyInterval, "topology-interval", defaultTopologyInterval, "how often to report this agent's links and counters to the cluster for /v1/topology and /ui (a small $topology event); 0: never")
