@@ -1,7 +1,9 @@
 package membership
 
 import (
+	"context"
 	"math/rand/v2"
+	"net"
 	"time"
 )
 
@@ -81,6 +83,15 @@ func (d *delegate) pickFailed(now time.Time, timeout time.Duration) (name, addr 
 // stops for good once this node has left.
 func (m *Membership) reconnectLoop(interval, timeout time.Duration) {
 	defer m.wg.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-m.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -96,10 +107,31 @@ func (m *Membership) reconnectLoop(interval, timeout time.Duration) {
 		if !ok {
 			continue
 		}
+		if err := m.reachable(ctx, addr); err != nil {
+			m.log.Debug("failed member still unreachable", "member", name, "addr", addr, "error", err)
+			continue
+		}
 		if _, err := m.list.Join([]string{addr}); err != nil {
 			m.log.Debug("failed member still unreachable", "member", name, "addr", addr, "error", err)
 			continue
 		}
 		m.log.Info("reached a member that had failed; merging membership", "member", name, "addr", addr)
 	}
+}
+
+// reachable dials addr's gossip port over TCP, as memberlist's join would,
+// but cancelled by Shutdown: the address of a member gone for good may
+// swallow the SYN (a terminated VM's), and a join there would hold
+// Shutdown for the whole TCPTimeout. Over another Transport (MockNetwork)
+// the join is tried directly.
+func (m *Membership) reachable(ctx context.Context, addr string) error {
+	if m.cfg.Transport != nil {
+		return nil
+	}
+	d := net.Dialer{Timeout: joinTimeout}
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	return conn.Close()
 }

@@ -90,3 +90,25 @@ func TestPickFailed(t *testing.T) {
 		t.Fatal("a member failed for longer than the timeout was still tried")
 	}
 }
+
+// Over real TCP: a member that crashed and came back at its address
+// without joining anyone is found again by the node that saw it fail.
+func TestFailedMemberBackAtItsAddressIsRejoined(t *testing.T) {
+	a, _ := newNode(t, "node-a", nil)
+	b, _ := newNode(t, "node-b", nil)
+	if _, err := b.Join(a.Addr()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "a sees b alive", func() bool { return stateOf(a, "node-b") == StateAlive })
+	addr := b.Addr()
+	if err := b.Shutdown(); err != nil { // a crash: no leave
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "a sees b dead", func() bool { return stateOf(a, "node-b") == StateDead })
+
+	back := time.Now()
+	b2, _ := newNode(t, "node-b", func(c *Config) { c.BindAddr = addr })
+	waitFor(t, 5*fastReconnectInterval, "a lists b alive again", func() bool { return stateOf(a, "node-b") == StateAlive })
+	waitFor(t, 5*time.Second, "b lists a alive", func() bool { return stateOf(b2, "node-a") == StateAlive })
+	t.Logf("rejoined %v after it came back", time.Since(back).Round(10*time.Millisecond))
+}
