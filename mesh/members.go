@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -104,12 +105,16 @@ func (n *Node) Join(seeds ...string) (int, error) {
 }
 
 // ActiveView returns the members of this node's partial view that it
-// keeps relay links with (Config.ActiveView), sorted; nil without one.
+// keeps relay links with (Config.ActiveView), sorted; nil without one, and
+// empty, not nil, while a view has no neighbour yet.
 func (n *Node) ActiveView() []string {
 	if n.ov == nil {
 		return nil
 	}
-	return n.ov.activeView()
+	if v := n.ov.activeView(); v != nil {
+		return v
+	}
+	return []string{}
 }
 
 // Members returns memberlist's view of the cluster, this node included.
@@ -142,7 +147,7 @@ func (n *Node) GossipAddr() string {
 // member that leaves gracefully is released at once (releaseLeft).
 func (n *Node) memberEvent(ev membership.Event) {
 	m := ev.Member
-	n.checkView(m, ev.Kind)
+	n.checkMember(m, ev.Kind)
 	if !n.ours(m) {
 		return
 	}
@@ -239,33 +244,46 @@ func (n *Node) sameView(m membership.Member) bool {
 	return m.ActiveView < 0 || (m.ActiveView > 0) == (n.cfg.ActiveView > 0)
 }
 
-// checkView reports, once per member and setting, a member of this node's
-// channel and version that differs on keeping a partial view: an error
-// log line and a Rejected PeerEvent with ErrViewMismatch. The two never
-// link: a node that links every member waits for the lower NodeID to dial
-// it, which a partial view does only for its neighbours, and is refused
-// when it dials one. Unsaid, each would miss the other's events and nobody
-// would know why.
-func (n *Node) checkView(m membership.Member, kind membership.EventKind) {
-	if m.Name == n.id || m.Channel != n.cfg.Channel || m.Version != relay.Version {
+// checkMember reports, once per member and difference, a member of this
+// node's channel that it can never link: one that speaks another relay
+// protocol version (a cluster half upgraded: the handshake would refuse
+// it), or one that differs on keeping a partial view (a node that links
+// every member waits for the lower NodeID to dial it, which a partial
+// view does only for its neighbours, and is refused when it dials one).
+// Each is an error log line and a Rejected PeerEvent (ErrVersionMismatch,
+// ErrViewMismatch): unsaid, each side would miss the other's events and
+// nobody would know why.
+func (n *Node) checkMember(m membership.Member, kind membership.EventKind) {
+	if m.Name == n.id || m.Channel != n.cfg.Channel {
 		return
 	}
+	var err error
+	switch {
+	case m.Version != relay.Version:
+		err = fmt.Errorf("%w: %s speaks %d, this node %d", ErrVersionMismatch, m.Name, m.Version, relay.Version)
+	case !n.sameView(m):
+		err = fmt.Errorf("%w: %s has %d, this node %d", ErrViewMismatch, m.Name, m.ActiveView, n.cfg.ActiveView)
+	}
 	n.mu.Lock()
-	if kind == membership.MemberLeave || n.sameView(m) {
+	if kind == membership.MemberLeave || err == nil {
 		delete(n.mismatched, m.Name)
 		n.mu.Unlock()
 		return
 	}
 	was, reported := n.mismatched[m.Name]
-	n.mismatched[m.Name] = m.ActiveView
+	n.mismatched[m.Name] = err.Error()
 	n.mu.Unlock()
-	if reported && was == m.ActiveView {
+	if reported && was == err.Error() {
 		return
 	}
-	n.log.Error("member cannot be linked: give every node the same ActiveView (meshnode --active-view)",
-		"member", m.Name, "its_active_view", m.ActiveView, "active_view", n.cfg.ActiveView)
-	n.pdisp.peerEvent(PeerEvent{Kind: Rejected, PeerID: m.Name, Addr: m.RelayAddr,
-		Err: fmt.Errorf("%w: %s has %d, this node %d", ErrViewMismatch, m.Name, m.ActiveView, n.cfg.ActiveView)})
+	if errors.Is(err, ErrVersionMismatch) {
+		n.log.Error("member cannot be linked: it speaks another protocol version; run one version in a cluster",
+			"member", m.Name, "its_version", m.Version, "version", relay.Version)
+	} else {
+		n.log.Error("member cannot be linked: give every node the same ActiveView (meshnode --active-view)",
+			"member", m.Name, "its_active_view", m.ActiveView, "active_view", n.cfg.ActiveView)
+	}
+	n.pdisp.peerEvent(PeerEvent{Kind: Rejected, PeerID: m.Name, Addr: m.RelayAddr, Err: err})
 }
 
 // memberPeersLocked returns member id's links: the one this node dialled

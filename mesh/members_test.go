@@ -146,6 +146,48 @@ func TestOtherChannelKeptOut(t *testing.T) {
 	})
 }
 
+// A member of the channel that speaks another protocol version (a cluster
+// half upgraded) is never linked, and said so once: an error line and a
+// Rejected PeerEvent with ErrVersionMismatch, not a silent split.
+func TestOtherVersionIsReported(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gossip := membership.NewMockNetwork()
+		tn := newTestNet(t)
+		a := tn.server("a", func(c *mesh.Config) {
+			c.Channel = "blue"
+			meshopt.Set(c, meshopt.Options{GossipTransport: gossip.Transport("a"), FastGossip: true})
+		})
+		pl := watchPeers(a)
+		other, err := membership.New(membership.Config{NodeID: "z", Channel: "blue", Transport: gossip.Transport("z"),
+			Meta: membership.Meta{RelayAddr: "z:7947", Version: 99}, ProbeFast: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer other.Shutdown()
+		if _, err := other.Join(a.GossipAddr()); err != nil {
+			t.Fatal(err)
+		}
+		reports := func() (k int) {
+			pl.mu.Lock()
+			defer pl.mu.Unlock()
+			for _, e := range pl.evs {
+				if e.Kind == mesh.Rejected && e.PeerID == "z" && errors.Is(e.Err, mesh.ErrVersionMismatch) {
+					k++
+				}
+			}
+			return k
+		}
+		eventually(t, time.Minute, "the other version reported", func() bool { return reports() > 0 })
+		time.Sleep(30 * time.Second) // virtual: gossip has gone round many times
+		if k := reports(); k != 1 {
+			t.Errorf("the other version reported %d times, want once", k)
+		}
+		if len(a.Peers()) != 0 {
+			t.Errorf("a has %d links, want none", len(a.Peers()))
+		}
+	})
+}
+
 // With a GossipKey, a node without the key cannot join and is not listed.
 func TestGossipKeyKeepsOutsidersOut(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

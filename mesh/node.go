@@ -36,6 +36,10 @@ var (
 	// member which keeps a partial view while this node links every member,
 	// or the reverse: the two never link (Config.ActiveView).
 	ErrViewMismatch = errors.New("mesh: member differs on keeping a partial view (ActiveView): the two cannot link")
+	// ErrVersionMismatch is the Err of the Rejected PeerEvent that reports
+	// a member of this node's channel speaking another relay protocol
+	// version: the two never link.
+	ErrVersionMismatch = errors.New("mesh: member speaks another protocol version: the two cannot link")
 )
 
 // MaxNameLen is the longest event name accepted.
@@ -72,9 +76,9 @@ type Node struct {
 	inbound map[string]*Peer // remote NodeID → accepted link, so a reconnect resumes its buffer
 	members map[string]*Peer // remote NodeID → link dialled because membership found it
 	left    map[string]left  // remote NodeID → the member's incarnation that left (see releaseLeft)
-	// mismatched: remote NodeID → the ActiveView of a member that differs
-	// on keeping a partial view, once reported (checkView).
-	mismatched map[string]int
+	// mismatched: remote NodeID → why a member of the channel cannot be
+	// linked, once reported (checkMember).
+	mismatched map[string]string
 	ln         net.Listener
 	pending    map[net.Conn]struct{} // accepted connections still handshaking
 	// unconfirmed counts the provisional accepted links: in peers, but
@@ -123,7 +127,7 @@ func New(cfg Config) (*Node, error) {
 		inbound:    make(map[string]*Peer),
 		members:    make(map[string]*Peer),
 		left:       make(map[string]left),
-		mismatched: make(map[string]int),
+		mismatched: make(map[string]string),
 		pending:    make(map[net.Conn]struct{}),
 		handlers:   newHandlerTable(),
 		stop:       make(chan struct{}),
