@@ -105,6 +105,7 @@ func (o *overlay) deliver(msg []byte) {
 	select {
 	case o.in <- msg:
 	default:
+		o.n.stats.viewDropped.Add(1)
 		o.n.log.Debug("partial view: inbox full, message dropped")
 	}
 }
@@ -142,6 +143,7 @@ func (o *overlay) sender() {
 				if errors.Is(err, membership.ErrClosed) {
 					return
 				}
+				o.n.stats.viewDropped.Add(1)
 				o.n.log.Debug("partial view: message not sent", "peer", m.to, "error", err)
 				if o.n.memberLinked(m.to) {
 					continue // alive to the link: a lost message, which the machine's timeouts repair
@@ -204,6 +206,7 @@ func (o *overlay) sendLocked(to string, msg hyparview.Message) {
 	select {
 	case o.out <- outgoing{to: to, payload: v.Encode()}:
 	default:
+		o.n.stats.viewDropped.Add(1)
 		o.n.log.Debug("partial view: sender queue full, message dropped", "peer", to)
 	}
 }
@@ -309,6 +312,13 @@ func (o *overlay) memberEvent(ev membership.Event) {
 	case m.State == membership.StateAlive && m.RelayAddr != "":
 		o.input(func() { o.m.Candidates([]string{m.Name}) })
 	}
+}
+
+// sizes returns how many members the active and passive views hold.
+func (o *overlay) sizes() (active, passive int) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.m.Active()), len(o.m.Passive())
 }
 
 // activeView returns the active view (tests, Stats).

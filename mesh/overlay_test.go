@@ -25,7 +25,7 @@ func TestPartialViewSmallClusterIsFullMesh(t *testing.T) {
 		c := testcluster.NewWith(t, n, testcluster.Options{Join: true, ActiveView: 7})
 		eventually(t, time.Minute, "every pair linked", func() bool {
 			for i := range n {
-				if len(c.Overlay().Links(c.ID(i))) != n-1 || len(c.Node(i).ActiveView()) != n-1 {
+				if len(c.Overlay().Links(c.ID(i))) != n-1 || len(c.Node(i).ActiveView()) != n-1 || c.Node(i).Stats().ActiveView != n-1 {
 					return false
 				}
 			}
@@ -301,6 +301,9 @@ func TestPartialViewGossipCutLinksUp(t *testing.T) {
 		})
 		if got := c.Node(k).ActiveView(); !slices.Equal(got, view) {
 			t.Fatalf("the cut-off node's view went from %v to %v", view, got)
+		}
+		if s := c.Node(k).Stats(); s.ViewDropped == 0 || s.ActiveView != len(view) {
+			t.Errorf("the cut-off node's stats: %d view messages dropped, active view %d; want some dropped, %d", s.ViewDropped, s.ActiveView, len(view))
 		}
 		for _, id := range view {
 			if !slices.Contains(c.Overlay().Links(c.ID(k)), id) {

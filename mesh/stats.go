@@ -29,6 +29,8 @@ type stats struct {
 	slowConsumers atomic.Uint64
 	emitWaits     atomic.Uint64
 	emitWaited    atomic.Uint64 // nanoseconds
+	// The partial view.
+	viewDropped atomic.Uint64
 }
 
 // Stats is a snapshot of a node's counters since New.
@@ -69,6 +71,15 @@ type Stats struct {
 	EmitWaits     uint64        // Emit calls that waited for consumers
 	EmitWaited    time.Duration // the time they waited, in all
 	Held          bool          // flow control holds events for some consumer now
+
+	// The partial view (Config.ActiveView; all zero without one).
+	ActiveView  int // neighbours in the active view: the members it keeps relay links with
+	PassiveView int // members held in reserve, to repair the active view from
+	// ViewDropped counts the view's own messages lost here: a full inbox
+	// or outbox, or a send that failed. No event is in them; the view's
+	// timeouts repair what they carried. A steady rise means gossip
+	// streams fail (a starved node, a cut network).
+	ViewDropped uint64
 }
 
 // Redundancy is event frames received per event delivered: 1.0 when every
@@ -83,7 +94,8 @@ func (s Stats) Redundancy() float64 {
 }
 
 // Sub returns the counters of s minus those of an earlier snapshot; the
-// gauges (Peers, Buffered, EagerLinks, LazyLinks) are s's.
+// gauges (Peers, Buffered, EagerLinks, LazyLinks, ActiveView, PassiveView)
+// are s's.
 func (s Stats) Sub(earlier Stats) Stats {
 	d := s
 	d.Emitted -= earlier.Emitted
@@ -109,6 +121,7 @@ func (s Stats) Sub(earlier Stats) Stats {
 	d.SlowConsumers -= earlier.SlowConsumers
 	d.EmitWaits -= earlier.EmitWaits
 	d.EmitWaited -= earlier.EmitWaited
+	d.ViewDropped -= earlier.ViewDropped
 	return d
 }
 
@@ -144,6 +157,9 @@ func (s Stats) Add(o Stats) Stats {
 	t.EmitWaits += o.EmitWaits
 	t.EmitWaited += o.EmitWaited
 	t.Held = t.Held || o.Held
+	t.ActiveView += o.ActiveView
+	t.PassiveView += o.PassiveView
+	t.ViewDropped += o.ViewDropped
 	return t
 }
 
@@ -172,6 +188,10 @@ func (n *Node) Stats() Stats {
 		EmitWaits:      n.stats.emitWaits.Load(),
 		EmitWaited:     time.Duration(n.stats.emitWaited.Load()),
 		Held:           n.router.flowHeld.Load(),
+		ViewDropped:    n.stats.viewDropped.Load(),
+	}
+	if n.ov != nil {
+		s.ActiveView, s.PassiveView = n.ov.sizes()
 	}
 	var os dedup.Stats
 	s.EagerLinks, s.LazyLinks, os = n.router.counts()

@@ -65,6 +65,8 @@ func (m *agentMetrics) attach(node *mesh.Node) {
 	counter("verbose_tree_prunes_total", "PRUNEs sent after duplicates.", func(s mesh.Stats) uint64 { return s.Prunes })
 	counter("verbose_tree_graft_resent_total", "Events resent to answer GRAFTs.", func(s mesh.Stats) uint64 { return s.GraftResent })
 	counter("verbose_tree_graft_misses_total", "Events asked for by GRAFTs that were no longer stored.", func(s mesh.Stats) uint64 { return s.GraftMisses })
+	counter("verbose_tree_grafts_refused_total", "GRAFTs not answered: the range's head had left the stores while the grafter's path was still bringing it.", func(s mesh.Stats) uint64 { return s.GraftsRefused })
+	counter("verbose_view_messages_dropped_total", "Partial-view messages lost here (a full queue, a failed send); the view's timeouts repair them.", func(s mesh.Stats) uint64 { return s.ViewDropped })
 	counter("verbose_flow_grants_total", "GRANT batches sent: credit given to upstream links.", func(s mesh.Stats) uint64 { return s.Grants })
 	counter("verbose_flow_slow_consumers_total", "Consumers (a link, or this node's handlers) declared slow after Timeout.", func(s mesh.Stats) uint64 { return s.SlowConsumers })
 	counter("verbose_flow_emit_waits_total", "Emit calls that waited for consumers (back-pressure).", func(s mesh.Stats) uint64 { return s.EmitWaits })
@@ -82,6 +84,8 @@ func (m *agentMetrics) attach(node *mesh.Node) {
 		}
 		return 0
 	})
+	gauge("verbose_view_active_members", "Neighbours in the partial view's active view (0 without --active-view).", func(s mesh.Stats) float64 { return float64(s.ActiveView) })
+	gauge("verbose_view_passive_members", "Members in the partial view's passive view, the reserve it repairs from.", func(s mesh.Stats) float64 { return float64(s.PassiveView) })
 	gauge("verbose_redundancy", "Event frames received per event delivered since start (1.0 is the floor).", func(s mesh.Stats) float64 { return s.Redundancy() })
 	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "verbose_peers", Help: "Relay links."},
 		func() float64 { return float64(len(node.Peers())) }))
