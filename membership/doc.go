@@ -21,10 +21,10 @@
 //
 // memberlist stops gossiping with a member shortly after declaring it
 // dead, so a split that outlasts failure detection would never merge on
-// its own. Each node remembers the members it saw fail and joins one of
-// them, picked at random, every 30s for a day (reconnect.go), as serf
-// does: the two sides merge within about an interval of the network
-// healing.
+// its own. Each node remembers the members it saw fail and, as serf does,
+// tries to join them for a day (reconnect.go): three every 30s, the least
+// tried first, so that members gone for good do not hold back a split
+// that healed.
 //
 // # Concurrency
 //

@@ -1,9 +1,10 @@
 package membership
 
 import (
+	"cmp"
 	"context"
-	"math/rand/v2"
 	"net"
+	"slices"
 	"time"
 )
 
@@ -13,19 +14,25 @@ import (
 // process) each side holds the other dead for ever, even once the network
 // heals. As serf does, each node remembers the members it saw fail (dead,
 // not left) with their gossip address for reconnectTimeout, and every
-// reconnectInterval joins one of them picked at random. A join across a
-// healed split is a full state exchange: each side learns that the other
-// holds it dead, refutes that with a higher incarnation, and the next
-// exchange or gossip round merges the two sides again. A member seen alive
-// again, one that left, and one whose address an alive member now uses
-// are forgotten.
+// reconnectInterval joins some of them. A join across a healed split is a
+// full state exchange: each side learns that the other holds it dead,
+// refutes that with a higher incarnation, and the next exchange or gossip
+// round merges the two sides again. A member seen alive again, one that
+// left, and one whose address an alive member now uses are forgotten.
+//
+// Which ones: the least tried first, the latest to fail among equals.
+// serf picks one at random, so members gone for good (a NodeID is a fresh
+// UUID at every restart unless set) dilute the tries: with a hundred of
+// them, a healed split waited some fifty intervals. Fresh failures, the
+// likeliest to come back, now go first, and a long split's members take
+// turns with the stale ones instead of waiting for a lucky draw.
 
 const (
-	// reconnectInterval is how often a failed member is tried. One join
-	// per interval whatever the number of failed members: at 30s it costs
-	// nothing, and a healed split merges within about an interval times
-	// the share of failed members that are gone for good.
+	// reconnectInterval is how often failed members are tried, and
+	// reconnectPerTick how many at a time (each a TCP dial, then a join if
+	// it answers): a few dials per interval whatever the cluster's size.
 	reconnectInterval = 30 * time.Second
+	reconnectPerTick  = 3
 	// reconnectTimeout is how long a failed member is tried: long enough
 	// for an outage fixed by hand, as serf's default.
 	reconnectTimeout = 24 * time.Hour
@@ -33,10 +40,12 @@ const (
 	fastReconnectInterval = 2 * time.Second
 )
 
-// failedMember is a member seen dead: its gossip address and when it died.
+// failedMember is a member seen dead: its gossip address, when it died and
+// how many joins were tried since.
 type failedMember struct {
-	addr string
-	at   time.Time
+	addr  string
+	at    time.Time
+	tries int
 }
 
 // failedLocked records what a notification says of name's failure. d.mu
@@ -49,14 +58,18 @@ func (d *delegate) failedLocked(name, addr, state string, now time.Time) {
 	delete(d.failed, name)
 }
 
-// pickFailed returns the gossip address of a failed member to try, picked
-// at random, after forgetting those past timeout and those whose address
-// an alive member now has (restarted under a new NodeID).
-func (d *delegate) pickFailed(now time.Time, timeout time.Duration) (name, addr string, ok bool) {
+// failedTry is a failed member to join.
+type failedTry struct{ name, addr string }
+
+// pickFailed returns up to k failed members to try now, the least tried
+// first and, among equals, the latest to fail, and counts the try. It
+// first forgets those failed longer than timeout ago and those whose
+// address an alive member now has (restarted under a new NodeID).
+func (d *delegate) pickFailed(now time.Time, timeout time.Duration, k int) []failedTry {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if len(d.failed) == 0 {
-		return "", "", false
+		return nil
 	}
 	taken := make(map[string]bool, len(d.view))
 	for _, e := range d.view {
@@ -64,7 +77,7 @@ func (d *delegate) pickFailed(now time.Time, timeout time.Duration) (name, addr 
 			taken[e.member.Addr] = true
 		}
 	}
-	var names []string
+	names := make([]string, 0, len(d.failed))
 	for n, f := range d.failed {
 		if now.Sub(f.at) > timeout || taken[f.addr] {
 			delete(d.failed, n)
@@ -72,14 +85,21 @@ func (d *delegate) pickFailed(now time.Time, timeout time.Duration) (name, addr 
 		}
 		names = append(names, n)
 	}
-	if len(names) == 0 {
-		return "", "", false
+	slices.SortFunc(names, func(a, b string) int {
+		fa, fb := d.failed[a], d.failed[b]
+		return cmp.Or(cmp.Compare(fa.tries, fb.tries), fb.at.Compare(fa.at), cmp.Compare(a, b))
+	})
+	out := make([]failedTry, 0, min(k, len(names)))
+	for _, n := range names[:min(k, len(names))] {
+		f := d.failed[n]
+		f.tries++
+		d.failed[n] = f
+		out = append(out, failedTry{name: n, addr: f.addr})
 	}
-	name = names[rand.IntN(len(names))]
-	return name, d.failed[name].addr, true
+	return out
 }
 
-// reconnectLoop tries a failed member every interval until Shutdown, and
+// reconnectLoop tries failed members every interval until Shutdown, and
 // stops for good once this node has left.
 func (m *Membership) reconnectLoop(interval, timeout time.Duration) {
 	defer m.wg.Done()
@@ -103,20 +123,30 @@ func (m *Membership) reconnectLoop(interval, timeout time.Duration) {
 		if m.isClosed() || m.left.Load() {
 			return
 		}
-		name, addr, ok := m.del.pickFailed(time.Now(), timeout)
-		if !ok {
-			continue
+		for _, f := range m.del.pickFailed(time.Now(), timeout, reconnectPerTick) {
+			m.wg.Add(1)
+			go func() {
+				defer m.wg.Done()
+				m.reconnect(ctx, f)
+			}()
 		}
-		if err := m.reachable(ctx, addr); err != nil {
-			m.log.Debug("failed member still unreachable", "member", name, "addr", addr, "error", err)
-			continue
-		}
-		if _, err := m.list.Join([]string{addr}); err != nil {
-			m.log.Debug("failed member still unreachable", "member", name, "addr", addr, "error", err)
-			continue
-		}
-		m.log.Info("reached a member that had failed; merging membership", "member", name, "addr", addr)
 	}
+}
+
+// reconnect joins a failed member if its gossip port answers.
+func (m *Membership) reconnect(ctx context.Context, f failedTry) {
+	if err := m.reachable(ctx, f.addr); err != nil {
+		m.log.Debug("failed member still unreachable", "member", f.name, "addr", f.addr, "error", err)
+		return
+	}
+	if m.isClosed() {
+		return
+	}
+	if _, err := m.list.Join([]string{f.addr}); err != nil {
+		m.log.Debug("failed member still unreachable", "member", f.name, "addr", f.addr, "error", err)
+		return
+	}
+	m.log.Info("reached a member that had failed; merging membership", "member", f.name, "addr", f.addr)
 }
 
 // reachable dials addr's gossip port over TCP, as memberlist's join would,

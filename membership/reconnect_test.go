@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -63,11 +64,12 @@ func TestSplitOutlastingFailureDetectionHeals(t *testing.T) {
 	})
 }
 
-// Failed members are tried until reconnectTimeout; one seen alive again,
-// one that left and one whose address an alive member now has are not.
+// Failed members are tried until reconnectTimeout, the least tried first
+// and among equals the latest to fail; one seen alive again, one that
+// left and one whose address an alive member now has are not.
 func TestPickFailed(t *testing.T) {
 	d := newDelegate(&Config{NodeID: "self", Channel: "c"}, nil)
-	now := time.Unix(1000, 0)
+	now := time.Unix(10000, 0)
 	d.failedLocked("old", "10.0.0.1:1", StateDead, now.Add(-2*time.Hour))
 	d.failedLocked("back", "10.0.0.2:1", StateDead, now)
 	d.failedLocked("back", "10.0.0.2:1", StateAlive, now)
@@ -75,19 +77,36 @@ func TestPickFailed(t *testing.T) {
 	d.failedLocked("gone", "10.0.0.3:1", StateLeft, now)
 	d.failedLocked("moved", "10.0.0.4:1", StateDead, now)
 	d.view["newcomer"] = &entry{member: Member{Name: "newcomer", Addr: "10.0.0.4:1", State: StateAlive}}
-	d.failedLocked("cut", "10.0.0.5:1", StateDead, now)
+	d.failedLocked("stale", "10.0.0.5:1", StateDead, now.Add(-50*time.Minute))
+	d.failedLocked("stale2", "10.0.0.6:1", StateDead, now.Add(-40*time.Minute))
+	d.failedLocked("split", "10.0.0.7:1", StateDead, now.Add(-time.Minute))
 
-	for range 20 {
-		name, addr, ok := d.pickFailed(now, time.Hour)
-		if !ok || name != "cut" || addr != "10.0.0.5:1" {
-			t.Fatalf("pickFailed = %q %q %v, want cut 10.0.0.5:1", name, addr, ok)
+	names := func(ts []failedTry) (out []string) {
+		for _, f := range ts {
+			out = append(out, f.name)
+		}
+		return out
+	}
+	// Fresh failures first, then by tries: every one in turn.
+	for i, want := range [][]string{{"split", "stale2"}, {"stale"}, {"split", "stale2"}, {"stale"}} {
+		k := 2
+		if i%2 == 1 {
+			k = 1
+		}
+		if got := names(d.pickFailed(now, time.Hour, k)); !slices.Equal(got, want) {
+			t.Fatalf("pick %d: %v, want %v", i, got, want)
 		}
 	}
-	if len(d.failed) != 1 {
-		t.Fatalf("%d failed members remembered, want 1 (cut): %v", len(d.failed), d.failed)
+	if len(d.failed) != 3 {
+		t.Fatalf("%d failed members remembered, want 3: %v", len(d.failed), d.failed)
 	}
-	if _, _, ok := d.pickFailed(now.Add(2*time.Hour), time.Hour); ok {
-		t.Fatal("a member failed for longer than the timeout was still tried")
+	// A member failing now goes before those tried already.
+	d.failedLocked("fresh", "10.0.0.8:1", StateDead, now)
+	if got := names(d.pickFailed(now, time.Hour, 1)); !slices.Equal(got, []string{"fresh"}) {
+		t.Fatalf("after a fresh failure: %v, want [fresh]", got)
+	}
+	if got := d.pickFailed(now.Add(2*time.Hour), time.Hour, 3); len(got) != 0 {
+		t.Fatalf("members failed for longer than the timeout were still tried: %v", got)
 	}
 }
 
