@@ -524,7 +524,7 @@ func (r *router) wholeLocked(g *wire.Graft, now time.Time) bool {
 	case g.Origin == r.self:
 		return r.own.Get(g.From, now) != nil
 	}
-	return r.recent.Get(store.Key{Origin: g.Origin, Boot: g.Boot, Seq: g.From}, now) != nil
+	return r.recent.Has(store.Key{Origin: g.Origin, Boot: g.Boot, Seq: g.From}, now)
 }
 
 // resendable returns event k's payload with this node on its path, from
@@ -534,22 +534,26 @@ func (r *router) resendable(k store.Key, now time.Time) []byte {
 	if k.Origin == r.self { // the tree's released check says the boot is this one
 		return r.own.Get(k.Seq, now)
 	}
-	e := r.recent.Get(k, now) // a copy: the link keeps what it is sent
+	// The link keeps what it is sent: the ring's bytes are copied (or
+	// re-encoded) into the forwards' chunks, which nothing writes again.
+	b, pathed, shared, ok := r.recent.Peek(k, now)
 	switch {
-	case e == nil:
+	case !ok:
 		return nil
-	case e.Pathed:
-		return e.Payload
+	case shared:
+		return b
+	case pathed:
+		return r.forwards.Clone(b, slab.MaxRegion)
 	}
 	var env wire.Envelope
-	if err := (*wire.Parser)(nil).Parse(&env, nil, e.Payload); err != nil {
+	if err := (*wire.Parser)(nil).Parse(&env, nil, b); err != nil {
 		return nil // cannot be: it was parsed on arrival
 	}
 	if n := len(env.Path); n == 0 || env.Path[n-1] != r.self {
 		env.Path = append(env.Path, r.self)
 	}
-	p := wire.EncodeEnvelope(&env)
-	r.recent.Repath(k, p, now) // the next GRAFT sends it as it is
+	p := wire.CutEnvelope(&r.forwards, &env) // before anything is added to the ring
+	r.recent.Repath(k, p, now)               // the next GRAFT sends it as it is
 	return p
 }
 

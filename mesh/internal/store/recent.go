@@ -347,6 +347,27 @@ func (s *Recent) Get(k Key, now time.Time) *Stored {
 	return &Stored{Payload: slices.Clone(s.buf[e.off : e.off+e.n]), Pathed: e.pathed}
 }
 
+// Has reports whether k is stored and not too old.
+func (s *Recent) Has(k Key, now time.Time) bool { return s.find(k, now) >= 0 }
+
+// Peek returns k's encoding and whether this node is last on its path,
+// without copying it: unless shared, the bytes are the ring's, valid only
+// until the next Add (which may reuse them), for a caller that copies or
+// re-encodes them at once. A repathed entry's bytes are its re-encoding,
+// which the store never writes to: shared. (Get's copy and its Stored were
+// two allocations per event of every GRAFT's answer.)
+func (s *Recent) Peek(k Key, now time.Time) (payload []byte, pathed, shared, ok bool) {
+	slot := s.find(k, now)
+	if slot < 0 {
+		return nil, false, false, false
+	}
+	e := &s.ring[slot]
+	if e.repathed {
+		return s.repathed[slot], true, true, true
+	}
+	return s.buf[e.off : e.off+e.n : e.off+e.n], e.pathed, false, true
+}
+
 // repath keeps payload, the encoding of k with this node last on its path,
 // to be served for k from now on. The store keeps payload as it is: the
 // caller must not modify it.

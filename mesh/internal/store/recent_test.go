@@ -123,6 +123,36 @@ func TestRecentStoreCopiesPayload(t *testing.T) {
 	}
 }
 
+// Peek hands out the stored bytes without a copy: as added and with the
+// pathed flag, not shared while they are the ring's; a repathed entry's
+// re-encoding, shared; nothing once evicted or too old. Has agrees.
+func TestRecentStorePeek(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	s := NewRecent(2, time.Minute)
+	s.Add(Key{"a", 1, 1}, []byte("one"), false, t0)
+	s.Add(Key{"a", 1, 2}, []byte("two"), true, t0)
+	if b, pathed, shared, ok := s.Peek(Key{"a", 1, 1}, t0); !ok || string(b) != "one" || pathed || shared || cap(b) != len(b) {
+		t.Fatalf("Peek(1) = %q %v %v %v (cap %d)", b, pathed, shared, ok, cap(b))
+	}
+	if b, pathed, shared, ok := s.Peek(Key{"a", 1, 2}, t0); !ok || string(b) != "two" || !pathed || shared {
+		t.Fatalf("Peek(2) = %q %v %v %v", b, pathed, shared, ok)
+	}
+	s.Repath(Key{"a", 1, 1}, []byte("one, via me"), t0)
+	if b, pathed, shared, ok := s.Peek(Key{"a", 1, 1}, t0); !ok || string(b) != "one, via me" || !pathed || !shared {
+		t.Fatalf("Peek(1) repathed = %q %v %v %v", b, pathed, shared, ok)
+	}
+	s.Add(Key{"a", 1, 3}, []byte("three"), true, t0) // evicts 1
+	if _, _, _, ok := s.Peek(Key{"a", 1, 1}, t0); ok || s.Has(Key{"a", 1, 1}, t0) {
+		t.Fatal("an evicted entry is still there")
+	}
+	if !s.Has(Key{"a", 1, 3}, t0) || s.Has(Key{"a", 1, 3}, t0.Add(2*time.Minute)) {
+		t.Fatal("Has disagrees with the age bound")
+	}
+	if _, _, _, ok := s.Peek(Key{"a", 1, 3}, t0.Add(2*time.Minute)); ok {
+		t.Fatal("an entry past the age bound was handed out")
+	}
+}
+
 // Events of random sizes and origins, many times the byte ring over: every
 // stored event reads back byte-exact, every evicted one is missing.
 func TestRecentStoreWrapsMixedSizes(t *testing.T) {
