@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -58,7 +59,10 @@ type Membership struct {
 	closed atomic.Bool
 
 	done chan struct{}
-	wg   sync.WaitGroup
+	// ctx is cancelled by Shutdown: it aborts a reconnect's dial.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
 }
 
 // New validates cfg, starts memberlist (bound and listening, not yet
@@ -97,6 +101,7 @@ func New(cfg Config) (*Membership, error) {
 		reclaimWait:   mc.DeadNodeReclaimTime + mc.ProbeInterval/2,
 		done:          make(chan struct{}),
 	}
+	m.ctx, m.cancel = context.WithCancel(context.Background())
 	first := m.meta
 	m.local.Store(&first)
 	// Nobody knows us yet, so our node record cannot change under us here.
@@ -314,6 +319,7 @@ func (m *Membership) Shutdown() error {
 	err := m.list.Shutdown()
 	m.del.closeQueue()
 	close(m.done)
+	m.cancel()
 	m.wg.Wait()
 	// memberlist has no way to wait for its goroutines; the longest of them
 	// (a probe in flight) ends within quiesce. Waiting here keeps Close's

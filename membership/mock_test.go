@@ -26,6 +26,27 @@ func newMockNode(t *testing.T, net *MockNetwork, name string) (*Membership, *rec
 	return m, rec
 }
 
+// startMockCluster starts n members on net inside the current synctest
+// bubble, joins them all through the first and waits until each lists
+// every one alive.
+func startMockCluster(t *testing.T, net *MockNetwork, n int) ([]*Membership, []*recorder) {
+	t.Helper()
+	nodes := make([]*Membership, n)
+	recs := make([]*recorder, n)
+	for i := range n {
+		nodes[i], recs[i] = newMockNode(t, net, nodeName(i))
+	}
+	for i := 1; i < n; i++ {
+		if _, err := nodes[i].Join(nodes[0].Addr()); err != nil {
+			t.Fatalf("join %d: %v", i, err)
+		}
+	}
+	for i, m := range nodes {
+		waitFake(t, 5*time.Second, nodeName(i)+" to list all", func() bool { return aliveCount(m) == n })
+	}
+	return nodes, recs
+}
+
 // waitFake advances the bubble's fake clock in small steps until cond
 // holds, failing after limit of fake time.
 func waitFake(t *testing.T, limit time.Duration, what string, cond func() bool) {
@@ -46,19 +67,7 @@ func TestMockNetworkInSynctest(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		net := NewMockNetwork()
 		const n = 4
-		nodes := make([]*Membership, n)
-		recs := make([]*recorder, n)
-		for i := range n {
-			nodes[i], recs[i] = newMockNode(t, net, nodeName(i))
-		}
-		for i := 1; i < n; i++ {
-			if _, err := nodes[i].Join(nodes[0].Addr()); err != nil {
-				t.Fatalf("join %d: %v", i, err)
-			}
-		}
-		for i, m := range nodes {
-			waitFake(t, 5*time.Second, nodeName(i)+" to list all", func() bool { return aliveCount(m) == n })
-		}
+		nodes, recs := startMockCluster(t, net, n)
 
 		// Partition node 3 away: the others declare it dead in fake time.
 		cut := nodeName(3)

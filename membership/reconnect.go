@@ -2,7 +2,6 @@ package membership
 
 import (
 	"cmp"
-	"context"
 	"net"
 	"slices"
 	"time"
@@ -103,15 +102,6 @@ func (d *delegate) pickFailed(now time.Time, timeout time.Duration, k int) []fai
 // stops for good once this node has left.
 func (m *Membership) reconnectLoop(interval, timeout time.Duration) {
 	defer m.wg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-m.done:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -127,22 +117,22 @@ func (m *Membership) reconnectLoop(interval, timeout time.Duration) {
 			m.wg.Add(1)
 			go func() {
 				defer m.wg.Done()
-				m.reconnect(ctx, f)
+				m.reconnect(f)
 			}()
 		}
 	}
 }
 
 // reconnect joins a failed member if its gossip port answers.
-func (m *Membership) reconnect(ctx context.Context, f failedTry) {
-	if err := m.reachable(ctx, f.addr); err != nil {
-		m.log.Debug("failed member still unreachable", "member", f.name, "addr", f.addr, "error", err)
-		return
-	}
+func (m *Membership) reconnect(f failedTry) {
 	if m.isClosed() {
 		return
 	}
-	if _, err := m.list.Join([]string{f.addr}); err != nil {
+	err := m.reachable(f.addr)
+	if err == nil {
+		_, err = m.list.Join([]string{f.addr}) // fails once memberlist is shut down
+	}
+	if err != nil {
 		m.log.Debug("failed member still unreachable", "member", f.name, "addr", f.addr, "error", err)
 		return
 	}
@@ -154,12 +144,12 @@ func (m *Membership) reconnect(ctx context.Context, f failedTry) {
 // swallow the SYN (a terminated VM's), and a join there would hold
 // Shutdown for the whole TCPTimeout. Over another Transport (MockNetwork)
 // the join is tried directly.
-func (m *Membership) reachable(ctx context.Context, addr string) error {
+func (m *Membership) reachable(addr string) error {
 	if m.cfg.Transport != nil {
 		return nil
 	}
 	d := net.Dialer{Timeout: joinTimeout}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	conn, err := d.DialContext(m.ctx, "tcp", addr)
 	if err != nil {
 		return err
 	}

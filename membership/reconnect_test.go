@@ -15,18 +15,7 @@ func TestSplitOutlastingFailureDetectionHeals(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		net := NewMockNetwork()
 		const n = 4
-		nodes := make([]*Membership, n)
-		for i := range n {
-			nodes[i], _ = newMockNode(t, net, nodeName(i))
-		}
-		for i := 1; i < n; i++ {
-			if _, err := nodes[i].Join(nodes[0].Addr()); err != nil {
-				t.Fatalf("join %d: %v", i, err)
-			}
-		}
-		for i, m := range nodes {
-			waitFake(t, 5*time.Second, nodeName(i)+" to list all", func() bool { return aliveCount(m) == n })
-		}
+		nodes, _ := startMockCluster(t, net, n)
 
 		side := func(name string) int {
 			if name == nodeName(0) || name == nodeName(1) {

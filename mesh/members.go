@@ -1,7 +1,6 @@
 package mesh
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -258,11 +257,18 @@ func (n *Node) checkMember(m membership.Member, kind membership.EventKind) {
 		return
 	}
 	var err error
+	var advice string
+	var theirs, ours int
 	switch {
 	case m.Version != relay.Version:
-		err = fmt.Errorf("%w: %s speaks %d, this node %d", ErrVersionMismatch, m.Name, m.Version, relay.Version)
+		err = ErrVersionMismatch
+		advice, theirs, ours = "it speaks another protocol version; run one version in a cluster", m.Version, relay.Version
 	case !n.sameView(m):
-		err = fmt.Errorf("%w: %s has %d, this node %d", ErrViewMismatch, m.Name, m.ActiveView, n.cfg.ActiveView)
+		err = ErrViewMismatch
+		advice, theirs, ours = "give every node the same ActiveView (meshnode --active-view)", m.ActiveView, n.cfg.ActiveView
+	}
+	if err != nil {
+		err = fmt.Errorf("%w: %s has %d, this node %d", err, m.Name, theirs, ours)
 	}
 	n.mu.Lock()
 	if kind == membership.MemberLeave || err == nil {
@@ -276,13 +282,7 @@ func (n *Node) checkMember(m membership.Member, kind membership.EventKind) {
 	if reported && was == err.Error() {
 		return
 	}
-	if errors.Is(err, ErrVersionMismatch) {
-		n.log.Error("member cannot be linked: it speaks another protocol version; run one version in a cluster",
-			"member", m.Name, "its_version", m.Version, "version", relay.Version)
-	} else {
-		n.log.Error("member cannot be linked: give every node the same ActiveView (meshnode --active-view)",
-			"member", m.Name, "its_active_view", m.ActiveView, "active_view", n.cfg.ActiveView)
-	}
+	n.log.Error("member cannot be linked: "+advice, "member", m.Name, "error", err)
 	n.pdisp.peerEvent(PeerEvent{Kind: Rejected, PeerID: m.Name, Addr: m.RelayAddr, Err: err})
 }
 

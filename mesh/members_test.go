@@ -167,16 +167,7 @@ func TestOtherVersionIsReported(t *testing.T) {
 		if _, err := other.Join(a.GossipAddr()); err != nil {
 			t.Fatal(err)
 		}
-		reports := func() (k int) {
-			pl.mu.Lock()
-			defer pl.mu.Unlock()
-			for _, e := range pl.evs {
-				if e.Kind == mesh.Rejected && e.PeerID == "z" && errors.Is(e.Err, mesh.ErrVersionMismatch) {
-					k++
-				}
-			}
-			return k
-		}
+		reports := func() int { return pl.rejected("z", mesh.ErrVersionMismatch) }
 		eventually(t, time.Minute, "the other version reported", func() bool { return reports() > 0 })
 		time.Sleep(30 * time.Second) // virtual: gossip has gone round many times
 		if k := reports(); k != 1 {

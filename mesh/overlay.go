@@ -318,7 +318,7 @@ func (o *overlay) memberEvent(ev membership.Event) {
 func (o *overlay) sizes() (active, passive int) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	return len(o.m.Active()), len(o.m.Passive())
+	return o.m.Sizes()
 }
 
 // activeView returns the active view (tests, Stats).

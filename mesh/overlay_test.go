@@ -1,7 +1,6 @@
 package mesh_test
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"slices"
@@ -409,16 +408,7 @@ func TestViewMismatchIsReported(t *testing.T) {
 		for i := range odd {
 			logs[i] = watchPeers(c.Node(i))
 		}
-		mismatches := func(pl *peerLog) (k int) {
-			pl.mu.Lock()
-			defer pl.mu.Unlock()
-			for _, e := range pl.evs {
-				if e.Kind == mesh.Rejected && errors.Is(e.Err, mesh.ErrViewMismatch) && e.PeerID == c.ID(odd) {
-					k++
-				}
-			}
-			return k
-		}
+		mismatches := func(pl *peerLog) int { return pl.rejected(c.ID(odd), mesh.ErrViewMismatch) }
 
 		c.Stop(odd)
 		oddView.Store(0) // links every member

@@ -122,6 +122,19 @@ func (pl *peerLog) count(k mesh.PeerEventKind) int {
 	return c
 }
 
+// rejected counts the Rejected events about peer id whose Err is target.
+func (pl *peerLog) rejected(id string, target error) int {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	c := 0
+	for _, e := range pl.evs {
+		if e.Kind == mesh.Rejected && e.PeerID == id && errors.Is(e.Err, target) {
+			c++
+		}
+	}
+	return c
+}
+
 func (pl *peerLog) dropped(k mesh.PeerEventKind) int {
 	pl.mu.Lock()
 	defer pl.mu.Unlock()

@@ -256,13 +256,13 @@ func (l *Link) write(conn net.Conn, cause *firstErr, readerDone <-chan struct{})
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
+		bp := writeBufs.Get().(*[]byte)
 		l.mu.Lock()
 		if l.closed || l.dropErr != nil || l.attach != nil {
 			l.mu.Unlock()
 			return
 		}
 		now := time.Now()
-		bp := writeBufs.Get().(*[]byte)
 		buf := l.m.AppendPending((*bp)[:0], now, batchLimit)
 		more := l.m.Pending()
 		next := l.m.NextDeadline()

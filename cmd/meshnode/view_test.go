@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"net/http"
 	"os/exec"
@@ -28,29 +26,12 @@ func TestAgentsPartialView(t *testing.T) {
 	for i := 1; i < n; i++ {
 		agents = append(agents, startAgentProc(t, bin, fmt.Sprintf("pv-%d", i), "--active-view", "2", "--join", first.gossip))
 	}
-	metric := func(a *agentProc, series string) float64 {
-		code, body := httpDo(t, http.MethodGet, "http://"+a.http+"/metrics", "", nil)
-		if code != http.StatusOK {
-			t.Fatalf("%s /metrics: %d", a.id, code)
-		}
-		sc := bufio.NewScanner(bytes.NewReader(body))
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
-				f, err := strconv.ParseFloat(v, 64)
-				if err != nil {
-					t.Fatalf("%s: %q: %v", a.id, sc.Text(), err)
-				}
-				return f
-			}
-		}
-		return 0
-	}
 	waitFor(t, time.Minute, "every agent ready with one or two links, its view's", func() bool {
 		for _, a := range agents {
 			if code, _ := httpDo(t, http.MethodGet, "http://"+a.http+"/v1/ready", "", nil); code != http.StatusOK {
 				return false
 			}
-			view, links := metric(a, "verbose_view_active_members"), metric(a, "verbose_peers")
+			view, links := metric(t, a.http, "verbose_view_active_members"), metric(t, a.http, "verbose_peers")
 			if view < 1 || view > 2 || links != view {
 				return false
 			}
@@ -65,14 +46,14 @@ func TestAgentsPartialView(t *testing.T) {
 	}
 	waitFor(t, 30*time.Second, "every other agent to deliver the events", func() bool {
 		for _, a := range agents[1:] {
-			if metric(a, "verbose_events_delivered_total") < events {
+			if metric(t, a.http, "verbose_events_delivered_total") < events {
 				return false
 			}
 		}
 		return true
 	})
 	for _, a := range agents[1:] {
-		if got := metric(a, "verbose_events_delivered_total"); got != events {
+		if got := metric(t, a.http, "verbose_events_delivered_total"); got != events {
 			t.Errorf("%s delivered %v events, want %d", a.id, got, events)
 		}
 	}
@@ -81,9 +62,9 @@ func TestAgentsPartialView(t *testing.T) {
 	const said = "member cannot be linked"
 	waitFor(t, 30*time.Second, "the odd agent reported on both sides", func() bool {
 		return strings.Contains(odd.log.String(), said) && strings.Contains(first.log.String(), said) &&
-			metric(first, `verbose_peer_events_total{kind="rejected"}`) >= 1
+			metric(t, first.http, `verbose_peer_events_total{kind="rejected"}`) >= 1
 	})
-	if links := metric(odd, "verbose_peers"); links != 0 {
+	if links := metric(t, odd.http, "verbose_peers"); links != 0 {
 		t.Errorf("the odd agent has %v links, want 0", links)
 	}
 }

@@ -70,6 +70,9 @@ func (m *Machine) Active() []string { return m.active.copy() }
 // Passive returns a copy of the passive view.
 func (m *Machine) Passive() []string { return m.passive.copy() }
 
+// Sizes returns how many peers the active and passive views hold.
+func (m *Machine) Sizes() (active, passive int) { return m.active.len(), m.passive.len() }
+
 // Wants reports whether the machine needs a link to peer: peer is in the
 // active view, or a request to it is pending.
 func (m *Machine) Wants(peer string) bool { return m.needed(peer) }

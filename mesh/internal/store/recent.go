@@ -336,15 +336,14 @@ func (s *Recent) find(k Key, now time.Time) int32 {
 // payload is a copy (or a re-encoding the store no longer writes to): the
 // ring's bytes are reused as entries are evicted.
 func (s *Recent) Get(k Key, now time.Time) *Stored {
-	slot := s.find(k, now)
-	if slot < 0 {
+	b, pathed, shared, ok := s.Peek(k, now)
+	switch {
+	case !ok:
 		return nil
+	case !shared:
+		b = slices.Clone(b)
 	}
-	e := &s.ring[slot]
-	if e.repathed {
-		return &Stored{Payload: s.repathed[slot], Pathed: true}
-	}
-	return &Stored{Payload: slices.Clone(s.buf[e.off : e.off+e.n]), Pathed: e.pathed}
+	return &Stored{Payload: b, Pathed: pathed}
 }
 
 // Has reports whether k is stored and not too old.
