@@ -301,8 +301,8 @@ func TestPartialViewGossipCutLinksUp(t *testing.T) {
 		if got := c.Node(k).ActiveView(); !slices.Equal(got, view) {
 			t.Fatalf("the cut-off node's view went from %v to %v", view, got)
 		}
-		if s := c.Node(k).Stats(); s.ViewDropped == 0 || s.ActiveView != len(view) {
-			t.Errorf("the cut-off node's stats: %d view messages dropped, active view %d; want some dropped, %d", s.ViewDropped, s.ActiveView, len(view))
+		if s := c.Node(k).Stats(); s.ActiveView != len(view) {
+			t.Errorf("the cut-off node's stats: active view %d, want %d", s.ActiveView, len(view))
 		}
 		for _, id := range view {
 			if !slices.Contains(c.Overlay().Links(c.ID(k)), id) {
@@ -314,6 +314,8 @@ func TestPartialViewGossipCutLinksUp(t *testing.T) {
 			c.Emit(0, "to-cut", j)
 		}
 		c.WaitAll(t)
+		// Its view messages (a shuffle every 10s) cannot go: counted.
+		eventually(t, 30*time.Second, "the cut-off node's lost view messages counted", func() bool { return c.Node(k).Stats().ViewDropped > 0 })
 	})
 }
 
