@@ -171,10 +171,29 @@ func TestKillAgentMidStream(t *testing.T) {
 	time.Sleep(time.Second)
 	k1, k3, k2b := e1.halt(), e3.halt(), e2b.halt()
 
+	var lacking []string // what the last look missed, logged if the wait fails
+	t.Cleanup(func() {
+		if t.Failed() && len(lacking) > 0 {
+			t.Logf("still lacking: %s", strings.Join(lacking, "; "))
+		}
+	})
 	waitFor(t, 30*time.Second, "every event delivered", func() bool {
-		return s1.has("e3", 0, k3) && s3.has("e1", 0, k1) &&
-			s2.has("e1", from1, k1) && s2.has("e3", from3, k3) &&
-			s1.has("e2b", 0, k2b) && s3.has("e2b", 0, k2b)
+		lacking = lacking[:0]
+		for _, w := range []struct {
+			what     string
+			s        *killStream
+			tag      string
+			from, to int
+		}{
+			{"node 1: e3", s1, "e3", 0, k3}, {"node 3: e1", s3, "e1", 0, k1},
+			{"node 2: e1 since its restart", s2, "e1", from1, k1}, {"node 2: e3 since its restart", s2, "e3", from3, k3},
+			{"node 1: e2b", s1, "e2b", 0, k2b}, {"node 3: e2b", s3, "e2b", 0, k2b},
+		} {
+			if !w.s.has(w.tag, w.from, w.to) {
+				lacking = append(lacking, fmt.Sprintf("%s [%d, %d)", w.what, w.from, w.to))
+			}
+		}
+		return len(lacking) == 0
 	})
 	time.Sleep(500 * time.Millisecond) // a late duplicate would show now
 	// Node 2's first incarnation may have lost events in the crash (what
