@@ -107,6 +107,28 @@ func TestJSONAndPhases(t *testing.T) {
 	}
 }
 
+// --warmup blasts first, unmeasured, and checks its events all the same:
+// the measured blast's indexes start again at 0, so the warm-up's would
+// show as duplicates if its trackers were not its own.
+func TestWarmup(t *testing.T) {
+	o, err := parseOptions([]string{"--nodes=3", "--network=mem", "--phases=blast", "--duration=100ms", "--warmup=100ms", "--json"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	rep, err := run(o, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, stderr.String())
+	}
+	b := rep.Blast
+	if b == nil || b.WarmupSeconds < 0.1 || b.Events == 0 || b.Loss != 0 || b.Dups != 0 || b.Reordered != 0 {
+		t.Fatalf("blast after a warm-up: %+v", b)
+	}
+	if !strings.Contains(stdout.String(), `"warmup_s"`) {
+		t.Errorf("JSON lacks warmup_s:\n%s", stdout.String())
+	}
+}
+
 // Both handler kinds count every event, and the config line says which.
 func TestHandlerKinds(t *testing.T) {
 	for _, h := range []string{"raw", "args"} {
@@ -175,7 +197,7 @@ func TestOptionsRejected(t *testing.T) {
 	for _, args := range [][]string{
 		{"--nodes=1"}, {"--size=8"}, {"--topology=star"}, {"--network=udp"},
 		{"--phases=tcp,bogus"}, {"--tree=maybe"}, {"--converge=1"}, {"--handler=json"},
-		{"--duration=0s"}, {"extra"},
+		{"--duration=0s"}, {"--warmup=-1s"}, {"extra"},
 	} {
 		if _, err := parseOptions(args, &bytes.Buffer{}); err == nil {
 			t.Errorf("parseOptions(%q) accepted", args)

@@ -25,6 +25,7 @@ type options struct {
 	Nodes        int
 	Size         int
 	Duration     time.Duration
+	Warmup       time.Duration // an unmeasured blast before the measured one
 	Rate         int
 	Topology     string // mesh, join, line, ring
 	Network      string // tcp, mem
@@ -52,6 +53,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.Nodes, "nodes", 5, "nodes in the cluster (one emitter, the others receive)")
 	fs.IntVar(&o.Size, "size", 128, "application bytes per event (index, timestamp, padding); at least 16")
 	fs.DurationVar(&o.Duration, "duration", 3*time.Second, "length of each timed phase (blast, paced latency)")
+	fs.DurationVar(&o.Warmup, "warmup", 0, "blast this long, unmeasured, before the measured blast: its figures are then the steady state's (the warm-up's events are checked all the same)")
 	fs.IntVar(&o.Rate, "rate", 10000, "events/s of the paced latency phases")
 	fs.StringVar(&o.Topology, "topology", "mesh", "mesh (full mesh by Connect), join (full mesh by Join, or a partial view with --active-view), line or ring")
 	fs.IntVar(&o.ActiveView, "active-view", 0, "mesh Config.ActiveView with --topology join: each node links about N members (a partial view); 0 links every member")
@@ -107,6 +109,8 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 		return bad("--size must be 16 to %d, got %d", 512<<10, o.Size)
 	case o.Duration <= 0:
 		return bad("--duration must be positive")
+	case o.Warmup < 0:
+		return bad("--warmup must not be negative")
 	case o.Rate < 1 || o.Rate > 1_000_000:
 		return bad("--rate must be 1 to 1000000, got %d", o.Rate)
 	case o.BufferMax < 1 || o.HandlerQueue < 1:

@@ -95,6 +95,9 @@ func (r *report) writeTable(w io.Writer) {
 	if b := r.Blast; b != nil {
 		fmt.Fprintf(w, "  blast: emit phase %.2fs (%.0f Emit/s, %d waited for back-pressure, %.2fs in all), forwarded frames %d, notice batches per delivery %.3f, grafts %d (%d events resent), handler drops %d, overflowed %d, declared lost %d, emit errors %d\n",
 			b.EmitSeconds, float64(b.Events)/b.EmitSeconds, b.EmitWaits, b.EmitWaited, b.Forwarded, b.NoticesPerDelivery, b.Grafts, b.GraftResent, b.HandlerDropped, b.Overflowed, b.DeclaredLost, b.EmitErrors)
+		if b.WarmupSeconds > 0 {
+			fmt.Fprintf(w, "  blast: measured after an unmeasured warm-up blast of %.2fs (its events are in loss, dups, reordered and declared lost)\n", b.WarmupSeconds)
+		}
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
