@@ -146,6 +146,35 @@ func TestPeerDownGetsEventsInFull(t *testing.T) {
 	want(t, "leaf again", ids(m.Release("x", 5, 6, 0, []string{"x"}, t0)), nil)
 }
 
+// A peer whose link never completed a handshake (a new neighbour being
+// dialled) gets no relayed event, in full or by notice: it is not in the
+// tree yet, and a blast would only fill and overflow its buffer. This
+// node's own events still go to it, buffered, as on any link. Once up it is
+// announced every relayed origin, and grafts what it lacks; down after
+// that, it gets events in full like any peer that was connected.
+func TestPeerNeverUpGetsNoRelayedEvent(t *testing.T) {
+	m, w := newTest(t, false)
+	d := m.AddPeer() // 3, dialling
+	m.TakeDue()
+	want(t, "relayed, d never up", ids(m.Release("x", 5, 5, 0, []string{"x"}, t0)), nil)
+	w["x/5"] = 6
+	want(t, "own events", ids(m.Emit(100, t0)), []string{"0", "1", "2", fmt.Sprint(d)})
+	m.Round(t0)
+	want(t, "notices while d is dialled", sends(m.Ready()), []string{"0:IHAVE x/5/5", "1:IHAVE x/5/5", "2:IHAVE x/5/5"})
+	m.PeerUp(d, "d", 1)
+	if !m.TakeDue() {
+		t.Fatal("no round due after d came up")
+	}
+	m.Round(t0)
+	want(t, "announced to d", sends(m.Ready()), []string{"3:IHAVE x/5/5"})
+	m.Graft(d, wire.NewGraft("x", 5, 5, true), t0)
+	if rd := m.Ready(); len(rd.Resends) != 1 || rd.Resends[0].To != d {
+		t.Fatalf("d's graft answered with %+v", rd.Resends)
+	}
+	m.PeerDown(d)
+	want(t, "d down after it was up", ids(m.Release("x", 5, 6, 0, []string{"x"}, t0)), []string{"3"})
+}
+
 // A remote that restarted (a new boot in its handshake) has forgotten the
 // tree: its marks go, and what it had grafted is lazy again.
 func TestRestartedPeerForgetsItsMarks(t *testing.T) {
