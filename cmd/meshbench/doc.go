@@ -10,7 +10,10 @@
 //     flatter the ratio);
 //   - blast throughput: events/s delivered per receiver with one emitter
 //     emitting as fast as Emit returns, plus loss, duplicates and reorders
-//     counted per (origin, index) at every receiver;
+//     counted per (origin, index) at every receiver; with --warmup, after an
+//     unmeasured blast that long (its events checked all the same), so that
+//     the figures are the steady state's and not the first touch of every
+//     node's buffers;
 //   - redundancy: event frames received per event per receiving node, from
 //     Node.Stats (1.0 is the floor; flooding a full mesh of N costs N-1);
 //   - latency p50/p99/p999 at a paced rate, one hop (the chosen topology,
