@@ -35,6 +35,22 @@ func parseResult(t *testing.T, out string) map[string]string {
 	return f
 }
 
+// runArgs runs meshbench with args and returns its report, stdout and
+// stderr; a parse or run error fails the test, with stderr.
+func runArgs(t *testing.T, args ...string) (rep *report, stdout, stderr string) {
+	t.Helper()
+	o, err := parseOptions(args, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	rep, err = run(o, &out, &errOut)
+	if err != nil {
+		t.Fatalf("run: %v\nstderr:\n%s", err, errOut.String())
+	}
+	return rep, out.String(), errOut.String()
+}
+
 func TestTinyRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs every phase twice, ~15 s under -race")
@@ -42,17 +58,8 @@ func TestTinyRun(t *testing.T) {
 	for _, network := range []string{"mem", "tcp"} {
 		t.Run(network, func(t *testing.T) {
 			start := time.Now()
-			o, err := parseOptions([]string{"--nodes=3", "--network=" + network, "--duration=300ms",
-				"--rate=2000", "--converge=3"}, &bytes.Buffer{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var stdout, stderr bytes.Buffer
-			rep, err := run(o, &stdout, &stderr)
-			if err != nil {
-				t.Fatalf("run: %v\nstderr:\n%s", err, stderr.String())
-			}
-			f := parseResult(t, stdout.String())
+			rep, stdout, stderr := runArgs(t, "--nodes=3", "--network="+network, "--duration=300ms", "--rate=2000", "--converge=3")
+			f := parseResult(t, stdout)
 			if f["nodes"] != "3" || f["size"] != "128" {
 				t.Errorf("RESULT nodes=%s size=%s, want 3 and 128", f["nodes"], f["size"])
 			}
@@ -80,25 +87,17 @@ func TestTinyRun(t *testing.T) {
 				t.Errorf("converge: %+v", rep.Converge)
 			}
 			for _, p := range allPhases {
-				if !strings.Contains(stderr.String(), "phase "+p) {
+				if !strings.Contains(stderr, "phase "+p) {
 					t.Errorf("no progress line for phase %s on stderr", p)
 				}
 			}
-			t.Logf("%s in %v:\n%s", network, time.Since(start), stdout.String())
+			t.Logf("%s in %v:\n%s", network, time.Since(start), stdout)
 		})
 	}
 }
 
 func TestJSONAndPhases(t *testing.T) {
-	o, err := parseOptions([]string{"--nodes=2", "--network=mem", "--phases=blast", "--duration=100ms", "--json"}, &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stdout, stderr bytes.Buffer
-	if _, err := run(o, &stdout, &stderr); err != nil {
-		t.Fatalf("run: %v\n%s", err, stderr.String())
-	}
-	out := stdout.String()
+	_, out, _ := runArgs(t, "--nodes=2", "--network=mem", "--phases=blast", "--duration=100ms", "--json")
 	if !strings.HasPrefix(out, "{") || !strings.Contains(out, `"blast"`) || strings.Contains(out, `"tcp"`) {
 		t.Errorf("--json --phases=blast printed:\n%s", out)
 	}
@@ -111,40 +110,24 @@ func TestJSONAndPhases(t *testing.T) {
 // the measured blast's indexes start again at 0, so the warm-up's would
 // show as duplicates if its trackers were not its own.
 func TestWarmup(t *testing.T) {
-	o, err := parseOptions([]string{"--nodes=3", "--network=mem", "--phases=blast", "--duration=100ms", "--warmup=100ms", "--json"}, &bytes.Buffer{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stdout, stderr bytes.Buffer
-	rep, err := run(o, &stdout, &stderr)
-	if err != nil {
-		t.Fatalf("run: %v\n%s", err, stderr.String())
-	}
+	rep, stdout, _ := runArgs(t, "--nodes=3", "--network=mem", "--phases=blast", "--duration=100ms", "--warmup=100ms", "--json")
 	b := rep.Blast
 	if b == nil || b.WarmupSeconds < 0.1 || b.Events == 0 || b.Loss != 0 || b.Dups != 0 || b.Reordered != 0 {
 		t.Fatalf("blast after a warm-up: %+v", b)
 	}
-	if !strings.Contains(stdout.String(), `"warmup_s"`) {
-		t.Errorf("JSON lacks warmup_s:\n%s", stdout.String())
+	if !strings.Contains(stdout, `"warmup_s"`) {
+		t.Errorf("JSON lacks warmup_s:\n%s", stdout)
 	}
 }
 
 // Both handler kinds count every event, and the config line says which.
 func TestHandlerKinds(t *testing.T) {
 	for _, h := range []string{"raw", "args"} {
-		o, err := parseOptions([]string{"--nodes=2", "--network=mem", "--phases=blast", "--duration=100ms", "--handler=" + h}, &bytes.Buffer{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		var stdout, stderr bytes.Buffer
-		rep, err := run(o, &stdout, &stderr)
-		if err != nil {
-			t.Fatalf("run: %v\n%s", err, stderr.String())
-		}
+		rep, stdout, _ := runArgs(t, "--nodes=2", "--network=mem", "--phases=blast", "--duration=100ms", "--handler="+h)
 		if !strings.Contains(rep.Config, "handler="+h) {
 			t.Errorf("config line %q does not say handler=%s", rep.Config, h)
 		}
-		if f := parseResult(t, stdout.String()); f["loss"] != "0" || f["dups"] != "0" {
+		if f := parseResult(t, stdout); f["loss"] != "0" || f["dups"] != "0" {
 			t.Errorf("--handler=%s: loss=%s dups=%s", h, f["loss"], f["dups"])
 		}
 	}
