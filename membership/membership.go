@@ -58,8 +58,8 @@ type Membership struct {
 	left   atomic.Bool
 	closed atomic.Bool
 
-	done chan struct{}
-	// ctx is cancelled by Shutdown: it aborts a reconnect's dial.
+	// ctx is cancelled by Shutdown: it stops the goroutines (Done) and
+	// aborts a reconnect's dial.
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -99,7 +99,6 @@ func New(cfg Config) (*Membership, error) {
 		probeInterval: mc.ProbeInterval,
 		probeTimeout:  mc.ProbeTimeout,
 		reclaimWait:   mc.DeadNodeReclaimTime + mc.ProbeInterval/2,
-		done:          make(chan struct{}),
 	}
 	m.ctx, m.cancel = context.WithCancel(context.Background())
 	first := m.meta
@@ -118,7 +117,7 @@ func New(cfg Config) (*Membership, error) {
 			case cfg.Events != nil:
 				cfg.Events(e)
 			}
-		}, m.done)
+		}, m.ctx.Done())
 	}()
 	reconnect := reconnectInterval
 	if cfg.ProbeFast {
@@ -318,7 +317,6 @@ func (m *Membership) Shutdown() error {
 	quiesce := m.probeInterval*time.Duration(m.list.GetHealthScore()+1) + m.probeTimeout
 	err := m.list.Shutdown()
 	m.del.closeQueue()
-	close(m.done)
 	m.cancel()
 	m.wg.Wait()
 	// memberlist has no way to wait for its goroutines; the longest of them

@@ -97,7 +97,7 @@ func (m *Membership) reclaim(name, addr string) {
 		t := time.NewTimer(m.reclaimWait)
 		defer t.Stop()
 		select {
-		case <-m.done:
+		case <-m.ctx.Done():
 			return
 		case <-t.C:
 		}

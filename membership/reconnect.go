@@ -106,7 +106,7 @@ func (m *Membership) reconnectLoop(interval, timeout time.Duration) {
 	defer t.Stop()
 	for {
 		select {
-		case <-m.done:
+		case <-m.ctx.Done():
 			return
 		case <-t.C:
 		}

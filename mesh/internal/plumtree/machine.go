@@ -135,7 +135,6 @@ type originBoot struct {
 type peer struct {
 	live       bool   // the ID is in use
 	up         bool   // connected: a lazy peer gets notices; a peer that is down gets every event in full
-	everUp     bool   // connected once: before, it gets no relayed event (see Release)
 	node       string // remote node id, "" before the first handshake
 	remoteBoot uint64
 	announce   bool // re-announce every lazy origin at the next round (reconnected)
@@ -207,7 +206,6 @@ func (m *Machine) PeerUp(p PeerID, node string, remoteBoot uint64) {
 		pr.up = true
 		m.down--
 	}
-	pr.everUp = true
 	pr.node = node
 	if !m.cfg.Flood {
 		pr.announce, m.due = true, true
@@ -327,7 +325,9 @@ func (m *Machine) Release(origin string, boot, seq uint64, from PeerID, path []s
 	if !o.leaf() || m.down > 0 || o.relayed && o.eagerN+o.lazyN < m.live {
 		for i := range m.peers {
 			p := PeerID(i)
-			if !m.peers[i].everUp || p == from || onPath(path, m.peers[i].node) {
+			// node is "" until the first handshake (a HELLO names one):
+			// such a peer is not live in the tree yet.
+			if m.peers[i].node == "" || p == from || onPath(path, m.peers[i].node) {
 				continue
 			}
 			if !m.skip(o, p) {
