@@ -1,6 +1,7 @@
 package mesh_test
 
 import (
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -303,6 +304,56 @@ func TestFirstEventsReachTwoHopsWithoutGraftGrace(t *testing.T) {
 		// on top of it is what this test catches.
 		if took := (<-arrived).Sub(start); took >= 15*time.Millisecond {
 			t.Fatalf("the first event took %v to reach the node two hops away", took)
+		}
+	})
+}
+
+// A link that has not yet completed its first handshake is fed none of
+// the events its node relays (they would only fill its buffer); once it
+// connects, its remote hears of them and grafts them from the stores:
+// b relays a's 20 events while its link to c is still being dialled (c
+// not listening yet), and c, listening later, gets all 20, once each and
+// in order, from b's store, with no overflow reported anywhere.
+func TestNewLinkGetsRelayedEventsByGraft(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		tn := newTestNet(t)
+		a := tn.server("a")
+		b := tn.node("b")
+		c := tn.node("c")
+		got := listen(c, "ev")
+		if _, err := b.Connect("a:7947"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, time.Minute, "b's link to a", connected(a, 1))
+		if _, err := b.Connect("c:7947"); err != nil {
+			t.Fatal(err)
+		}
+		atB := listen(b, "ev")
+		const k = 20
+		for j := range k {
+			if err := a.Emit("ev", j); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, time.Minute, "b has a's events", func() bool { return len(atB.all()) == k })
+		if err := c.Listen("c:7947"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, time.Minute, "c has a's events", func() bool { return len(got.all()) >= k })
+		time.Sleep(time.Second) // no late duplicate
+		var idx []string
+		for _, e := range got.all() {
+			idx = append(idx, fmt.Sprint(e.Args[0]))
+		}
+		want := make([]string, k)
+		for j := range want {
+			want[j] = fmt.Sprint(j)
+		}
+		if !slices.Equal(idx, want) {
+			t.Fatalf("c got %v, want 0..%d once each in order", idx, k-1)
+		}
+		if s := b.Stats(); s.Overflowed != 0 || s.GraftResent < k {
+			t.Fatalf("b: overflowed %d, resent %d for GRAFTs; want 0 and at least %d", s.Overflowed, s.GraftResent, k)
 		}
 	})
 }
