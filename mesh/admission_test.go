@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -125,7 +126,12 @@ func TestDisconnectedStrangersMakeRoom(t *testing.T) {
 	if err := a.Emit("x", 1); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the event at b", func() bool { return len(got.all()) == 1 })
+	// b gets the event emitted before it linked too, grafted from a's store
+	// on the notice of a's own events that a new link gets.
+	eventually(t, 10*time.Second, "the events at b", func() bool { return len(got.all()) == 2 })
+	if args := got.firstArgs(); !slices.Equal(args, []string{"0", "1"}) {
+		t.Fatalf("b got %v, want [0 1]", args)
+	}
 	if n := len(a.Peers()); n != 20 {
 		t.Fatalf("%d peers, want MaxPeers (20)", n)
 	}
@@ -224,7 +230,8 @@ func TestAbsentPeersReportedNotPerEvent(t *testing.T) {
 	linesBefore, eventsBefore := lines.n.Load(), apeers.total()
 	start := time.Now()
 	with := emitRate(t, a, got, 3*bufferMax) // each absent buffer overflows by 2×BufferMax
-	eventually(t, 5*time.Second, "the drops reported", func() bool { return apeers.dropped(mesh.Overflow) == absent*2*bufferMax })
+	// Each buffer drops 2×BufferMax events, and the tree's notices it held.
+	eventually(t, 5*time.Second, "the drops reported", func() bool { return apeers.dropped(mesh.Overflow) >= absent*2*bufferMax })
 	linesDuring, eventsDuring := lines.n.Load()-linesBefore, apeers.total()-eventsBefore
 	secs := int64(time.Since(start).Seconds()) + 2
 	t.Logf("emit rate %.0f/s alone, %.0f/s with %d absent peers; %d log lines and %d PeerEvents for %d events",

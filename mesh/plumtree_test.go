@@ -357,3 +357,40 @@ func TestNewLinkGetsRelayedEventsByGraft(t *testing.T) {
 		}
 	})
 }
+
+// Events emitted while a node has no link at all (alone, or a partial
+// view's node between neighbours) reach the first node it links, by GRAFT
+// on the notice a link coming up gets, in order, once each; with the tree
+// off too. Before, they went nowhere: the last of them were never
+// delivered anywhere, and nothing said so.
+func TestEventsEmittedAloneReachTheFirstLink(t *testing.T) {
+	for _, flood := range []bool{false, true} {
+		t.Run(fmt.Sprint("flood=", flood), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				tn := newTestNet(t)
+				tree := func(c *mesh.Config) { c.Flood = flood }
+				a := tn.node("a", tree)
+				b := tn.server("b", tree)
+				got := listen(b, "ev")
+				const k = 5
+				for j := range k {
+					if err := a.Emit("ev", j); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if _, err := a.Connect("b:7947"); err != nil {
+					t.Fatal(err)
+				}
+				eventually(t, time.Minute, "b has a's events", func() bool { return len(got.all()) >= k })
+				time.Sleep(time.Second) // no late duplicate
+				var idx []string
+				for _, e := range got.all() {
+					idx = append(idx, fmt.Sprint(e.Args[0]))
+				}
+				if want := []string{"0", "1", "2", "3", "4"}; !slices.Equal(idx, want) {
+					t.Fatalf("b got %v, want %v", idx, want)
+				}
+			})
+		})
+	}
+}

@@ -207,9 +207,7 @@ func (m *Machine) PeerUp(p PeerID, node string, remoteBoot uint64) {
 		m.down--
 	}
 	pr.node = node
-	if !m.cfg.Flood {
-		pr.announce, m.due = true, true
-	}
+	pr.announce, m.due = true, true
 }
 
 // PeerDown notes that p's connection is lost; it buffers what it is sent.

@@ -48,8 +48,9 @@ func newTestReach(t *testing.T, flood bool, reach uint64) (*Machine, marks) {
 		}
 		m.PeerUp(PeerID(i), node, 1)
 	}
-	m.Ready()
 	m.TakeDue()
+	m.Round(t0) // the announcements of the peers coming up: nothing yet
+	m.Ready()
 	return m, w
 }
 
@@ -166,13 +167,42 @@ func TestPeerNeverUpGetsNoRelayedEvent(t *testing.T) {
 		t.Fatal("no round due after d came up")
 	}
 	m.Round(t0)
-	want(t, "announced to d", sends(m.Ready()), []string{"3:IHAVE x/5/5"})
+	want(t, "announced to d", sends(m.Ready()), []string{"3:IHAVE me/100/100", "3:IHAVE x/5/5"})
 	m.Graft(d, wire.NewGraft("x", 5, 5, true), t0)
 	if rd := m.Ready(); len(rd.Resends) != 1 || rd.Resends[0].To != d {
 		t.Fatalf("d's graft answered with %+v", rd.Resends)
 	}
 	m.PeerDown(d)
 	want(t, "d down after it was up", ids(m.Release("x", 5, 6, 0, []string{"x"}, t0)), []string{"3"})
+}
+
+// An event emitted while the node has no link at all goes nowhere; the
+// first peer to come up is told how far this node's events go, in a flood
+// too, and grafts them. Otherwise, with no event after it, nobody would
+// ever hear of it.
+func TestAloneEmitIsAnnounced(t *testing.T) {
+	for _, flood := range []bool{false, true} {
+		t.Run(fmt.Sprint("flood=", flood), func(t *testing.T) {
+			m := New(Config{Self: "me", SelfBoot: 100, Flood: flood, GiveUp: giveUp, IdleTimeout: time.Hour, Released: marks{}})
+			want(t, "alone", ids(m.Emit(100, t0)), nil)
+			want(t, "alone", ids(m.Emit(101, t0)), nil)
+			m.Round(t0)
+			want(t, "no peer to tell", sends(m.Ready()), nil)
+			p := m.AddPeer()
+			m.PeerUp(p, "a", 1)
+			if !m.TakeDue() {
+				t.Fatal("no round due after a came up")
+			}
+			m.Round(t0)
+			want(t, "announced to a", sends(m.Ready()), []string{"0:IHAVE me/100/101"})
+			m.Graft(p, wire.NewGraft("me", 100, 100, true), t0)
+			if rd := m.Ready(); len(rd.Resends) != 1 || rd.Resends[0] != (Resend{To: p, Origin: "me", Boot: 100, From: 100, Upto: 101}) {
+				t.Fatalf("a's graft answered with %+v, want 100-101", rd.Resends)
+			}
+			m.Round(t0)
+			want(t, "announced once", sends(m.Ready()), nil)
+		})
+	}
 }
 
 // A remote that restarted (a new boot in its handshake) has forgotten the

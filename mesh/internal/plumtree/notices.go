@@ -42,13 +42,17 @@ func (n *notices) flush() {
 // lazy (every lazy origin after a reconnect). A peer that is down gets
 // none: it would only fill its retransmit buffer; it is re-announced when
 // it is back.
+//
+// A peer that comes up is also told how far this node's own events go,
+// eager or lazy, flooding or not: an event emitted while the node had no
+// link at all (alone, or between neighbours in a partial view's repair)
+// went to nobody and sits only in this node's store. Without the notice,
+// the first peer hears of it with the next event, and never if there is
+// none: a node isolated for a moment lost its last events, silently.
 func (m *Machine) sendNotices() {
 	m.notices.flush()
-	dirty := m.notices.dirty
+	dirty := m.notices.dirty // empty when flooding (advanced)
 	defer clear(dirty)
-	if m.cfg.Flood {
-		return
-	}
 	for i := range m.peers {
 		pr := &m.peers[i]
 		if !pr.live || !pr.up || len(dirty) == 0 && !pr.announce {
@@ -60,7 +64,7 @@ func (m *Machine) sendNotices() {
 		if announce {
 			pr.announce = false
 			for name, o := range m.origins {
-				if name != pr.node && o.boot != 0 && o.isLazy(p) {
+				if name != pr.node && o.boot != 0 && (name == m.cfg.Self || !m.cfg.Flood && o.isLazy(p)) {
 					entries = append(entries, wire.Notice{Origin: name, Boot: o.boot, Upto: o.upto})
 				}
 			}
