@@ -65,13 +65,23 @@ func (n *Node) handleConn(conn net.Conn) {
 		relay.Refuse(conn, "connected to self")
 		return
 	}
-	if n.ov != nil && n.isMember(hello.NodeID) && !n.ov.wants(hello.NodeID) {
-		// Its view and ours disagree for a moment (the link waits for a
-		// reply still on its way) or for good: its side takes the refusal
-		// as a lost link and repairs.
-		n.log.Debug("refused a member that is not a neighbour", "peer", hello.NodeID, "addr", addr)
-		relay.Refuse(conn, "not a neighbour in the partial view")
-		return
+	if m, ok := n.member(hello.NodeID); ok {
+		if m.Channel == n.cfg.Channel && !n.sameView(m) {
+			// A member that differs on keeping a partial view (its old
+			// link redialling a restarted node, say): reported once by
+			// checkMember, never linked.
+			n.log.Debug("refused a member that differs on keeping a partial view", "peer", hello.NodeID, "addr", addr)
+			relay.Refuse(conn, ErrViewMismatch.Error())
+			return
+		}
+		if n.ov != nil && !n.ov.wants(hello.NodeID) {
+			// Its view and ours disagree for a moment (the link waits for
+			// a reply still on its way) or for good: its side takes the
+			// refusal as a lost link and repairs.
+			n.log.Debug("refused a member that is not a neighbour", "peer", hello.NodeID, "addr", addr)
+			relay.Refuse(conn, "not a neighbour in the partial view")
+			return
+		}
 	}
 	authenticated := relay.Authenticated(conn)
 	n.mu.Lock()

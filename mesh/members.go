@@ -146,7 +146,10 @@ func (n *Node) GossipAddr() string {
 // member that leaves gracefully is released at once (releaseLeft).
 func (n *Node) memberEvent(ev membership.Event) {
 	m := ev.Member
-	n.checkMember(m, ev.Kind)
+	if err := n.checkMember(m, ev.Kind); err != nil {
+		n.unlinkForeign(m.Name, err)
+		return
+	}
 	if !n.ours(m) {
 		return
 	}
@@ -251,10 +254,10 @@ func (n *Node) sameView(m membership.Member) bool {
 // view does only for its neighbours, and is refused when it dials one).
 // Each is an error log line and a Rejected PeerEvent (ErrVersionMismatch,
 // ErrViewMismatch): unsaid, each side would miss the other's events and
-// nobody would know why.
-func (n *Node) checkMember(m membership.Member, kind membership.EventKind) {
+// nobody would know why. It returns the difference, nil if none.
+func (n *Node) checkMember(m membership.Member, kind membership.EventKind) error {
 	if m.Name == n.id || m.Channel != n.cfg.Channel {
-		return
+		return nil
 	}
 	var err error
 	var advice string
@@ -274,16 +277,47 @@ func (n *Node) checkMember(m membership.Member, kind membership.EventKind) {
 	if kind == membership.MemberLeave || err == nil {
 		delete(n.mismatched, m.Name)
 		n.mu.Unlock()
-		return
+		return nil
 	}
 	was, reported := n.mismatched[m.Name]
 	n.mismatched[m.Name] = err.Error()
 	n.mu.Unlock()
-	if reported && was == err.Error() {
-		return
+	if !reported || was != err.Error() {
+		n.log.Error("member cannot be linked: "+advice, "member", m.Name, "error", err)
+		n.pdisp.peerEvent(PeerEvent{Kind: Rejected, PeerID: m.Name, Addr: m.RelayAddr, Err: err})
 	}
-	n.log.Error("member cannot be linked: "+advice, "member", m.Name, "error", err)
-	n.pdisp.peerEvent(PeerEvent{Kind: Rejected, PeerID: m.Name, Addr: m.RelayAddr, Err: err})
+	return err
+}
+
+// unlinkForeign closes for good the links of a member that this node can
+// no longer link (checkMember said why): a neighbour that restarted with
+// another ActiveView under the same NodeID would otherwise be redialled by
+// its old link, accepted by a node that links every member, and kept as a
+// neighbour while the rest of the view cannot reach it. What the links
+// held for it will never reach it: counted in Stats.Expired and reported
+// with the reason, an Expired PeerEvent whose Dropped counts it and a
+// warning. A partial view forgets
+// the member and repairs around it.
+func (n *Node) unlinkForeign(id string, why error) {
+	n.mu.Lock()
+	gone := n.memberPeersLocked(id)
+	n.mu.Unlock()
+	for _, p := range gone {
+		addr := p.Addr()
+		held := n.removePeer(p)
+		p.link.Close()
+		dropped := p.link.Buffered() + held
+		n.stats.expired.Add(uint64(dropped))
+		if dropped > 0 {
+			n.log.Warn("link closed: the member cannot be linked; what it held is dropped", "peer", id, "addr", addr, "dropped", dropped, "error", why)
+		} else {
+			n.log.Info("link closed: the member cannot be linked", "peer", id, "addr", addr, "error", why)
+		}
+		n.pdisp.peerEvent(PeerEvent{Kind: Expired, Peer: p, PeerID: id, Addr: addr, Err: why, Dropped: dropped})
+	}
+	if n.ov != nil {
+		n.ov.forget(id)
+	}
 }
 
 // memberPeersLocked returns member id's links: the one this node dialled

@@ -293,6 +293,12 @@ func (o *overlay) wants(id string) bool {
 	return o.m.Wants(id)
 }
 
+// forget takes member id out of both views, for good unless membership
+// offers it again.
+func (o *overlay) forget(id string) {
+	o.input(func() { o.m.Forget(id) })
+}
+
 // memberEvent feeds membership's news to the machine.
 func (o *overlay) memberEvent(ev membership.Event) {
 	m := ev.Member
@@ -363,14 +369,18 @@ func (n *Node) ring(ms []membership.Member) (succ, pred string) {
 	return ids[(i+1)%len(ids)], ids[(i+len(ids)-1)%len(ids)]
 }
 
-// isMember reports whether membership lists id, in any state.
-func (n *Node) isMember(id string) bool {
+// member returns what membership knows of id, in any state; false if it
+// lists no such member, or this node runs without membership.
+func (n *Node) member(id string) (membership.Member, bool) {
+	if n.mem == nil {
+		return membership.Member{}, false
+	}
 	for _, m := range n.mem.Members() {
 		if m.Name == id {
-			return true
+			return m, true
 		}
 	}
-	return false
+	return membership.Member{}, false
 }
 
 // memberLinks returns the state of each member's link (dialled or
@@ -409,7 +419,7 @@ func (n *Node) memberLinkLocked(id string) (s relay.State, ok bool) {
 }
 
 // linkMember dials member id at its relay address, unless a link to it
-// exists.
+// exists or it is not one this node may link (ours).
 func (n *Node) linkMember(id string) {
 	n.mu.Lock()
 	_, dialled := n.members[id]
@@ -418,12 +428,9 @@ func (n *Node) linkMember(id string) {
 	if dialled || accepted {
 		return
 	}
-	for _, m := range n.mem.Members() {
-		if m.Name == id && m.RelayAddr != "" {
-			if _, err := n.dial(m.RelayAddr, id); err != nil {
-				n.log.Warn("cannot link a neighbour", "peer", id, "addr", m.RelayAddr, "error", err)
-			}
-			return
+	if m, ok := n.member(id); ok && m.RelayAddr != "" && n.ours(m) {
+		if _, err := n.dial(m.RelayAddr, id); err != nil {
+			n.log.Warn("cannot link a neighbour", "peer", id, "addr", m.RelayAddr, "error", err)
 		}
 	}
 }

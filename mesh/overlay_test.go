@@ -1,6 +1,7 @@
 package mesh_test
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"slices"
@@ -450,5 +451,60 @@ func TestViewMismatchIsReported(t *testing.T) {
 		oddView.Store(3)
 		c.Restart(odd)
 		c.WaitAll(t)
+	})
+}
+
+// A neighbour that crashes and comes back under the same NodeID linking
+// every member is unlinked: its old link redialled it and, accepted by a
+// node that links every member, kept it in the view while the rest of the
+// view could not reach it (it sent nothing onward). Now both its old
+// neighbours close their links and repair around it, it refuses their
+// redials, and what their links held for it is reported, never silent.
+func TestNeighbourRestartedWithOtherViewIsUnlinked(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const odd = 2
+		var oddView atomic.Int64
+		oddView.Store(3)
+		c := testcluster.NewWith(t, 3, testcluster.Options{Join: true, Seed: 5, WaitTimeout: time.Minute,
+			Configure: func(i int, cfg *mesh.Config) {
+				cfg.ActiveView = 3
+				if i == odd {
+					cfg.ActiveView = int(oddView.Load())
+				}
+			}})
+		logs := []*peerLog{watchPeers(c.Node(0)), watchPeers(c.Node(1))}
+		c.Kill(odd)
+		const k = 3
+		for j := range k {
+			c.Emit(0, "while-down", j) // buffered on node 0's link to the odd one
+		}
+		oddView.Store(0)
+		c.Restart(odd)
+		eventually(t, time.Minute, "both neighbours to report the odd one", func() bool {
+			return logs[0].rejected(c.ID(odd), mesh.ErrViewMismatch) > 0 && logs[1].rejected(c.ID(odd), mesh.ErrViewMismatch) > 0
+		})
+		time.Sleep(30 * time.Second) // the old links' back-off has long run out
+		for i := range 2 {
+			if v := c.Node(i).ActiveView(); slices.Contains(v, c.ID(odd)) {
+				t.Errorf("node %d keeps the odd node in its active view %v", i, v)
+			}
+			for _, p := range c.Node(i).Peers() {
+				if p.ID() == c.ID(odd) {
+					t.Errorf("node %d keeps a link to the odd node (%v)", i, p.State())
+				}
+			}
+		}
+		if p := c.Node(odd).Peers(); len(p) != 0 {
+			t.Errorf("the odd node has %d links, want none", len(p))
+		}
+		dropped := logs[0].dropped(mesh.Expired)
+		if e, ok := logs[0].find(mesh.Expired); ok && (e.PeerID != c.ID(odd) || !errors.Is(e.Err, mesh.ErrViewMismatch)) {
+			t.Errorf("node 0 reported %+v, want the odd node's link dropped for ErrViewMismatch", e)
+		}
+		if got := c.Recorder(odd).FromOrigin(c.ID(0)); got+dropped < k {
+			t.Errorf("of node 0's %d events while the odd node was down, it got %d and %d were reported dropped: the rest went silently", k, got, dropped)
+		}
+		c.Emit(1, "after", 0)
+		c.WaitFromOrigin(t, 0, 1, 1)
 	})
 }

@@ -41,7 +41,7 @@ type Stats struct {
 	Duplicates     uint64 // event frames dropped as already seen
 	Forwarded      uint64 // event frames relayed to other links
 	Overflowed     uint64 // events dropped from peer buffers at BufferMax
-	Expired        uint64 // events dropped with a peer gone for BufferTimeout, or unacknowledged when this node closed
+	Expired        uint64 // events dropped with a peer gone for BufferTimeout or found unable to link (ErrViewMismatch), or unacknowledged when this node closed
 	Released       uint64 // events freed unsent for a member that left the cluster or the partial view, or a link whose dialer never completed its handshake: not losses (the peer left, or its tree grafts them)
 	HandlerDropped uint64 // deliveries dropped because handlers were too slow
 	Skipped        uint64 // events declared lost after ReorderTimeout
