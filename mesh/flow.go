@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/verbosemesh/verbose/mesh/internal/flow"
@@ -274,6 +275,15 @@ func (r *router) receiveGrant(from plumtree.PeerID, g *wire.Grant, now time.Time
 	r.carryFlowLocked(now)
 }
 
+// An Emit that waits this long is logged with what it waits for, and
+// again every emitWaitRepeat while it waits: a held emitter is never
+// silent, and says which consumer holds it before Timeout declares that
+// one slow.
+const (
+	emitWaitReport = 2 * time.Second
+	emitWaitRepeat = 10 * time.Second
+)
+
 // waitFlow is Emit's back-pressure: it waits while some of this node's own
 // events wait for a consumer (credit or link room). Flow control stops waiting for a
 // consumer that takes nothing for Timeout, so the wait ends by then.
@@ -283,6 +293,7 @@ func (n *Node) waitFlow(ctx context.Context) error {
 		return nil
 	}
 	start := time.Now()
+	var report <-chan time.Time
 	for {
 		r.mu.Lock()
 		full, ch := r.ownFull.Load(), r.emitSpace
@@ -290,8 +301,16 @@ func (n *Node) waitFlow(ctx context.Context) error {
 		if !full {
 			break
 		}
+		if report == nil {
+			t := time.NewTimer(emitWaitReport)
+			defer t.Stop()
+			report = t.C
+		}
 		select {
 		case <-ch:
+		case <-report:
+			r.reportEmitWait(time.Since(start))
+			report = time.After(emitWaitRepeat)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-n.stop:
@@ -301,4 +320,52 @@ func (n *Node) waitFlow(ctx context.Context) error {
 	n.stats.emitWaits.Add(1)
 	n.stats.emitWaited.Add(uint64(time.Since(start)))
 	return nil
+}
+
+// reportEmitWait logs, at Warn, that Emit has waited this long, and for
+// what: the consumers this node's oldest held event still waits for, each
+// with the credit it gave and how long it has taken nothing.
+func (r *router) reportEmitWait(waited time.Duration) {
+	r.mu.Lock()
+	now := r.read()
+	seq, at, waits, ok := r.flow.Oldest(r.self)
+	held := r.flow.Backlog(r.self)
+	var desc []string
+	for _, w := range waits {
+		var b strings.Builder
+		if w.Peer == flow.Local {
+			b.WriteString("this node's handlers")
+		} else {
+			id := r.peers[w.Peer].link.RemoteID()
+			if id == "" {
+				id = "a link not yet linked"
+			}
+			b.WriteString(id)
+			switch {
+			case !w.Up:
+				b.WriteString(" (down")
+			case w.Granted:
+				fmt.Fprintf(&b, " (granted up to %d", w.Credit)
+			default:
+				b.WriteString(" (no grant yet")
+			}
+			if w.Tentative {
+				b.WriteString(", tentative")
+			}
+			b.WriteString(")")
+		}
+		if w.Slow {
+			b.WriteString(" slow")
+		}
+		if !w.Since.IsZero() {
+			fmt.Fprintf(&b, " idle %v", now.Sub(w.Since).Round(time.Millisecond))
+		}
+		desc = append(desc, b.String())
+	}
+	r.mu.Unlock()
+	if !ok {
+		return
+	}
+	r.log.Warn("Emit waits for consumers (back-pressure)", "waited", waited.Round(time.Millisecond),
+		"held", held, "oldest_seq", seq, "oldest_held", now.Sub(at).Round(time.Millisecond), "waits_for", strings.Join(desc, "; "))
 }

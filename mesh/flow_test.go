@@ -3,10 +3,13 @@ package mesh_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/verbosemesh/verbose/mesh"
 	"github.com/verbosemesh/verbose/testcluster"
@@ -164,10 +167,14 @@ func TestRingWhereEveryNodeBlastsFinishes(t *testing.T) {
 func TestStuckHandlerStallsEmitOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const timeout = 5 * time.Second
+		logs := &logBuffer{}
 		c := testcluster.NewWith(t, 2, testcluster.Options{Configure: func(i int, cfg *mesh.Config) {
 			cfg.BufferMax = 100
 			cfg.HandlerQueue = 64
 			cfg.Timeout = timeout
+			if i == 0 {
+				cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: "node-00", Level: hclog.Warn, Output: logs})
+			}
 		}})
 		unstick := make(chan struct{})
 		var once sync.Once
@@ -196,6 +203,11 @@ func TestStuckHandlerStallsEmitOnce(t *testing.T) {
 		// sender would declare it slow at Timeout.
 		if took := time.Since(start); len(stalls) != 1 || took < timeout/2 || took > timeout {
 			t.Fatalf("Emit stalled %v, %v in all; want once, for Timeout/2 to Timeout (%v)", stalls, took, timeout)
+		}
+		// Past 2s the emitter said what it waits for: node 1, which has
+		// granted the first window and takes nothing more.
+		if l := logs.lines("Emit waits for consumers"); len(l) != 1 || !strings.Contains(l[0], "waits_for=\"node-01 (granted up to ") {
+			t.Fatalf("the emitter's reports of its wait: %q, want one naming node-01 and its grant", l)
 		}
 		release()
 		deadline := time.Now().Add(time.Minute)
@@ -237,4 +249,29 @@ func TestBackpressureOverTCP(t *testing.T) {
 	}
 	c.WaitAll(t)
 	checkNothingDropped(t, c)
+}
+
+// logBuffer keeps a node's log lines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// lines returns the lines that contain s.
+func (l *logBuffer) lines(s string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, line := range strings.Split(l.buf.String(), "\n") {
+		if strings.Contains(line, s) {
+			out = append(out, line)
+		}
+	}
+	return out
 }

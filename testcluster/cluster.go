@@ -43,7 +43,8 @@ type Options struct {
 	// Seed drives the in-memory network's randomness.
 	Seed int64
 	// Configure adjusts node i's config before New (NodeID, Transport and
-	// the addresses are set by the cluster).
+	// the addresses are set by the cluster). Logger is the test log at
+	// LogLevel when it is called; it may replace or wrap it.
 	Configure func(i int, c *mesh.Config)
 	// KeepEvents makes every Recorder keep the events themselves.
 	KeepEvents bool
@@ -142,6 +143,8 @@ func (c *Cluster) start(i int) {
 	c.t.Helper()
 	m := c.nodes[i]
 	cfg := mesh.Config{NodeID: m.id}
+	// Before Configure, which may replace or wrap it.
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: m.id, Level: c.opts.LogLevel, Output: testWriter{c.t}})
 	if c.opts.Configure != nil {
 		c.opts.Configure(i, &cfg)
 	}
@@ -161,7 +164,6 @@ func (c *Cluster) start(i int) {
 		}
 		meshopt.Set(&cfg, opts)
 	}
-	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: m.id, Level: c.opts.LogLevel, Output: testWriter{c.t}})
 	node, err := mesh.New(cfg)
 	if err != nil {
 		c.t.Fatalf("testcluster: node %d: %v", i, err)

@@ -795,3 +795,58 @@ func (m *Machine[T]) sweep(now time.Time) {
 		}
 	}
 }
+
+// Waiter is a target that an origin's oldest held event still waits for.
+type Waiter struct {
+	Peer      Peer // a link, or Local
+	Tentative bool // kept for the link tentatively (Release's tentative)
+	Up        bool // the link is connected (Local: always)
+	Slow      bool
+	// Credit is how far the link lets this node send the event's boot;
+	// Granted is false before its first grant or send.
+	Credit  uint64
+	Granted bool
+	// Since is when the target last took something, or began to be
+	// waited on; zero if it is not waited on as blocked.
+	Since time.Time
+}
+
+// Oldest describes origin's oldest held event: its seq, when it was held,
+// and the targets it still waits for. It says why the origin's emitter
+// waits; ok is false when nothing of origin is held.
+func (m *Machine[T]) Oldest(origin string) (seq uint64, at time.Time, waits []Waiter, ok bool) {
+	o := m.origins[origin]
+	if o == nil || o.len() == 0 {
+		return 0, time.Time{}, nil, false
+	}
+	e := &o.held[o.head]
+	link := func(p Peer, tentative bool) Waiter {
+		w := Waiter{Peer: p, Tentative: tentative}
+		if int(p) < len(o.credit) {
+			if c := o.credit[p]; c.set && c.boot == e.boot {
+				w.Credit, w.Granted = c.upto, true
+			}
+		}
+		if pr := m.peer(p); pr != nil {
+			w.Up, w.Slow = pr.up, pr.slow
+			if pr.blocked {
+				w.Since = pr.since
+			}
+		}
+		return w
+	}
+	for _, p := range e.to {
+		waits = append(waits, link(p, false))
+	}
+	for _, p := range e.maybe {
+		waits = append(waits, link(p, true))
+	}
+	if e.local {
+		w := Waiter{Peer: Local, Up: true, Slow: m.local.slow}
+		if m.local.blocked {
+			w.Since = m.local.since
+		}
+		waits = append(waits, w)
+	}
+	return e.seq, e.at, waits, true
+}
