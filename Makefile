@@ -13,7 +13,7 @@ build: ## build meshnode into ./bin
 	$(GO) build -o bin/meshnode ./cmd/meshnode
 
 test: ## the whole test suite, with the race detector; then the 200-node partial view, without it
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+	GO=$(GO) bash .ci/gotest-race -count=1 -timeout 15m -- $(PKGS)
 	$(GO) test -count=1 -timeout 5m -run 'TestPartialViewSimulation' ./mesh
 
 overlay-large: ## the partial-view simulation with 1,000 nodes (synctest, in memory; minutes)
