@@ -296,8 +296,7 @@ func (n *Node) checkMember(m membership.Member, kind membership.EventKind) error
 // neighbour while the rest of the view cannot reach it. What the links
 // held for it will never reach it: counted in Stats.Expired and reported
 // with the reason, an Expired PeerEvent whose Dropped counts it and a
-// warning. A partial view forgets
-// the member and repairs around it.
+// warning. A partial view forgets the member and repairs around it.
 func (n *Node) unlinkForeign(id string, why error) {
 	n.mu.Lock()
 	gone := n.memberPeersLocked(id)
