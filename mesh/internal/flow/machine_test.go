@@ -139,6 +139,33 @@ func TestATargetWaitsAloneTheOthersGoOn(t *testing.T) {
 	}
 }
 
+// Oldest says what the oldest held event waits for: the link with no
+// credit left (its grant, and since when it is waited on), not the one
+// that took it; and nothing once it went.
+func TestOldestNamesWhatItWaitsFor(t *testing.T) {
+	m, _ := newMachine(16, false)
+	m.AddPeer(a)
+	m.AddPeer(b)
+	m.PeerUp(a, 100, t0)
+	m.PeerUp(b, 2, t0)
+	if _, _, _, ok := m.Oldest("x"); ok {
+		t.Fatal("Oldest with nothing held")
+	}
+	for s := uint64(1); s <= 4; s++ {
+		release(m, s, []Peer{a, b}, false, t0.Add(time.Duration(s)*time.Millisecond))
+	}
+	seq, at, waits, ok := m.Oldest("x")
+	want := []Waiter{{Peer: b, Up: true, Credit: 2, Granted: true, Since: t0.Add(3 * time.Millisecond)}}
+	if !ok || seq != 3 || !at.Equal(t0.Add(3*time.Millisecond)) || !slices.Equal(waits, want) {
+		t.Fatalf("Oldest: seq %d at %v waits %+v ok %v; want 3, held at +3ms, waiting for %+v", seq, at, waits, ok, want)
+	}
+	m.Granted(b, "x", 1, 4, t0)
+	m.Ready()
+	if _, _, w, ok := m.Oldest("x"); ok {
+		t.Fatalf("Oldest after the grant: %+v", w)
+	}
+}
+
 func TestLinkRoomHoldsAndResumeSends(t *testing.T) {
 	m, r := newMachine(16, false)
 	m.AddPeer(a)
