@@ -138,6 +138,10 @@ type peer struct {
 	node       string // remote node id, "" before the first handshake
 	remoteBoot uint64
 	announce   bool // re-announce every lazy origin at the next round (reconnected)
+	// ownUpto is this node's last event when the peer came up (0: none):
+	// the announcement of its own origin names no later one (see
+	// sendNotices).
+	ownUpto uint64
 }
 
 // New returns a machine with no peer.
@@ -208,6 +212,10 @@ func (m *Machine) PeerUp(p PeerID, node string, remoteBoot uint64) {
 	}
 	pr.node = node
 	pr.announce, m.due = true, true
+	pr.ownUpto = 0
+	if m.ownNext > m.cfg.SelfBoot {
+		pr.ownUpto = m.ownNext - 1
+	}
 }
 
 // PeerDown notes that p's connection is lost; it buffers what it is sent.

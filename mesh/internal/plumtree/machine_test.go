@@ -205,6 +205,24 @@ func TestAloneEmitIsAnnounced(t *testing.T) {
 	}
 }
 
+// The announcement of this node's own events names the last one emitted
+// when the peer came up, not those emitted since: flow control may hold
+// them for the peer's credit, and a notice of them made the peer graft
+// what was on its way, around its own back-pressure.
+func TestOwnAnnouncementStopsAtPeerUp(t *testing.T) {
+	m, _ := newTest(t, false)
+	for s := uint64(100); s <= 105; s++ {
+		m.Emit(s, t0)
+	}
+	m.PeerDown(1)
+	m.PeerUp(1, "b", 1)
+	for s := uint64(106); s <= 110; s++ {
+		m.Emit(s, t0) // held for b by flow control, say
+	}
+	m.Round(t0)
+	want(t, "announced to b", sends(m.Ready()), []string{"1:IHAVE me/100/105"})
+}
+
 // A remote that restarted (a new boot in its handshake) has forgotten the
 // tree: its marks go, and what it had grafted is lazy again.
 func TestRestartedPeerForgetsItsMarks(t *testing.T) {

@@ -43,12 +43,17 @@ func (n *notices) flush() {
 // none: it would only fill its retransmit buffer; it is re-announced when
 // it is back.
 //
-// A peer that comes up is also told how far this node's own events go,
-// eager or lazy, flooding or not: an event emitted while the node had no
-// link at all (alone, or between neighbours in a partial view's repair)
-// went to nobody and sits only in this node's store. Without the notice,
-// the first peer hears of it with the next event, and never if there is
-// none: a node isolated for a moment lost its last events, silently.
+// A peer that comes up is also told how far this node's own events went
+// when it came up, eager or lazy, flooding or not: an event emitted while
+// the node had no link at all (alone, or between neighbours in a partial
+// view's repair) went to nobody and sits only in this node's store.
+// Without the notice, the first peer hears of it with the next event, and
+// never if there is none: a node isolated for a moment lost its last
+// events, silently. Every earlier event is on the peer's link, ahead of
+// the notice, or was dropped from it (overflow): those the peer grafts.
+// Not the events emitted since it came up: flow control may hold them
+// for the peer's credit, and a notice of them made it graft, around its
+// own back-pressure, what was on its way.
 func (m *Machine) sendNotices() {
 	m.notices.flush()
 	dirty := m.notices.dirty // empty when flooding (advanced)
@@ -64,8 +69,12 @@ func (m *Machine) sendNotices() {
 		if announce {
 			pr.announce = false
 			for name, o := range m.origins {
-				if name != pr.node && o.boot != 0 && (name == m.cfg.Self || !m.cfg.Flood && o.isLazy(p)) {
+				switch {
+				case name == pr.node || o.boot == 0:
+				case !m.cfg.Flood && o.isLazy(p):
 					entries = append(entries, wire.Notice{Origin: name, Boot: o.boot, Upto: o.upto})
+				case name == m.cfg.Self && pr.ownUpto != 0:
+					entries = append(entries, wire.Notice{Origin: name, Boot: o.boot, Upto: pr.ownUpto})
 				}
 			}
 		}
