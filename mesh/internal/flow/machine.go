@@ -477,9 +477,15 @@ func (m *Machine[T]) progress(t *target, p Peer, now time.Time) {
 
 // Resume looks again at everything held: room may have freed (a link's
 // buffer drained, the handlers took events).
+//
+// The handlers' progress is noted here, as it happens (the caller resumes
+// when they take events): noted only by the next Tick, a take just after
+// the handlers were first waited on restarted their wait at that Tick, so
+// that stuck handlers were declared slow after Timeout instead of
+// Timeout/2, together with their senders' verdict on this node.
 func (m *Machine[T]) Resume(now time.Time) {
-	if m.local.slow && m.cfg.Rooms.HandlersTaken() != m.local.taken {
-		m.local.taken = m.cfg.Rooms.HandlersTaken()
+	if taken := m.cfg.Rooms.HandlersTaken(); taken != m.local.taken {
+		m.local.taken = taken
 		m.progress(&m.local, Local, now)
 	}
 	for o := range m.waiting {

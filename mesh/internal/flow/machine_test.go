@@ -314,6 +314,28 @@ func TestStuckHandlersStallOnceThenOverflow(t *testing.T) {
 	}
 }
 
+// The handlers' wait restarts when they take, as the caller resumes, not
+// when a later Tick notices: a take 100ms after the handlers were first
+// waited on has them declared slow Timeout/2 after the take, not
+// Timeout/2 after the first Tick.
+func TestHandlersWaitFromTheirLastTake(t *testing.T) {
+	m, r := newMachine(16, false)
+	r.handler = 0
+	if d := release(m, 1, nil, true, t0); !d.Held {
+		t.Fatal("delivered into a full queue")
+	}
+	r.taken = 1 // the dispatcher took a batch; the handler is stuck in it
+	m.Resume(t0.Add(100 * time.Millisecond))
+	m.Ready()
+	if at, ok := m.NextDeadline(); !ok || !at.Equal(t0.Add(600*time.Millisecond)) {
+		t.Fatalf("next deadline %v (%v), want the take + Timeout/2", at, ok)
+	}
+	m.Tick(t0.Add(600 * time.Millisecond))
+	if out := m.Ready(); !slices.Equal(out.Notices, []Notice{{Target: Local, Slow: true}}) {
+		t.Fatalf("Timeout/2 after the take: %+v", out.Notices)
+	}
+}
+
 func TestANoLongerWaitedTargetIsNotDeclared(t *testing.T) {
 	m, _ := newMachine(16, false)
 	m.AddPeer(a)
