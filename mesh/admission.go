@@ -111,11 +111,22 @@ func (n *Node) detachLocked(p *Peer) (held int) {
 // evicted closes a peer detached to make room and reports what it held.
 func (n *Node) evicted(p *Peer, held int, forID string) {
 	id, addr := p.ID(), p.Addr()
-	p.link.Close()
-	dropped := p.link.Buffered() + held
-	n.stats.expired.Add(uint64(dropped))
+	dropped := n.expire(p, id, held, ErrEvicted)
 	n.log.Info("released the longest-disconnected peer to make room", "peer", id, "addr", addr, "dropped", dropped, "for", forID, "max_peers", n.cfg.MaxPeers)
-	n.pdisp.peerEvent(PeerEvent{Kind: Expired, Peer: p, PeerID: id, Addr: addr, Err: ErrEvicted, Dropped: dropped})
+}
+
+// expire closes p, already detached from the node, and reports what it
+// held as never to be sent: its buffer and the events flow control held
+// for it (held), counted in Stats.Expired and in the Expired PeerEvent
+// about peer id that says why. The caller logs it; expire returns the
+// count.
+func (n *Node) expire(p *Peer, id string, held int, why error) (dropped int) {
+	addr := p.Addr()
+	p.link.Close()
+	dropped = p.link.Buffered() + held
+	n.stats.expired.Add(uint64(dropped))
+	n.pdisp.peerEvent(PeerEvent{Kind: Expired, Peer: p, PeerID: id, Addr: addr, Err: why, Dropped: dropped})
+	return dropped
 }
 
 // confirmInbound gives a provisional link its slot: its dialer completed

@@ -293,7 +293,8 @@ func (n *Node) waitFlow(ctx context.Context) error {
 		return nil
 	}
 	start := time.Now()
-	var report <-chan time.Time
+	report := time.NewTimer(emitWaitReport)
+	defer report.Stop()
 	for {
 		r.mu.Lock()
 		full, ch := r.ownFull.Load(), r.emitSpace
@@ -301,16 +302,11 @@ func (n *Node) waitFlow(ctx context.Context) error {
 		if !full {
 			break
 		}
-		if report == nil {
-			t := time.NewTimer(emitWaitReport)
-			defer t.Stop()
-			report = t.C
-		}
 		select {
 		case <-ch:
-		case <-report:
+		case <-report.C:
 			r.reportEmitWait(time.Since(start))
-			report = time.After(emitWaitRepeat)
+			report.Reset(emitWaitRepeat)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-n.stop:

@@ -303,16 +303,11 @@ func (n *Node) unlinkForeign(id string, why error) {
 	n.mu.Unlock()
 	for _, p := range gone {
 		addr := p.Addr()
-		held := n.removePeer(p)
-		p.link.Close()
-		dropped := p.link.Buffered() + held
-		n.stats.expired.Add(uint64(dropped))
-		if dropped > 0 {
+		if dropped := n.expire(p, id, n.removePeer(p), why); dropped > 0 {
 			n.log.Warn("link closed: the member cannot be linked; what it held is dropped", "peer", id, "addr", addr, "dropped", dropped, "error", why)
 		} else {
 			n.log.Info("link closed: the member cannot be linked", "peer", id, "addr", addr, "error", why)
 		}
-		n.pdisp.peerEvent(PeerEvent{Kind: Expired, Peer: p, PeerID: id, Addr: addr, Err: why, Dropped: dropped})
 	}
 	if n.ov != nil {
 		n.ov.forget(id)
